@@ -1,0 +1,380 @@
+use super::*;
+
+const FULL: &str = r#"
+[ec2]
+region = "us-west-2"
+
+[vmware]
+server = "vcenter.example.com"
+username = "me@vsphere.local"
+password = "pa ss'word"
+datacenter = "DC0"
+datastore = "LocalDS_0"
+folder = "/DC0/vm"
+insecure_transport = true
+public_key_path = "~/.ssh/id_ed25519.pub"
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, rel: &str) -> Utf8PathBuf {
+        Utf8PathBuf::from_path_buf(self.dir.path().join(rel)).unwrap()
+    }
+
+    fn write(&self, rel: &str, text: &str) -> Utf8PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// An environment whose HOME is in the fixture and a loader whose system
+    /// file is in the fixture too, so the machine's files never interfere.
+    fn loader(&self, env: &[(&str, &str)]) -> Loader {
+        let mut e = Environment::from_pairs([("HOME", self.path("home").to_string())]);
+        for (k, v) in env {
+            e = e.with(*k, *v);
+        }
+        Loader::with_environment(e).system_file(self.path("etc/pycloudlib.toml"))
+    }
+}
+
+fn all_overrides() -> Overrides {
+    Overrides {
+        server: Some("o-server".into()),
+        username: Some("o-user".into()),
+        password: Some(Secret::new("o-pass")),
+        datacenter: Some("o-dc".into()),
+        datastore: Some("o-ds".into()),
+        folder: Some("o-folder".into()),
+        ..Overrides::default()
+    }
+}
+
+#[test]
+fn reads_every_key_of_the_vmware_section() {
+    let fx = Fixture::new();
+    let path = fx.write("cfg.toml", FULL);
+    let loaded = fx.loader(&[]).file(path.clone()).load().unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.server, "vcenter.example.com");
+    assert_eq!(c.username, "me@vsphere.local");
+    assert_eq!(c.password.expose(), "pa ss'word");
+    assert_eq!(c.datacenter, "DC0");
+    assert_eq!(c.datastore, "LocalDS_0");
+    assert_eq!(c.folder, "/DC0/vm");
+    assert!(c.insecure_transport);
+    assert_eq!(
+        c.public_key_path.as_deref(),
+        Some(Utf8Path::new("~/.ssh/id_ed25519.pub"))
+    );
+    assert_eq!(c.private_key_path, None);
+    assert_eq!(loaded.file.as_ref(), Some(&path));
+    assert_eq!(loaded.origin("server"), Some(&Origin::File(path)));
+    assert!(loaded.unknown_keys.is_empty());
+}
+
+#[test]
+fn search_order_is_pycloudlib_config_then_home_then_etc() {
+    let fx = Fixture::new();
+    let etc = fx.write("etc/pycloudlib.toml", &FULL.replace("DC0\"", "ETC\""));
+    // Only /etc exists: it is used.
+    let loaded = fx.loader(&[]).load().unwrap();
+    assert_eq!(loaded.file.as_ref(), Some(&etc));
+    assert_eq!(loaded.config.datacenter, "ETC");
+
+    // ~/.config wins over /etc.
+    let home = fx.write(
+        "home/.config/pycloudlib.toml",
+        &FULL.replace("DC0\"", "HOME\""),
+    );
+    let loaded = fx.loader(&[]).load().unwrap();
+    assert_eq!(loaded.file.as_ref(), Some(&home));
+    assert_eq!(loaded.config.datacenter, "HOME");
+
+    // PYCLOUDLIB_CONFIG wins over both.
+    let named = fx.write("named.toml", &FULL.replace("DC0\"", "NAMED\""));
+    let loaded = fx
+        .loader(&[("PYCLOUDLIB_CONFIG", named.as_str())])
+        .load()
+        .unwrap();
+    assert_eq!(loaded.config.datacenter, "NAMED");
+
+    // An explicit path wins over PYCLOUDLIB_CONFIG.
+    let explicit = fx.write("explicit.toml", &FULL.replace("DC0\"", "EXPLICIT\""));
+    let loaded = fx
+        .loader(&[("PYCLOUDLIB_CONFIG", named.as_str())])
+        .file(explicit)
+        .load()
+        .unwrap();
+    assert_eq!(loaded.config.datacenter, "EXPLICIT");
+}
+
+#[test]
+fn a_named_file_that_does_not_exist_is_an_error() {
+    let fx = Fixture::new();
+    fx.write("home/.config/pycloudlib.toml", FULL);
+    let err = fx
+        .loader(&[])
+        .file(fx.path("typo.toml"))
+        .load()
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ConfigError::NamedFileMissing { .. }), "{err:?}");
+    assert!(msg.contains("typo.toml") && msg.contains("given by the caller"), "{msg}");
+
+    let missing = fx.path("nope.toml");
+    let err = fx
+        .loader(&[("PYCLOUDLIB_CONFIG", missing.as_str())])
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("PYCLOUDLIB_CONFIG"), "{err}");
+}
+
+#[test]
+fn no_file_anywhere_lists_every_path_tried_and_every_missing_key() {
+    let fx = Fixture::new();
+    let err = fx.loader(&[]).load().unwrap_err();
+    let ConfigError::Missing { keys, file, tried } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(file, &None);
+    assert_eq!(
+        tried,
+        &vec![
+            fx.path("home/.config/pycloudlib.toml"),
+            fx.path("etc/pycloudlib.toml")
+        ]
+    );
+    let names: Vec<_> = keys.iter().map(|k| k.key).collect();
+    assert_eq!(
+        names,
+        ["server", "username", "password", "datacenter", "datastore", "folder"]
+    );
+    let msg = err.to_string();
+    for p in tried {
+        assert!(msg.contains(p.as_str()), "{msg}");
+    }
+    assert!(msg.contains("GOVC_URL") && msg.contains("GOVC_FOLDER"), "{msg}");
+}
+
+#[test]
+fn missing_keys_are_all_listed_with_the_file() {
+    let fx = Fixture::new();
+    let path = fx.write(
+        "cfg.toml",
+        "[vmware]\nserver = \"x\"\nusername = \"u\"\nfolder = \"\"\n",
+    );
+    let err = fx.loader(&[]).file(path.clone()).load().unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(path.as_str()), "{msg}");
+    assert!(
+        msg.contains("password, datacenter, datastore, folder"),
+        "empty values count as missing: {msg}"
+    );
+    assert!(!msg.contains("server,"), "{msg}");
+}
+
+#[test]
+fn a_file_without_a_vmware_section_reports_the_missing_keys() {
+    let fx = Fixture::new();
+    let path = fx.write("cfg.toml", "[ec2]\nregion = \"x\"\n");
+    let err = fx.loader(&[]).file(path.clone()).load().unwrap_err();
+    assert!(matches!(&err, ConfigError::Missing { file: Some(p), keys, .. } if *p == path && keys.len() == 6));
+}
+
+#[test]
+fn toml_errors_give_file_line_and_column() {
+    let fx = Fixture::new();
+    let path = fx.write("bad.toml", "[vmware]\nserver = \"x\"\nusername = = 3\n");
+    let err = fx.loader(&[]).file(path.clone()).load().unwrap_err();
+    let ConfigError::Toml { line, column, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*line, *column), (3, 12));
+    assert!(
+        err.to_string().starts_with(&format!("{path}:3:12: invalid TOML")),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_types_are_named_all_at_once_and_never_echo_the_password() {
+    let fx = Fixture::new();
+    let text = FULL
+        .replace("insecure_transport = true", "insecure_transport = \"yes\"")
+        .replace("datastore = \"LocalDS_0\"", "datastore = 7")
+        .replace("password = \"pa ss'word\"", "password = [\"hunter2\"]");
+    let path = fx.write("cfg.toml", &text);
+    let err = fx.loader(&[]).file(path).load().unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`insecure_transport` (line 12, column 22) must be true or false (without quotes), found the string \"yes\""),
+        "{msg}"
+    );
+    assert!(msg.contains("`datastore`") && msg.contains("the integer 7"), "{msg}");
+    assert!(msg.contains("`password`") && !msg.contains("hunter2"), "{msg}");
+}
+
+#[test]
+fn unknown_keys_are_reported_not_fatal() {
+    let fx = Fixture::new();
+    let path = fx.write("cfg.toml", &format!("{FULL}datastor = \"typo\"\n"));
+    let loaded = fx.loader(&[]).file(path).load().unwrap();
+    assert_eq!(loaded.unknown_keys, ["datastor"]);
+}
+
+#[test]
+fn overrides_win_over_the_file_and_env_fills_the_rest() {
+    let fx = Fixture::new();
+    let path = fx.write(
+        "cfg.toml",
+        "[vmware]\nserver = \"file-server\"\nusername = \"file-user\"\n",
+    );
+    let loaded = fx
+        .loader(&[
+            ("GOVC_URL", "env-server"),
+            ("GOVC_PASSWORD", "env-pass"),
+            ("GOVC_DATACENTER", "env-dc"),
+            ("GOVC_DATASTORE", "env-ds"),
+            ("GOVC_FOLDER", "env-folder"),
+            ("GOVC_INSECURE", "1"),
+            ("GOVC_RESOURCE_POOL", "/DC0/host/C0/Resources"),
+        ])
+        .file(path.clone())
+        .overrides(Overrides {
+            username: Some("override-user".into()),
+            ..Overrides::default()
+        })
+        .load()
+        .unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.server, "file-server");
+    assert_eq!(c.username, "override-user");
+    assert_eq!(c.password.expose(), "env-pass");
+    assert_eq!(c.folder, "env-folder");
+    assert!(c.insecure_transport);
+    assert_eq!(c.resource_pool.as_deref(), Some("/DC0/host/C0/Resources"));
+    assert_eq!(loaded.origin("server"), Some(&Origin::File(path)));
+    assert_eq!(loaded.origin("username"), Some(&Origin::Override));
+    assert_eq!(loaded.origin("password"), Some(&Origin::Env("GOVC_PASSWORD")));
+}
+
+#[test]
+fn all_required_overrides_read_no_file() {
+    let fx = Fixture::new();
+    // A broken file in a default location proves it is never opened.
+    fx.write("home/.config/pycloudlib.toml", "this is = = not toml");
+    let loaded = fx.loader(&[]).overrides(all_overrides()).load().unwrap();
+    assert_eq!(loaded.file, None);
+    assert_eq!(loaded.config.server, "o-server");
+    assert!(!loaded.config.insecure_transport);
+    assert_eq!(loaded.origin("insecure_transport"), Some(&Origin::Default));
+}
+
+#[test]
+fn env_alone_is_enough_when_no_file_exists() {
+    let fx = Fixture::new();
+    let loaded = fx
+        .loader(&[
+            ("GOVC_URL", "https://vc/sdk"),
+            ("GOVC_USERNAME", "u"),
+            ("GOVC_PASSWORD", "p"),
+            ("GOVC_DATACENTER", "dc"),
+            ("GOVC_DATASTORE", "ds"),
+            ("GOVC_FOLDER", "f"),
+        ])
+        .load()
+        .unwrap();
+    assert_eq!(loaded.config.server, "https://vc/sdk");
+    assert_eq!(loaded.file, None);
+}
+
+#[test]
+fn a_broken_default_file_is_an_error_not_skipped() {
+    let fx = Fixture::new();
+    fx.write("home/.config/pycloudlib.toml", "[vmware\n");
+    fx.write("etc/pycloudlib.toml", FULL);
+    let err = fx.loader(&[]).load().unwrap_err();
+    assert!(matches!(err, ConfigError::Toml { line: 1, .. }), "{err:?}");
+}
+
+#[test]
+fn bad_govc_insecure_is_named() {
+    let fx = Fixture::new();
+    let err = fx
+        .loader(&[("GOVC_INSECURE", "maybe")])
+        .overrides(all_overrides())
+        .load()
+        .unwrap_err();
+    assert!(err.to_string().contains("GOVC_INSECURE=\"maybe\""), "{err}");
+}
+
+#[test]
+fn govc_env_holds_the_config_and_hides_the_password() {
+    let fx = Fixture::new();
+    let loaded = fx
+        .loader(&[])
+        .overrides(Overrides {
+            insecure_transport: Some(true),
+            resource_pool: Some("/DC0/host/DC0_C0/Resources".into()),
+            ..all_overrides()
+        })
+        .load()
+        .unwrap();
+    let caller = Environment::from_pairs([
+        ("SSL_CERT_FILE", "/etc/ca.pem"),
+        ("AWS_SECRET_ACCESS_KEY", "nope"),
+    ]);
+    let env = loaded
+        .config
+        .govc_env(Some(Utf8PathBuf::from("/c/govmomi")), &caller);
+    let exposed: BTreeMap<&str, &str> = env.expose_all().collect();
+    assert_eq!(exposed["GOVC_URL"], "o-server");
+    assert_eq!(exposed["GOVC_USERNAME"], "o-user");
+    assert_eq!(exposed["GOVC_PASSWORD"], "o-pass");
+    assert_eq!(exposed["GOVC_INSECURE"], "1");
+    assert_eq!(exposed["GOVC_RESOURCE_POOL"], "/DC0/host/DC0_C0/Resources");
+    assert_eq!(exposed["GOVMOMI_HOME"], "/c/govmomi");
+    assert_eq!(exposed["SSL_CERT_FILE"], "/etc/ca.pem");
+    assert!(!exposed.contains_key("AWS_SECRET_ACCESS_KEY"));
+    assert!(!exposed.contains_key("GOVC_NETWORK"));
+    assert_eq!(env.get("GOVC_PASSWORD"), None);
+    assert!(env.vars().all(|(_, v)| v != "o-pass"));
+    let debug = format!("{env:?} {:?}", loaded.config);
+    assert!(!debug.contains("o-pass"), "{debug}");
+    assert!(debug.contains("<redacted>"));
+
+    let no_cache = loaded.config.govc_env(None, &Environment::default());
+    assert_eq!(no_cache.get("GOVC_PERSIST_SESSION"), Some("false"));
+}
+
+#[test]
+fn session_dir_follows_xdg_then_home() {
+    let e = Environment::from_pairs([("HOME", "/home/u")]);
+    assert_eq!(
+        e.govc_session_dir(),
+        Some(Utf8PathBuf::from("/home/u/.cache/vmw/govmomi"))
+    );
+    let e = e.with("XDG_CACHE_HOME", "/x");
+    assert_eq!(
+        e.govc_session_dir(),
+        Some(Utf8PathBuf::from("/x/vmw/govmomi"))
+    );
+    assert_eq!(Environment::default().govc_session_dir(), None);
+}
+
+#[test]
+fn environment_debug_redacts_govc_password() {
+    let e = Environment::from_pairs([("GOVC_PASSWORD", "hunter2")]);
+    assert!(!format!("{e:?}").contains("hunter2"));
+}

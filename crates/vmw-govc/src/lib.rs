@@ -1,0 +1,104 @@
+//! The govc layer of vmw: everything vmw knows about VMware's `govc` command
+//! line, and nothing about instances or clouds.
+//!
+//! - [`Command`]: one govc invocation as an argument vector (never a shell
+//!   string), built by the typed [`requests`] (`vm.clone`, `vm.change`,
+//!   `vm.power`, `vm.ip`, `vm.destroy`, `vm.info`, `find`, `object.collect`,
+//!   `import.spec`, `import.ova`/`import.ovf`, `about`, ...).
+//! - [`parse`]: parsers of the output of those commands.
+//! - [`GovcError`] / [`ErrorKind`]: failures classified from govc's exit
+//!   code and stderr (not found, invalid power state, authentication,
+//!   unreachable, TLS, duplicate name, ambiguous resource pool, timeout,
+//!   govc missing or too old, ...), always with the command and stderr.
+//! - [`Govc`]: the async trait the upper layers program against, with
+//!   [`ProcessGovc`], the backend that runs the real binary, and (feature
+//!   `mock`) `MockGovc`, a mockall mock for tests.
+//!
+//! Requests never run anything: the upper layers build them, and only a
+//! [`Govc`] implementation executes them, so tests can compare commands as
+//! plain values.
+//!
+//! ```no_run
+//! use vmw_govc::{GovcExt, ProcessGovc, requests::{VmIp, VmPower, PowerOp}};
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let env = vmw_config::Environment::from_process();
+//! let config = vmw_config::Loader::new().load()?.config;
+//! let govc = ProcessGovc::discover(&config, None, &env).await?;
+//! match govc.exec(&VmPower::new("my-vm", PowerOp::On)).await {
+//!     Ok(()) => {}
+//!     Err(e) if e.is_invalid_power_state() => {} // already on
+//!     Err(e) => return Err(e.into()),
+//! }
+//! let ips = govc.exec(&VmIp::new("my-vm", Duration::from_secs(300))).await?;
+//! println!("{ips:?}");
+//! # Ok(()) }
+//! ```
+
+mod command;
+mod error;
+mod locate;
+pub mod ops;
+pub mod parse;
+mod process;
+pub mod requests;
+
+use async_trait::async_trait;
+
+pub use command::Command;
+pub use error::{ErrorKind, Failure, GovcError, classify, govc_message};
+pub use locate::{
+    MIN_VERSION, TESTED_VERSION, Version, find_govc, parse_version_output, version_command,
+};
+pub use process::{DEFAULT_TIMEOUT, ProcessGovc};
+pub use requests::Request;
+
+/// What a successful govc run printed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (govc prints progress there for some commands).
+    pub stderr: String,
+}
+
+impl Output {
+    /// An output with this stdout and no stderr (for mocks).
+    pub fn stdout(stdout: impl Into<String>) -> Self {
+        Self {
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+}
+
+/// Runs govc commands. [`ProcessGovc`] runs the real binary; with the `mock`
+/// feature, `MockGovc` lets tests script the answers.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait Govc: Send + Sync {
+    /// Runs one command: its output when govc exits 0, else the classified
+    /// error.
+    async fn run(&self, command: &Command) -> Result<Output, GovcError>;
+}
+
+#[async_trait]
+impl<G: Govc + ?Sized> Govc for std::sync::Arc<G> {
+    async fn run(&self, command: &Command) -> Result<Output, GovcError> {
+        (**self).run(command).await
+    }
+}
+
+/// Runs typed [`Request`]s on any [`Govc`].
+#[async_trait]
+pub trait GovcExt: Govc {
+    /// Runs the request's command and parses its output.
+    async fn exec<R: Request>(&self, request: &R) -> Result<R::Output, GovcError> {
+        let command = request.command();
+        let output = self.run(&command).await?;
+        request.parse(&command, &output.stdout)
+    }
+}
+
+impl<G: Govc + ?Sized> GovcExt for G {}

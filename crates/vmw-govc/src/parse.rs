@@ -1,0 +1,396 @@
+//! Parsers of govc's output, and the typed values they produce.
+//!
+//! Each parser takes the stdout of a successful govc run and returns a value
+//! or a short reason; the requests wrap the reason into
+//! [`crate::GovcError::Parse`] together with the command and the output.
+//! The shapes are those printed by govc v0.56.0 (tested against outputs
+//! captured from it).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Non-empty lines, trimmed (`find`, `ls`).
+pub fn lines(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Addresses printed by `vm.ip`: one line per VM, several addresses on a line
+/// separated by commas (with `-a`). Empty output gives an empty list.
+pub fn ip_list(stdout: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        for item in line.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let ip = item
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{item:?} is not an IP address"))?;
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether an address is IPv6 link-local (`fe80::/10`): unusable for SSH
+/// without an interface scope.
+pub fn is_link_local_v6(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// What `about -json` says about the server.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AboutInfo {
+    /// e.g. `VMware vCenter Server`.
+    pub name: String,
+    /// e.g. `VMware vCenter Server 8.0.2 build-...`.
+    pub full_name: String,
+    /// e.g. `VMware, Inc.`.
+    pub vendor: String,
+    /// Product version.
+    pub version: String,
+    /// Build number.
+    pub build: String,
+    /// `VirtualCenter` or `HostAgent`.
+    pub api_type: String,
+    /// API version.
+    pub api_version: String,
+    /// The server's OS type.
+    pub os_type: String,
+    /// The vCenter instance UUID.
+    pub instance_uuid: String,
+}
+
+impl AboutInfo {
+    /// Whether the server is a vCenter (not a lone ESXi host).
+    pub fn is_vcenter(&self) -> bool {
+        self.api_type == "VirtualCenter"
+    }
+}
+
+/// Parses `about -json`.
+pub fn about(stdout: &str) -> Result<AboutInfo, String> {
+    #[derive(Deserialize)]
+    struct Wrapper {
+        about: AboutInfo,
+    }
+    serde_json::from_str::<Wrapper>(stdout)
+        .map(|w| w.about)
+        .map_err(|e| format!("invalid about JSON: {e}"))
+}
+
+/// A VM's power state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PowerState {
+    /// `poweredOn`.
+    On,
+    /// `poweredOff`.
+    Off,
+    /// `suspended`.
+    Suspended,
+    /// Anything else govc reported.
+    Other(String),
+}
+
+impl PowerState {
+    /// Reads vSphere's spelling (`poweredOn`, ...).
+    pub fn from_vsphere(s: &str) -> Self {
+        match s {
+            "poweredOn" => PowerState::On,
+            "poweredOff" => PowerState::Off,
+            "suspended" => PowerState::Suspended,
+            other => PowerState::Other(other.to_owned()),
+        }
+    }
+}
+
+/// The parts of `vm.info -json` that vmw uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmInfo {
+    /// The VM's name.
+    pub name: String,
+    /// Its managed object id, e.g. `vm-42`.
+    pub moref: String,
+    /// Its power state.
+    pub power_state: PowerState,
+    /// Whether it is a vSphere template.
+    pub template: bool,
+    /// Its annotation (notes).
+    pub annotation: String,
+    /// Number of virtual CPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mb: u64,
+    /// Guest OS identifier.
+    pub guest_id: String,
+    /// BIOS UUID.
+    pub uuid: String,
+    /// The guest's primary IP address, as VMware Tools reports it.
+    pub ip_address: Option<String>,
+    /// extraConfig (only filled with `vm.info -e`); string values only.
+    pub extra_config: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawVmInfoList {
+    virtual_machines: Option<Vec<RawVm>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawVm {
+    name: String,
+    #[serde(rename = "self")]
+    this: RawRef,
+    config: Option<RawConfig>,
+    runtime: Option<RawRuntime>,
+    guest: Option<RawGuest>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawRef {
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawConfig {
+    template: bool,
+    annotation: Option<String>,
+    uuid: String,
+    guest_id: String,
+    hardware: RawHardware,
+    extra_config: Option<Vec<RawOption>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawHardware {
+    #[serde(rename = "numCPU")]
+    num_cpu: u32,
+    #[serde(rename = "memoryMB")]
+    memory_mb: u64,
+}
+
+#[derive(Deserialize)]
+struct RawOption {
+    key: String,
+    value: Value,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawRuntime {
+    power_state: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawGuest {
+    ip_address: Option<String>,
+}
+
+/// Parses `vm.info -json`. `"virtualMachines": null` (no match) gives an
+/// empty list.
+pub fn vm_info(stdout: &str) -> Result<Vec<VmInfo>, String> {
+    let raw: RawVmInfoList =
+        serde_json::from_str(stdout).map_err(|e| format!("invalid vm.info JSON: {e}"))?;
+    Ok(raw
+        .virtual_machines
+        .unwrap_or_default()
+        .into_iter()
+        .map(|vm| {
+            let config = vm.config.unwrap_or_default();
+            VmInfo {
+                name: vm.name,
+                moref: vm.this.value,
+                power_state: PowerState::from_vsphere(
+                    &vm.runtime.unwrap_or_default().power_state,
+                ),
+                template: config.template,
+                annotation: config.annotation.unwrap_or_default(),
+                cpus: config.hardware.num_cpu,
+                memory_mb: config.hardware.memory_mb,
+                guest_id: config.guest_id,
+                uuid: config.uuid,
+                ip_address: vm
+                    .guest
+                    .and_then(|g| g.ip_address)
+                    .filter(|s| !s.is_empty()),
+                extra_config: config
+                    .extra_config
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| match o.value {
+                        Value::String(s) => Some((o.key, s)),
+                        _ => None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// Property values from `object.collect -json`, by property path.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Properties {
+    values: BTreeMap<String, Value>,
+}
+
+impl Properties {
+    /// The raw JSON value of a property (`None` when govc did not print it).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    /// A property as a string (`None` when absent, null or not a string).
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(Value::as_str)
+    }
+
+    /// A property as a bool.
+    pub fn bool(&self, name: &str) -> Option<bool> {
+        self.get(name).and_then(Value::as_bool)
+    }
+
+    /// The names of the properties printed.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// `runtime.powerState` as a [`PowerState`].
+    pub fn power_state(&self) -> Option<PowerState> {
+        self.str("runtime.powerState").map(PowerState::from_vsphere)
+    }
+}
+
+/// Parses `object.collect -json` (an array of `{name, op, val}`).
+pub fn properties(stdout: &str) -> Result<Properties, String> {
+    #[derive(Deserialize)]
+    struct Change {
+        name: String,
+        #[serde(default)]
+        val: Value,
+    }
+    let changes: Option<Vec<Change>> = serde_json::from_str(stdout)
+        .map_err(|e| format!("invalid object.collect JSON: {e}"))?;
+    Ok(Properties {
+        values: changes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.name, c.val))
+            .collect(),
+    })
+}
+
+/// A `PropertyMapping` entry of the import options.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct KeyValue {
+    /// OVF property key.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// Its value.
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
+/// A `NetworkMapping` entry of the import options.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct NetworkMapping {
+    /// The network name in the OVF.
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// The vSphere network to connect it to.
+    #[serde(rename = "Network")]
+    pub network: String,
+}
+
+/// The import options of `import.spec` / `import.ova -options`. Fields vmw
+/// does not know are kept as they are, so a spec read and written back
+/// loses nothing.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportOptions {
+    /// `thin`, `flat`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_provisioning: Option<String>,
+    /// e.g. `dhcpPolicy`.
+    #[serde(
+        rename = "IPAllocationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ip_allocation_policy: Option<String>,
+    /// e.g. `IPv4`.
+    #[serde(rename = "IPProtocol", default, skip_serializing_if = "Option::is_none")]
+    pub ip_protocol: Option<String>,
+    /// OVF properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_mapping: Option<Vec<KeyValue>>,
+    /// OVF networks to vSphere networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mapping: Option<Vec<NetworkMapping>>,
+    /// Mark the result as a vSphere template.
+    #[serde(default)]
+    pub mark_as_template: bool,
+    /// Power on after import.
+    #[serde(default)]
+    pub power_on: bool,
+    /// Inject an OVF environment (must be `false` for vmw's templates).
+    #[serde(default)]
+    pub inject_ovf_env: bool,
+    /// Wait for an IP after power-on.
+    #[serde(rename = "WaitForIP", default)]
+    pub wait_for_ip: bool,
+    /// Name of the imported VM.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Everything else govc printed.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
+}
+
+/// Parses `import.spec` output.
+pub fn import_options(stdout: &str) -> Result<ImportOptions, String> {
+    serde_json::from_str(stdout).map_err(|e| format!("invalid import.spec JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_lists() {
+        assert_eq!(ip_list("").unwrap(), Vec::<IpAddr>::new());
+        assert_eq!(ip_list("\n").unwrap(), Vec::<IpAddr>::new());
+        let ips = ip_list("127.0.0.1\n").unwrap();
+        assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        let ips = ip_list("fe80::1,10.0.0.5\n192.168.1.2\n").unwrap();
+        assert_eq!(ips.len(), 3);
+        assert!(is_link_local_v6(&ips[0]));
+        assert!(!is_link_local_v6(&ips[1]));
+        assert!(!is_link_local_v6(&"2001:db8::1".parse().unwrap()));
+        assert!(is_link_local_v6(&"febf::1".parse().unwrap()));
+        assert!(ip_list("not-an-ip").unwrap_err().contains("not-an-ip"));
+    }
+
+    #[test]
+    fn lines_skip_blanks() {
+        assert_eq!(lines("/a\n\n /b \n"), ["/a", "/b"]);
+    }
+}
