@@ -1,1 +1,207 @@
-fn main() {}
+//! Development tasks of the vmw workspace, run as `cargo xtask <task>`:
+//!
+//! - `tools [--force]`: makes govc and vcsim (govmomi v0.56.0) available in
+//!   `.tools/bin`, building them with `go install` from the pinned module in
+//!   `xtask/govmomi`, or reusing binaries of the right version already there
+//!   or on `PATH`.
+//! - `test`: `tools`, then `cargo fmt --check`, `cargo clippy --all-targets
+//!   -D warnings` and every test of the workspace (unit, vcsim, cloud-init).
+//! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
+//!   use it by hand, until Ctrl-C.
+//! - `demo`: the main job of vmw on the local simulator.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use vmw_testbed::tools::{self, GOVMOMI_VERSION, Tool};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  tools [--force]   install govc and vcsim (govmomi v0.56.0) into .tools/bin
+  test              tools, then fmt check, clippy and every test
+  vcsim             run a seeded vCenter simulator until Ctrl-C
+  demo              the main job of vmw on the local simulator";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("tools") => tools_task(args.iter().any(|a| a == "--force")).map(|_| ()),
+        Some("test") => test_task(),
+        Some("vcsim") => vcsim_task(),
+        Some("demo") => demo_task(),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> Utf8PathBuf {
+    tools::workspace_root()
+}
+
+/// Runs a command, failing when it fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", shown(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {}", shown(cmd)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", shown(cmd));
+    }
+    Ok(())
+}
+
+fn shown(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where govc and vcsim are, after making sure they are there.
+struct Tools {
+    govc: Utf8PathBuf,
+    vcsim: Utf8PathBuf,
+}
+
+fn tools_task(force: bool) -> Result<Tools> {
+    let bin = tools::tools_bin_dir();
+    let local_ok = |tool: Tool| {
+        let p = bin.join(tool.name());
+        tools::reported_version(tool, &p).as_deref() == Some(GOVMOMI_VERSION)
+    };
+    if !force && local_ok(Tool::Govc) && local_ok(Tool::Vcsim) {
+        eprintln!("xtask: govc and vcsim {GOVMOMI_VERSION} are in {bin}");
+        return Ok(Tools {
+            govc: bin.join("govc"),
+            vcsim: bin.join("vcsim"),
+        });
+    }
+    if !force
+        && let (Ok(govc), Ok(vcsim)) = (tools::locate(Tool::Govc), tools::locate(Tool::Vcsim))
+        && !govc.starts_with(&bin)
+        && !vcsim.starts_with(&bin)
+    {
+        eprintln!("xtask: using {govc} and {vcsim} ({GOVMOMI_VERSION})");
+        return Ok(Tools { govc, vcsim });
+    }
+    install_with_go(&bin)?;
+    for tool in [Tool::Govc, Tool::Vcsim] {
+        let found = tools::reported_version(tool, &bin.join(tool.name()));
+        if found.as_deref() != Some(GOVMOMI_VERSION) {
+            bail!(
+                "{} was built but reports {:?}, not {GOVMOMI_VERSION}",
+                tool.name(),
+                found
+            );
+        }
+    }
+    eprintln!("xtask: installed govc and vcsim {GOVMOMI_VERSION} into {bin}");
+    Ok(Tools {
+        govc: bin.join("govc"),
+        vcsim: bin.join("vcsim"),
+    })
+}
+
+/// Builds govc and vcsim from the govmomi module pinned in `xtask/govmomi`.
+///
+/// `go install github.com/vmware/govmomi/govc@v0.56.0` does not work: since
+/// v0.47 govc and vcsim are nested modules with a local `replace`, which the
+/// Go module proxy cannot build. `xtask/govmomi` holds main packages over
+/// the library packages of github.com/vmware/govmomi v0.56.0 instead.
+fn install_with_go(bin: &Utf8Path) -> Result<()> {
+    let go_ok = Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !go_ok {
+        bail!(
+            "Go is not installed, so govc and vcsim {GOVMOMI_VERSION} cannot be built.\n\
+             hint: install Go 1.25 or newer (https://go.dev/dl/) and run `cargo xtask tools` again, \
+             or put govc and vcsim {GOVMOMI_VERSION} (https://github.com/vmware/govmomi/releases/tag/{GOVMOMI_VERSION}) \
+             on PATH, or set VMW_GOVC and VMW_VCSIM to their paths"
+        );
+    }
+    std::fs::create_dir_all(bin).with_context(|| format!("creating {bin}"))?;
+    let module = root().join("xtask").join("govmomi");
+    run(Command::new("go")
+        .current_dir(&module)
+        .env("GOBIN", bin)
+        .env("GOFLAGS", "-mod=readonly")
+        .env("CGO_ENABLED", "0")
+        .args([
+            "install",
+            "-trimpath",
+            "-ldflags",
+            &format!("-s -w -X github.com/vmware/govmomi/cli/flags.BuildVersion={GOVMOMI_VERSION}"),
+            "./govc",
+            "./vcsim",
+        ]))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    c.current_dir(root());
+    c
+}
+
+fn test_task() -> Result<()> {
+    let tools = tools_task(false)?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .args(["test", "--workspace", "--locked"])
+        .env(vmw_config::env::VMW_GOVC, &tools.govc)
+        .env(tools::VMW_VCSIM, &tools.vcsim))?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn vcsim_task() -> Result<()> {
+    tools_task(false)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let sim = vmw_testbed::Vcsim::start().await?;
+        let config = sim.config();
+        println!("# vCenter simulator ready; paste into a shell, Ctrl-C here to stop:");
+        for (k, v) in config
+            .govc_env(Some(sim.session_dir()), &Default::default())
+            .expose_all()
+        {
+            println!("export {k}='{v}'");
+        }
+        println!("export VMW_GOVC='{}'", sim.govc_path());
+        tokio::signal::ctrl_c().await?;
+        drop(sim);
+        Ok(())
+    })
+}
+
+fn demo_task() -> Result<()> {
+    println!(
+        "not yet: the demo runs the `vmw` command line, which is not built yet.\n\
+         Meanwhile `cargo xtask vcsim` starts a seeded vCenter simulator to use with govc."
+    );
+    Ok(())
+}

@@ -9,7 +9,9 @@ use camino::Utf8PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file the caller named (argument or `PYCLOUDLIB_CONFIG`) does not exist.
-    #[error("config file {path} ({named_by}) does not exist\nhint: fix the path, or unset it to search {defaults}")]
+    #[error(
+        "config file {path} ({named_by}) does not exist\nhint: fix the path, or unset it to search {defaults}"
+    )]
     NamedFileMissing {
         /// The path that was named.
         path: Utf8PathBuf,

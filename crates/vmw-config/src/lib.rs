@@ -197,8 +197,18 @@ const KEYS: &[KeySpec] = &[
     spec("datacenter", Some(env::GOVC_DATACENTER), true, Kind::Text),
     spec("datastore", Some(env::GOVC_DATASTORE), true, Kind::Text),
     spec("folder", Some(env::GOVC_FOLDER), true, Kind::Text),
-    spec("insecure_transport", Some(env::GOVC_INSECURE), false, Kind::Bool),
-    spec("resource_pool", Some(env::GOVC_RESOURCE_POOL), false, Kind::Text),
+    spec(
+        "insecure_transport",
+        Some(env::GOVC_INSECURE),
+        false,
+        Kind::Bool,
+    ),
+    spec(
+        "resource_pool",
+        Some(env::GOVC_RESOURCE_POOL),
+        false,
+        Kind::Text,
+    ),
     spec("network", Some(env::GOVC_NETWORK), false, Kind::Text),
     spec("public_key_path", None, false, Kind::Text),
     spec("private_key_path", None, false, Kind::Text),
@@ -286,7 +296,10 @@ impl Loader {
                 Some(format!("from {}", env::PYCLOUDLIB_CONFIG)),
             )];
         }
-        self.default_paths().into_iter().map(|p| (p, None)).collect()
+        self.default_paths()
+            .into_iter()
+            .map(|p| (p, None))
+            .collect()
     }
 
     fn default_paths(&self) -> Vec<Utf8PathBuf> {
@@ -434,14 +447,23 @@ fn override_values(o: &Overrides) -> Vec<(&'static str, Value)> {
     let texts = [
         ("server", o.server.clone()),
         ("username", o.username.clone()),
-        ("password", o.password.as_ref().map(|p| p.expose().to_owned())),
+        (
+            "password",
+            o.password.as_ref().map(|p| p.expose().to_owned()),
+        ),
         ("datacenter", o.datacenter.clone()),
         ("datastore", o.datastore.clone()),
         ("folder", o.folder.clone()),
         ("resource_pool", o.resource_pool.clone()),
         ("network", o.network.clone()),
-        ("public_key_path", o.public_key_path.as_ref().map(|p| p.to_string())),
-        ("private_key_path", o.private_key_path.as_ref().map(|p| p.to_string())),
+        (
+            "public_key_path",
+            o.public_key_path.as_ref().map(|p| p.to_string()),
+        ),
+        (
+            "private_key_path",
+            o.private_key_path.as_ref().map(|p| p.to_string()),
+        ),
         ("key_name", o.key_name.clone()),
     ];
     let mut out: Vec<(&'static str, Value)> = texts
@@ -481,11 +503,7 @@ struct TopLevel {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
 

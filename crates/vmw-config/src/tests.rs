@@ -129,8 +129,14 @@ fn a_named_file_that_does_not_exist_is_an_error() {
         .load()
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ConfigError::NamedFileMissing { .. }), "{err:?}");
-    assert!(msg.contains("typo.toml") && msg.contains("given by the caller"), "{msg}");
+    assert!(
+        matches!(err, ConfigError::NamedFileMissing { .. }),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("typo.toml") && msg.contains("given by the caller"),
+        "{msg}"
+    );
 
     let missing = fx.path("nope.toml");
     let err = fx
@@ -158,13 +164,23 @@ fn no_file_anywhere_lists_every_path_tried_and_every_missing_key() {
     let names: Vec<_> = keys.iter().map(|k| k.key).collect();
     assert_eq!(
         names,
-        ["server", "username", "password", "datacenter", "datastore", "folder"]
+        [
+            "server",
+            "username",
+            "password",
+            "datacenter",
+            "datastore",
+            "folder"
+        ]
     );
     let msg = err.to_string();
     for p in tried {
         assert!(msg.contains(p.as_str()), "{msg}");
     }
-    assert!(msg.contains("GOVC_URL") && msg.contains("GOVC_FOLDER"), "{msg}");
+    assert!(
+        msg.contains("GOVC_URL") && msg.contains("GOVC_FOLDER"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -189,7 +205,9 @@ fn a_file_without_a_vmware_section_reports_the_missing_keys() {
     let fx = Fixture::new();
     let path = fx.write("cfg.toml", "[ec2]\nregion = \"x\"\n");
     let err = fx.loader(&[]).file(path.clone()).load().unwrap_err();
-    assert!(matches!(&err, ConfigError::Missing { file: Some(p), keys, .. } if *p == path && keys.len() == 6));
+    assert!(
+        matches!(&err, ConfigError::Missing { file: Some(p), keys, .. } if *p == path && keys.len() == 6)
+    );
 }
 
 #[test]
@@ -202,7 +220,8 @@ fn toml_errors_give_file_line_and_column() {
     };
     assert_eq!((*line, *column), (3, 12));
     assert!(
-        err.to_string().starts_with(&format!("{path}:3:12: invalid TOML")),
+        err.to_string()
+            .starts_with(&format!("{path}:3:12: invalid TOML")),
         "{err}"
     );
 }
@@ -221,8 +240,14 @@ fn wrong_types_are_named_all_at_once_and_never_echo_the_password() {
         msg.contains("`insecure_transport` (line 12, column 22) must be true or false (without quotes), found the string \"yes\""),
         "{msg}"
     );
-    assert!(msg.contains("`datastore`") && msg.contains("the integer 7"), "{msg}");
-    assert!(msg.contains("`password`") && !msg.contains("hunter2"), "{msg}");
+    assert!(
+        msg.contains("`datastore`") && msg.contains("the integer 7"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`password`") && !msg.contains("hunter2"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -266,7 +291,10 @@ fn overrides_win_over_the_file_and_env_fills_the_rest() {
     assert_eq!(c.resource_pool.as_deref(), Some("/DC0/host/C0/Resources"));
     assert_eq!(loaded.origin("server"), Some(&Origin::File(path)));
     assert_eq!(loaded.origin("username"), Some(&Origin::Override));
-    assert_eq!(loaded.origin("password"), Some(&Origin::Env("GOVC_PASSWORD")));
+    assert_eq!(
+        loaded.origin("password"),
+        Some(&Origin::Env("GOVC_PASSWORD"))
+    );
 }
 
 #[test]

@@ -104,7 +104,10 @@ impl Command {
     /// The value of flag `-name`, if set (the last one when set twice).
     pub fn flag_value(&self, name: &str) -> Option<&str> {
         let prefix = format!("-{name}=");
-        self.flags.iter().rev().find_map(|a| a.strip_prefix(&prefix))
+        self.flags
+            .iter()
+            .rev()
+            .find_map(|a| a.strip_prefix(&prefix))
     }
 
     /// The timeout set on this command, if any.

@@ -111,7 +111,9 @@ pub enum GovcError {
 
     /// `vm.ip` waited its full `-wait` time and no address came (govc exits
     /// 0 with empty output in that case).
-    #[error("no IP address reported for VM {vm} within {waited:?} (`{command}`)\nhint: the guest needs VMware Tools (open-vm-tools) running and a network with DHCP")]
+    #[error(
+        "no IP address reported for VM {vm} within {waited:?} (`{command}`)\nhint: the guest needs VMware Tools (open-vm-tools) running and a network with DHCP"
+    )]
     NoIp {
         /// The command.
         command: Box<Command>,
@@ -129,7 +131,10 @@ pub enum GovcError {
     },
 
     /// The govc binary is too old (or says no version).
-    #[error("{path} is govc {found}; vmw needs govc {required} or newer\nhint: install govc v{} or set VMW_GOVC to a newer govc", crate::TESTED_VERSION)]
+    #[error(
+        "{path} is govc {found}; vmw needs govc {required} or newer\nhint: install govc v{} or set VMW_GOVC to a newer govc",
+        crate::TESTED_VERSION
+    )]
     UnsupportedVersion {
         /// The binary.
         path: Utf8PathBuf,
@@ -164,14 +169,22 @@ pub enum GovcError {
 }
 
 fn failure_text(f: &Failure) -> String {
-    let code = f
-        .exit_code
-        .map_or_else(|| "killed by a signal".to_owned(), |c| format!("exit code {c}"));
-    let mut s = format!("`{}` failed ({}, {code}): {}", f.command, f.kind, f.message());
+    let code = f.exit_code.map_or_else(
+        || "killed by a signal".to_owned(),
+        |c| format!("exit code {c}"),
+    );
+    let mut s = format!(
+        "`{}` failed ({}, {code}): {}",
+        f.command,
+        f.kind,
+        f.message()
+    );
     if !f.resource_pools.is_empty() {
         s.push_str("\nresource pools found: ");
         s.push_str(&f.resource_pools.join(", "));
-        s.push_str("\nhint: set `resource_pool` in [vmware] (or GOVC_RESOURCE_POOL) to one of them");
+        s.push_str(
+            "\nhint: set `resource_pool` in [vmware] (or GOVC_RESOURCE_POOL) to one of them",
+        );
     }
     s
 }

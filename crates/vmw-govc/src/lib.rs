@@ -102,3 +102,6 @@ pub trait GovcExt: Govc {
 }
 
 impl<G: Govc + ?Sized> GovcExt for G {}
+
+#[cfg(test)]
+mod captured_tests;

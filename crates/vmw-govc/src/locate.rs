@@ -124,8 +124,14 @@ mod tests {
 
     #[test]
     fn versions_parse_and_compare() {
-        assert_eq!(parse_version_output("govc 0.56.0\n"), Some(Version::new(0, 56, 0)));
-        assert_eq!(parse_version_output("govc 0.57.1-rc.1\n"), Some(Version::new(0, 57, 1)));
+        assert_eq!(
+            parse_version_output("govc 0.56.0\n"),
+            Some(Version::new(0, 56, 0))
+        );
+        assert_eq!(
+            parse_version_output("govc 0.57.1-rc.1\n"),
+            Some(Version::new(0, 57, 1))
+        );
         assert_eq!(parse_version_output("Build Version: v0.56.0"), None);
         assert_eq!(parse_version_output("govc dev"), None);
         assert!("v1.2".parse::<Version>().is_err());
@@ -152,8 +158,14 @@ mod tests {
         assert_eq!(find_govc(None, &env).unwrap(), govc);
 
         let err = find_govc(None, &env.clone().with("VMW_GOVC", "/nope/govc")).unwrap_err();
-        assert!(err.to_string().contains("/nope/govc (from VMW_GOVC)"), "{err}");
+        assert!(
+            err.to_string().contains("/nope/govc (from VMW_GOVC)"),
+            "{err}"
+        );
         let err = find_govc(Some(Utf8Path::new("/x/govc")), &env).unwrap_err();
-        assert!(err.to_string().contains("/x/govc (given by the caller)"), "{err}");
+        assert!(
+            err.to_string().contains("/x/govc (given by the caller)"),
+            "{err}"
+        );
     }
 }

@@ -219,9 +219,7 @@ pub fn vm_info(stdout: &str) -> Result<Vec<VmInfo>, String> {
             VmInfo {
                 name: vm.name,
                 moref: vm.this.value,
-                power_state: PowerState::from_vsphere(
-                    &vm.runtime.unwrap_or_default().power_state,
-                ),
+                power_state: PowerState::from_vsphere(&vm.runtime.unwrap_or_default().power_state),
                 template: config.template,
                 annotation: config.annotation.unwrap_or_default(),
                 cpus: config.hardware.num_cpu,
@@ -279,7 +277,8 @@ impl Properties {
     }
 }
 
-/// Parses `object.collect -json` (an array of `{name, op, val}`).
+/// Parses `object.collect -json` (an array of `{name, op, val}`). govc wraps
+/// array values as `{"_value": [...]}`; they are unwrapped here.
 pub fn properties(stdout: &str) -> Result<Properties, String> {
     #[derive(Deserialize)]
     struct Change {
@@ -287,13 +286,21 @@ pub fn properties(stdout: &str) -> Result<Properties, String> {
         #[serde(default)]
         val: Value,
     }
-    let changes: Option<Vec<Change>> = serde_json::from_str(stdout)
-        .map_err(|e| format!("invalid object.collect JSON: {e}"))?;
+    let changes: Option<Vec<Change>> =
+        serde_json::from_str(stdout).map_err(|e| format!("invalid object.collect JSON: {e}"))?;
     Ok(Properties {
         values: changes
             .unwrap_or_default()
             .into_iter()
-            .map(|c| (c.name, c.val))
+            .map(|c| {
+                let val = match c.val {
+                    Value::Object(mut m) if m.len() == 1 && m.contains_key("_value") => {
+                        m.remove("_value").unwrap_or_default()
+                    }
+                    other => other,
+                };
+                (c.name, val)
+            })
             .collect(),
     })
 }
@@ -337,7 +344,11 @@ pub struct ImportOptions {
     )]
     pub ip_allocation_policy: Option<String>,
     /// e.g. `IPv4`.
-    #[serde(rename = "IPProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "IPProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ip_protocol: Option<String>,
     /// OVF properties.
     #[serde(default, skip_serializing_if = "Option::is_none")]

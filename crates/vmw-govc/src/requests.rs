@@ -346,7 +346,11 @@ impl Request for VmPower {
     unit_output!();
     fn command(&self) -> Command {
         let c = Command::new("vm.power").switch(self.op.flag(), true);
-        let c = if self.force { c.switch("force", true) } else { c };
+        let c = if self.force {
+            c.switch("force", true)
+        } else {
+            c
+        };
         c.args(self.vms.iter().cloned()).timeout(QUICK)
     }
 }
@@ -505,8 +509,8 @@ pub struct Find {
     pub name: Option<String>,
     /// `-maxdepth`.
     pub max_depth: Option<u32>,
-    /// Property filters, `-<property>=<value>` (e.g. `config.template`,
-    /// `true`); the value may be a glob.
+    /// Property filters (e.g. `config.template`, `true`), passed as
+    /// `-<property> <value>` after the root; the value may be a glob.
     pub properties: Vec<(String, String)>,
 }
 
@@ -547,14 +551,16 @@ impl Find {
 impl Request for Find {
     type Output = Vec<String>;
     fn command(&self) -> Command {
+        // govc reads property filters as `KEY VAL` pairs after ROOT.
         let mut c = Command::new("find")
             .flag_opt("type", self.kind.map(ObjectType::letter))
             .flag_opt("name", self.name.as_ref())
-            .flag_opt("maxdepth", self.max_depth);
+            .flag_opt("maxdepth", self.max_depth)
+            .arg(&self.root);
         for (p, v) in &self.properties {
-            c = c.flag(p, v);
+            c = c.arg(format!("-{p}")).arg(v);
         }
-        c.arg(&self.root).timeout(QUICK)
+        c.timeout(QUICK)
     }
     fn parse(&self, _: &Command, stdout: &str) -> Result<Vec<String>, GovcError> {
         Ok(parse::lines(stdout))
@@ -791,7 +797,9 @@ mod tests {
         assert_eq!(c.argv(), ["vm.ip", "-wait=300s", "-v4=true", "--", "vm"]);
         assert_eq!(c.time_limit(), Some(Duration::from_secs(360)));
         assert_eq!(
-            VmIp::new("vm", Duration::from_millis(1500)).command().argv()[1],
+            VmIp::new("vm", Duration::from_millis(1500))
+                .command()
+                .argv()[1],
             "-wait=1500ms"
         );
         assert_eq!(
@@ -816,9 +824,10 @@ mod tests {
                 "find",
                 "-type=m",
                 "-name=TEMPLATE-cloud-init-*",
-                "-config.template=false",
                 "--",
-                "/DC0/vm"
+                "/DC0/vm",
+                "-config.template",
+                "false"
             ]
         );
         assert_eq!(
@@ -837,7 +846,12 @@ mod tests {
         i.options = Some("/tmp/o.json".into());
         assert_eq!(
             i.command().argv(),
-            ["import.ova", "-options=/tmp/o.json", "--", "/tmp/ubuntu.OVA"]
+            [
+                "import.ova",
+                "-options=/tmp/o.json",
+                "--",
+                "/tmp/ubuntu.OVA"
+            ]
         );
         assert_eq!(Import::new("a.ovf").command().name(), "import.ovf");
     }

@@ -1,1 +1,403 @@
-//! placeholder
+//! Test support for vmw: a real vCenter simulator per test.
+//!
+//! [`Vcsim::start`] runs VMware's vcsim (govmomi v0.56.0) on `127.0.0.1` with
+//! a free port, in a temporary directory of its own, and seeds it with the
+//! source VMs vmw launches from: `TEMPLATE-cloud-init-focal` and
+//! `TEMPLATE-cloud-init-jammy`, standard (non-template) powered-off VMs
+//! with a NIC on `VM Network` in `/DC0/vm`. Dropping the [`Vcsim`] kills
+//! the simulator and removes its directory. Every test starts its own, so
+//! tests running in parallel never share one.
+//!
+//! vcsim's default model is kept: a cluster `DC0_C0` and a standalone host
+//! `DC0_H0`, hence two resource pools, like a real multi-cluster vCenter;
+//! [`Vcsim::config`] therefore sets `resource_pool`. [`VcsimOptions`] can
+//! ask for a single-pool model, for required credentials, and for method
+//! delays.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vmw_testbed::TestbedError> {
+//! use vmw_govc::{GovcExt, requests::Find};
+//!
+//! let sim = vmw_testbed::Vcsim::start().await?;
+//! let vms = sim.govc().exec(&Find::new("/DC0/vm").name("TEMPLATE-*")).await?;
+//! assert_eq!(vms.len(), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! The binaries are found by [`tools::locate`]; `cargo xtask tools`
+//! installs them.
+
+pub mod tools;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use vmw_config::{Secret, VmwareConfig};
+use vmw_govc::requests::VmCreate;
+use vmw_govc::{GovcError, GovcExt, ProcessGovc};
+
+pub use tools::{GOVMOMI_VERSION, Tool};
+
+/// Datacenter of vcsim's default model.
+pub const DATACENTER: &str = "DC0";
+/// VM folder of vcsim's default model.
+pub const VM_FOLDER: &str = "/DC0/vm";
+/// Datastore of vcsim's default model.
+pub const DATASTORE: &str = "LocalDS_0";
+/// Network of vcsim's default model.
+pub const NETWORK: &str = "VM Network";
+/// The cluster's resource pool, present in every model the test bed starts.
+pub const CLUSTER_POOL: &str = "/DC0/host/DC0_C0/Resources";
+/// The standalone host's resource pool (absent with `standalone_hosts(0)`).
+pub const HOST_POOL: &str = "/DC0/host/DC0_H0/Resources";
+/// The templates seeded into every simulator.
+pub const TEMPLATES: [&str; 2] = ["TEMPLATE-cloud-init-focal", "TEMPLATE-cloud-init-jammy"];
+
+/// User name the test config uses when vcsim accepts any.
+const ANY_USER: &str = "vmw";
+/// Password the test config uses when vcsim accepts any.
+const ANY_PASSWORD: &str = "vmw-test-password";
+
+/// What can go wrong starting the test bed.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    /// govc or vcsim is not installed.
+    #[error(
+        "{tool} {} is not available: {detail}\nhint: run `cargo xtask tools` (needs Go) or set VMW_GOVC / VMW_VCSIM",
+        tools::GOVMOMI_VERSION
+    )]
+    ToolMissing {
+        /// `govc` or `vcsim`.
+        tool: &'static str,
+        /// Where it was looked for.
+        detail: String,
+    },
+    /// The temporary directory could not be made, or vcsim not started.
+    #[error("could not start vcsim: {0}")]
+    Io(#[from] std::io::Error),
+    /// vcsim started but did not say where it listens.
+    #[error("vcsim did not start: {reason}\nvcsim stderr:\n{stderr}")]
+    Startup {
+        /// What went wrong.
+        reason: String,
+        /// What vcsim printed on stderr.
+        stderr: String,
+    },
+    /// Seeding the simulator through govc failed.
+    #[error("seeding vcsim failed: {0}")]
+    Govc(#[from] GovcError),
+}
+
+/// How to start a [`Vcsim`].
+#[derive(Clone, Debug, Default)]
+pub struct VcsimOptions {
+    standalone_hosts: Option<u32>,
+    credentials: Option<(String, String)>,
+    method_delays: Vec<(String, u32)>,
+    no_templates: bool,
+}
+
+impl VcsimOptions {
+    /// vcsim's default model (two resource pools), templates seeded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `-standalone-host N`; `0` leaves the cluster's pool as the only one.
+    #[must_use]
+    pub fn standalone_hosts(mut self, n: u32) -> Self {
+        self.standalone_hosts = Some(n);
+        self
+    }
+
+    /// `-username U -password P`: vcsim then refuses other credentials.
+    #[must_use]
+    pub fn credentials(mut self, username: &str, password: &str) -> Self {
+        self.credentials = Some((username.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// `-method-delay Method:ms`: slows one vSphere method down.
+    #[must_use]
+    pub fn method_delay(mut self, method: &str, millis: u32) -> Self {
+        self.method_delays.push((method.to_owned(), millis));
+        self
+    }
+
+    /// Do not seed the templates.
+    #[must_use]
+    pub fn without_templates(mut self) -> Self {
+        self.no_templates = true;
+        self
+    }
+
+    fn argv(&self) -> Vec<String> {
+        let mut argv = vec!["-l".to_owned(), "127.0.0.1:0".to_owned()];
+        if let Some(n) = self.standalone_hosts {
+            argv.push(format!("-standalone-host={n}"));
+        }
+        if let Some((u, p)) = &self.credentials {
+            argv.push(format!("-username={u}"));
+            argv.push(format!("-password={p}"));
+        }
+        if !self.method_delays.is_empty() {
+            let spec: Vec<String> = self
+                .method_delays
+                .iter()
+                .map(|(m, ms)| format!("{m}:{ms}"))
+                .collect();
+            argv.push(format!("-method-delay={}", spec.join(",")));
+        }
+        argv
+    }
+}
+
+/// A running vcsim, killed on drop.
+#[derive(Debug)]
+pub struct Vcsim {
+    child: Child,
+    // Kept open so vcsim never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    dir: tempfile::TempDir,
+    dir_path: Utf8PathBuf,
+    address: String,
+    options: VcsimOptions,
+    govc_path: Utf8PathBuf,
+}
+
+impl Vcsim {
+    /// A simulator with the default model and the templates.
+    pub async fn start() -> Result<Self, TestbedError> {
+        Self::start_with(VcsimOptions::new()).await
+    }
+
+    /// A simulator started with `options`.
+    pub async fn start_with(options: VcsimOptions) -> Result<Self, TestbedError> {
+        let govc_path = tools::locate(Tool::Govc)?;
+        let vcsim_path = tools::locate(Tool::Vcsim)?;
+        let sim = tokio::task::spawn_blocking(move || spawn(&vcsim_path, govc_path, options))
+            .await
+            .map_err(std::io::Error::other)??;
+        if !sim.options.no_templates {
+            sim.seed_templates().await?;
+        }
+        Ok(sim)
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The simulator's own temporary directory (removed on drop).
+    pub fn dir(&self) -> &Utf8Path {
+        &self.dir_path
+    }
+
+    /// The govc binary the test bed uses.
+    pub fn govc_path(&self) -> &Utf8Path {
+        &self.govc_path
+    }
+
+    /// A `[vmware]` configuration pointing at this simulator, with
+    /// `resource_pool` set to the cluster's pool.
+    pub fn config(&self) -> VmwareConfig {
+        let (username, password) = self
+            .options
+            .credentials
+            .clone()
+            .unwrap_or_else(|| (ANY_USER.to_owned(), ANY_PASSWORD.to_owned()));
+        VmwareConfig {
+            server: self.address.clone(),
+            username,
+            password: Secret::new(password),
+            datacenter: DATACENTER.to_owned(),
+            datastore: DATASTORE.to_owned(),
+            folder: VM_FOLDER.to_owned(),
+            insecure_transport: true,
+            resource_pool: Some(CLUSTER_POOL.to_owned()),
+            network: None,
+            public_key_path: None,
+            private_key_path: None,
+            key_name: None,
+        }
+    }
+
+    /// Where govc keeps its session for this simulator.
+    pub fn session_dir(&self) -> Utf8PathBuf {
+        self.dir_path.join("govmomi")
+    }
+
+    /// A govc backend for [`Vcsim::config`].
+    pub fn govc(&self) -> ProcessGovc {
+        self.govc_for(&self.config())
+    }
+
+    /// A govc backend for another configuration of this simulator (e.g. a
+    /// wrong password).
+    pub fn govc_for(&self, config: &VmwareConfig) -> ProcessGovc {
+        ProcessGovc::new(
+            self.govc_path.clone(),
+            config.govc_env(
+                Some(self.session_dir()),
+                &vmw_config::Environment::default(),
+            ),
+        )
+    }
+
+    async fn seed_templates(&self) -> Result<(), TestbedError> {
+        let govc = self.govc();
+        let creates = TEMPLATES.map(|name| {
+            let mut r = VmCreate::new(name);
+            r.network = Some(NETWORK.to_owned());
+            r.pool = Some(CLUSTER_POOL.to_owned());
+            r.folder = Some(VM_FOLDER.to_owned());
+            r.datastore = Some(DATASTORE.to_owned());
+            r.guest_id = Some("ubuntu64Guest".to_owned());
+            r
+        });
+        let [a, b] = &creates;
+        tokio::try_join!(govc.exec(a), govc.exec(b))?;
+        Ok(())
+    }
+}
+
+impl Drop for Vcsim {
+    fn drop(&mut self) {
+        // SIGKILL and reap: no vcsim outlives its test, no zombie stays.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = &self.dir;
+    }
+}
+
+fn spawn(
+    vcsim: &Utf8Path,
+    govc_path: Utf8PathBuf,
+    options: VcsimOptions,
+) -> Result<Vcsim, TestbedError> {
+    let dir = tempfile::Builder::new().prefix("vmw-vcsim-").tempdir()?;
+    let dir_path = Utf8PathBuf::from_path_buf(dir.path().to_owned()).map_err(|p| {
+        std::io::Error::other(format!("temporary directory {} is not UTF-8", p.display()))
+    })?;
+    let stderr_path = dir_path.join("vcsim.stderr");
+    let stderr_file = std::fs::File::create(&stderr_path)?;
+    let mut child = std::process::Command::new(vcsim)
+        .args(options.argv())
+        .current_dir(&dir_path)
+        .env("HOME", dir_path.as_str())
+        .env("TMPDIR", dir_path.as_str())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr_file)
+        .spawn()?;
+    let read_stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(TestbedError::Startup {
+            reason: "no stdout pipe".to_owned(),
+            stderr: read_stderr(),
+        });
+    };
+
+    // Read the `export GOVC_URL=...` line, with a deadline.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let result = reader.read_line(&mut line).map(|_| line);
+        let _ = tx.send((result, reader));
+    });
+    let fail = |child: &mut Child, reason: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        TestbedError::Startup {
+            reason,
+            stderr: read_stderr(),
+        }
+    };
+    let (line, reader) = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((Ok(line), reader)) => (line, reader),
+        Ok((Err(e), _)) => return Err(fail(&mut child, format!("reading its stdout: {e}"))),
+        Err(_) => {
+            return Err(fail(
+                &mut child,
+                "it printed no GOVC_URL within 60 s".to_owned(),
+            ));
+        }
+    };
+    let Some(address) = parse_export_line(&line) else {
+        return Err(fail(
+            &mut child,
+            format!("unexpected first line {:?}", line.trim()),
+        ));
+    };
+    Ok(Vcsim {
+        child,
+        _stdout: reader,
+        dir,
+        dir_path,
+        address,
+        options,
+        govc_path,
+    })
+}
+
+/// The `host:port` of vcsim's `export GOVC_URL=https://u:p@host:port/sdk ...`
+/// line.
+pub fn parse_export_line(line: &str) -> Option<String> {
+    let url = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("GOVC_URL="))?;
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split('/').next()?;
+    let host_port = authority.rsplit('@').next()?;
+    (!host_port.is_empty()).then(|| host_port.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_line() {
+        assert_eq!(
+            parse_export_line(
+                "export GOVC_URL=https://user:pass@127.0.0.1:38863/sdk GOVC_SIM_PID=6046\n"
+            )
+            .as_deref(),
+            Some("127.0.0.1:38863")
+        );
+        assert_eq!(
+            parse_export_line("export GOVC_URL=https://127.0.0.1:1/sdk").as_deref(),
+            Some("127.0.0.1:1")
+        );
+        assert_eq!(parse_export_line("hello"), None);
+    }
+
+    #[test]
+    fn options_argv() {
+        let o = VcsimOptions::new()
+            .standalone_hosts(0)
+            .credentials("alice", "pw")
+            .method_delay("PowerOnVM_Task", 2000)
+            .method_delay("CloneVM_Task", 10);
+        assert_eq!(
+            o.argv(),
+            [
+                "-l",
+                "127.0.0.1:0",
+                "-standalone-host=0",
+                "-username=alice",
+                "-password=pw",
+                "-method-delay=PowerOnVM_Task:2000,CloneVM_Task:10"
+            ]
+        );
+    }
+}
