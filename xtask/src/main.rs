@@ -3,7 +3,8 @@
 //! - `tools [--force]`: makes govc and vcsim (govmomi v0.56.0) available in
 //!   `.tools/bin`, building them with `go install` from the pinned module in
 //!   `xtask/govmomi`, or reusing binaries of the right version already there
-//!   or on `PATH`.
+//!   or on `PATH`; and unpacks Debian's cloud-init into `.tools/cloud-init`
+//!   for the user-data judge, installing the python3 packages it imports.
 //! - `test`: `tools`, then `cargo fmt --check`, `cargo clippy --all-targets
 //!   -D warnings` and every test of the workspace (unit, vcsim, cloud-init).
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
@@ -19,7 +20,8 @@ use vmw_testbed::tools::{self, GOVMOMI_VERSION, Tool};
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  tools [--force]   install govc and vcsim (govmomi v0.56.0) into .tools/bin
+  tools [--force]   install govc and vcsim (govmomi v0.56.0) into .tools/bin,
+                    and cloud-init (the user-data judge) into .tools/cloud-init
   test              tools, then fmt check, clippy and every test
   vcsim             run a seeded vCenter simulator until Ctrl-C
   demo              the main job of vmw on the local simulator";
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("tools") => tools_task(args.iter().any(|a| a == "--force")).map(|_| ()),
+        Some("cloud-init") => cloud_init_task().map(|_| ()),
         Some("test") => test_task(),
         Some("vcsim") => vcsim_task(),
         Some("demo") => demo_task(),
@@ -77,6 +80,12 @@ struct Tools {
 }
 
 fn tools_task(force: bool) -> Result<Tools> {
+    let tools = govmomi_tools(force)?;
+    cloud_init_task()?;
+    Ok(tools)
+}
+
+fn govmomi_tools(force: bool) -> Result<Tools> {
     let bin = tools::tools_bin_dir();
     let local_ok = |tool: Tool| {
         let p = bin.join(tool.name());
@@ -152,6 +161,108 @@ fn install_with_go(bin: &Utf8Path) -> Result<()> {
         ]))
 }
 
+/// Debian's python3 modules cloud-init 22.4 imports, with their packages.
+const CLOUD_INIT_PYTHON_DEPS: &[(&str, &str)] = &[
+    ("yaml", "python3-yaml"),
+    ("jinja2", "python3-jinja2"),
+    ("jsonschema", "python3-jsonschema"),
+    ("configobj", "python3-configobj"),
+    ("jsonpatch", "python3-jsonpatch"),
+    ("netifaces", "python3-netifaces"),
+    ("oauthlib", "python3-oauthlib"),
+    ("requests", "python3-requests"),
+    ("serial", "python3-serial"),
+];
+
+/// Debian's interpreter: the judge runs cloud-init the way a Debian guest does.
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+fn python_imports(pythonpath: Option<&Utf8Path>, modules: &[&str]) -> bool {
+    let mut cmd = Command::new(DEBIAN_PYTHON);
+    cmd.arg("-c").arg(format!("import {}", modules.join(", ")));
+    if let Some(p) = pythonpath {
+        cmd.env("PYTHONPATH", p);
+    }
+    cmd.output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    run(Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Unpacks Debian's cloud-init into `.tools/cloud-init` (no service is
+/// installed) and makes sure Debian's python3 has the modules it imports.
+fn cloud_init_task() -> Result<Utf8PathBuf> {
+    let root = root().join(".tools").join("cloud-init");
+    let site = root.join("usr/lib/python3/dist-packages");
+    let modules: Vec<&str> = CLOUD_INIT_PYTHON_DEPS.iter().map(|(m, _)| *m).collect();
+    let mut updated = false;
+
+    if !python_imports(None, &modules) {
+        let packages: Vec<&str> = std::iter::once("python3")
+            .chain(CLOUD_INIT_PYTHON_DEPS.iter().map(|(_, p)| *p))
+            .collect();
+        if !is_root() {
+            bail!(
+                "Debian's python3 lacks modules cloud-init needs.\nhint: as root, run `apt-get install -y {}`",
+                packages.join(" ")
+            );
+        }
+        apt_get(&["update", "-qq"])?;
+        updated = true;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&packages);
+        apt_get(&args)?;
+    }
+
+    if !site.join("cloudinit").is_dir() {
+        let download = root.join("download");
+        std::fs::create_dir_all(&download)?;
+        let fetch = || {
+            run(Command::new("apt-get").current_dir(&download).args([
+                "download",
+                "-qq",
+                "cloud-init",
+            ]))
+        };
+        if fetch().is_err() {
+            if updated || !is_root() {
+                bail!(
+                    "`apt-get download cloud-init` failed\nhint: run `apt-get update` (as root) and try again"
+                );
+            }
+            apt_get(&["update", "-qq"])?;
+            fetch()?;
+        }
+        let deb = std::fs::read_dir(&download)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .context("apt-get download left no .deb")?;
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        std::fs::remove_dir_all(&download)?;
+    }
+
+    if !python_imports(
+        Some(&site),
+        &["cloudinit.sources.DataSourceVMware", "cloudinit.stages"],
+    ) {
+        bail!("cloud-init in {root} does not import with {DEBIAN_PYTHON}");
+    }
+    eprintln!("xtask: cloud-init (user-data judge) is in {root}");
+    Ok(root)
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     c.current_dir(root());
@@ -159,7 +270,8 @@ fn cargo() -> Command {
 }
 
 fn test_task() -> Result<()> {
-    let tools = tools_task(false)?;
+    let tools = govmomi_tools(false)?;
+    let cloud_init = cloud_init_task()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -173,13 +285,15 @@ fn test_task() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--locked"])
         .env(vmw_config::env::VMW_GOVC, &tools.govc)
-        .env(tools::VMW_VCSIM, &tools.vcsim))?;
+        .env(tools::VMW_VCSIM, &tools.vcsim)
+        .env("VMW_CLOUD_INIT_ROOT", &cloud_init)
+        .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON))?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }
 
 fn vcsim_task() -> Result<()> {
-    tools_task(false)?;
+    govmomi_tools(false)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let sim = vmw_testbed::Vcsim::start().await?;

@@ -1,6 +1,8 @@
 //! [`ProcessGovc`]: the backend that runs the real govc binary.
 
+use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -10,7 +12,7 @@ use tokio::sync::OnceCell;
 use vmw_config::{Environment, GovcEnv, VmwareConfig, env};
 
 use crate::requests::GovcVersion;
-use crate::{Command, Govc, GovcError, GovcExt, MIN_VERSION, Output, Version};
+use crate::{Command, ErrorKind, Govc, GovcError, GovcExt, MIN_VERSION, Output, Version};
 
 /// Runs govc as a child process.
 ///
@@ -120,9 +122,61 @@ impl ProcessGovc {
     }
 }
 
+/// One gate per govc session (session directory, URL, user, TLS mode): until
+/// a call has succeeded, calls wait for each other. govc writes its session
+/// file on login and other govc processes read it; several processes
+/// logging in at once can read a half-written file and fail with `EOF`. The
+/// gate makes the first call log in alone; once the session exists, calls
+/// run concurrently.
+type Gate = Arc<tokio::sync::Mutex<bool>>;
+
+static SESSION_GATES: LazyLock<Mutex<HashMap<String, Gate>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+impl ProcessGovc {
+    fn session_gate(&self) -> Option<Gate> {
+        let home = self.env.get(env::GOVMOMI_HOME)?;
+        let key = format!(
+            "{home}\0{}\0{}\0{}",
+            self.env.get(env::GOVC_URL).unwrap_or_default(),
+            self.env.get(env::GOVC_USERNAME).unwrap_or_default(),
+            self.env.get(env::GOVC_INSECURE).unwrap_or_default()
+        );
+        let mut gates = SESSION_GATES.lock().unwrap_or_else(|e| e.into_inner());
+        Some(gates.entry(key).or_default().clone())
+    }
+}
+
 #[async_trait]
 impl Govc for ProcessGovc {
     async fn run(&self, command: &Command) -> Result<Output, GovcError> {
+        if let Some(gate) = self.session_gate() {
+            let mut logged_in = gate.lock().await;
+            if !*logged_in {
+                let result = self.run_process(command).await;
+                // Any answer from vCenter means govc got a session.
+                *logged_in = match &result {
+                    Ok(_) => true,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        ErrorKind::Authentication
+                            | ErrorKind::Unreachable
+                            | ErrorKind::Tls
+                            | ErrorKind::Timeout
+                            | ErrorKind::GovcMissing
+                            | ErrorKind::Io
+                            | ErrorKind::Other
+                    ),
+                };
+                return result;
+            }
+        }
+        self.run_process(command).await
+    }
+}
+
+impl ProcessGovc {
+    async fn run_process(&self, command: &Command) -> Result<Output, GovcError> {
         let io_error = |source: std::io::Error| GovcError::Io {
             command: Box::new(command.clone()),
             program: self.program.clone(),

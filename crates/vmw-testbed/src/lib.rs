@@ -15,7 +15,7 @@
 //! delays.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), vmw_testbed::TestbedError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use vmw_govc::{GovcExt, requests::Find};
 //!
 //! let sim = vmw_testbed::Vcsim::start().await?;
@@ -87,8 +87,14 @@ pub enum TestbedError {
         stderr: String,
     },
     /// Seeding the simulator through govc failed.
-    #[error("seeding vcsim failed: {0}")]
-    Govc(#[from] GovcError),
+    #[error("seeding vcsim failed: {source}\nvcsim stderr:\n{stderr}")]
+    Seed {
+        /// The govc error.
+        #[source]
+        source: GovcError,
+        /// What vcsim printed on stderr.
+        stderr: String,
+    },
 }
 
 /// How to start a [`Vcsim`].
@@ -260,7 +266,10 @@ impl Vcsim {
             r
         });
         let [a, b] = &creates;
-        tokio::try_join!(govc.exec(a), govc.exec(b))?;
+        tokio::try_join!(govc.exec(a), govc.exec(b)).map_err(|source| TestbedError::Seed {
+            source,
+            stderr: std::fs::read_to_string(self.dir_path.join("vcsim.stderr")).unwrap_or_default(),
+        })?;
         Ok(())
     }
 }
