@@ -244,7 +244,9 @@ impl GovcError {
         }))
     }
 
-    pub(crate) fn parse(command: &Command, reason: impl Into<String>, output: &str) -> Self {
+    /// A [`GovcError::Parse`]: `command` succeeded but printed `output`,
+    /// which is not what was expected (`reason`).
+    pub fn parse(command: &Command, reason: impl Into<String>, output: &str) -> Self {
         let mut output = output.to_owned();
         if output.len() > 4096 {
             let mut cut = 4096;

@@ -24,9 +24,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`Vcsim::guest_agent`] plays VMware Tools: it reports a guest IP address
+//! for every VM that powers on.
+//!
 //! The binaries are found by [`tools::locate`]; `cargo xtask tools`
 //! installs them.
 
+pub mod agent;
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
@@ -39,6 +43,7 @@ use vmw_config::{Secret, VmwareConfig};
 use vmw_govc::requests::VmCreate;
 use vmw_govc::{GovcError, GovcExt, ProcessGovc};
 
+pub use agent::{AgentOptions, GuestAgent};
 pub use tools::{GOVMOMI_VERSION, Tool};
 
 /// Datacenter of vcsim's default model.
@@ -252,6 +257,12 @@ impl Vcsim {
                 &vmw_config::Environment::default(),
             ),
         )
+    }
+
+    /// Starts the VMware Tools stand-in: VMs that power on get an address
+    /// (127.0.0.1 by default) after a short delay.
+    pub fn guest_agent(&self, options: AgentOptions) -> GuestAgent {
+        GuestAgent::start(self.govc(), options)
     }
 
     async fn seed_templates(&self) -> Result<(), TestbedError> {

@@ -1,0 +1,202 @@
+//! [`CloudError`]: what can go wrong in the instance lifecycle.
+
+use std::fmt;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use vmw_govc::GovcError;
+
+/// A step of [`crate::Cloud::launch`] or [`crate::Cloud::snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `vm.clone` of the image.
+    Clone,
+    /// Writing the guestinfo files.
+    WriteGuestinfo,
+    /// `vm.change` setting guestinfo and extraConfig.
+    Configure,
+    /// `vm.power -on`.
+    PowerOn,
+    /// Waiting for the guest's IP address.
+    WaitIp,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Clone => "clone",
+            Step::WriteGuestinfo => "write guestinfo files",
+            Step::Configure => "set guestinfo and extraConfig",
+            Step::PowerOn => "power on",
+            Step::WaitIp => "wait for an IP address",
+        })
+    }
+}
+
+/// An error of the cloud layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudError {
+    /// The tag breaks the naming rules (all broken rules listed).
+    #[error("invalid tag {tag:?}: {}\nhint: tags are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", .problems.join("; "))]
+    InvalidTag {
+        /// The tag as given (with its timestamp, if one was added).
+        tag: String,
+        /// Each rule it breaks.
+        problems: Vec<String>,
+    },
+
+    /// A launch option is not usable.
+    #[error("invalid {option} {value:?}: {problem}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+
+    /// The configuration could not be resolved.
+    #[error(transparent)]
+    Config(#[from] vmw_config::ConfigError),
+
+    /// The user data could not take the key, or is too large.
+    #[error("user data: {0}")]
+    UserData(#[from] vmw_userdata::UserDataError),
+
+    /// The SSH key pair could not be found, read or made.
+    #[error("SSH key {path}: {problem}")]
+    Key {
+        /// The key file.
+        path: Utf8PathBuf,
+        /// What is wrong, and how to fix it.
+        problem: String,
+    },
+
+    /// govc failed.
+    #[error(transparent)]
+    Govc(#[from] GovcError),
+
+    /// A step of a launch or snapshot failed; what it had made was removed
+    /// (or, if that failed too, `rollback` says so).
+    #[error("{}", step_text(.vm, *.step, .source, .rollback.as_deref()))]
+    Step {
+        /// The VM being made.
+        vm: String,
+        /// The step that failed.
+        step: Step,
+        /// Why.
+        #[source]
+        source: Box<CloudError>,
+        /// The error of the rollback, when removing the half-made VM failed.
+        rollback: Option<Box<CloudError>>,
+    },
+
+    /// No template for this release.
+    #[error("no image for release {release:?} in {folder}; available: {}\nhint: a source VM must be named TEMPLATE-cloud-init-<release>", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
+    UnknownRelease {
+        /// The release asked for.
+        release: String,
+        /// The folder searched.
+        folder: String,
+        /// Releases that have a template.
+        available: Vec<String>,
+    },
+
+    /// The VM does not exist.
+    #[error("no VM named {name:?}")]
+    NoSuchVm {
+        /// The name.
+        name: String,
+    },
+
+    /// The operation is refused on a source template.
+    #[error(
+        "{name} is a source template (TEMPLATE-cloud-init-*); vmw does not delete templates\nhint: delete it with govc if you really mean to"
+    )]
+    TemplateProtected {
+        /// The template.
+        name: String,
+    },
+
+    /// The VM did not get a usable IP address in time.
+    #[error("VM {vm} reported no usable IP address within {waited:?}{}\nhint: the guest needs VMware Tools (open-vm-tools) running and a network with DHCP", if .seen.is_empty() { String::new() } else { format!(" (it reported only {})", .seen.join(", ")) })]
+    IpTimeout {
+        /// The VM.
+        vm: String,
+        /// How long vmw waited.
+        waited: Duration,
+        /// Unusable addresses it reported (link-local IPv6).
+        seen: Vec<String>,
+    },
+
+    /// After a redundant power operation the VM is not in the wanted state.
+    #[error("VM {vm} should be {wanted} but is {found}")]
+    PowerState {
+        /// The VM.
+        vm: String,
+        /// The state wanted.
+        wanted: &'static str,
+        /// The state found.
+        found: String,
+    },
+
+    /// Something this version cannot do yet.
+    #[error("{what} is not supported{}", .hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    NotSupported {
+        /// What was asked.
+        what: String,
+        /// What to do instead.
+        hint: Option<String>,
+    },
+
+    /// A local file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What vmw was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn step_text(vm: &str, step: Step, source: &CloudError, rollback: Option<&CloudError>) -> String {
+    let mut s = format!("launching {vm} failed at step \"{step}\": {source}");
+    match rollback {
+        None => s.push_str(&format!("\nthe half-made VM {vm} was removed")),
+        Some(r) => s.push_str(&format!(
+            "\nremoving the half-made VM {vm} failed too: {r}\nhint: remove it with `govc vm.destroy {vm}` or `vmw clean`"
+        )),
+    }
+    s
+}
+
+impl CloudError {
+    /// The govc error at the root of this one, if any.
+    pub fn govc(&self) -> Option<&GovcError> {
+        match self {
+            CloudError::Govc(e) => Some(e),
+            CloudError::Step { source, .. } => source.govc(),
+            _ => None,
+        }
+    }
+
+    /// The failed step, for launch and snapshot errors.
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            CloudError::Step { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+/// Errors collected by [`crate::Cloud::clean`] and
+/// [`crate::Cloud::sweep`]: every deletion was tried.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of the cleanup failed:\n{}", .errors.len(), .errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct CleanError {
+    /// One error per VM that could not be removed.
+    pub errors: Vec<CloudError>,
+}

@@ -1,0 +1,238 @@
+//! [`Instance`]: one VM, with its address, power and deletion.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vmw_govc::parse::{PowerState, is_link_local_v6};
+use vmw_govc::requests::{ObjectCollect, PowerOp, VmDestroy, VmIp, VmPower};
+use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt};
+
+use crate::CloudError;
+use crate::cloud::Inner;
+
+/// A VM of the cloud: launched by it, or found with
+/// [`crate::Cloud::get_instance`]. Cloning an `Instance` gives another handle
+/// on the same VM (sharing the cached address).
+pub struct Instance<G: Govc> {
+    name: String,
+    cloud: Arc<Inner<G>>,
+    ip: Arc<Mutex<Option<IpAddr>>>,
+}
+
+impl<G: Govc> Clone for Instance<G> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            cloud: self.cloud.clone(),
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+impl<G: Govc> std::fmt::Debug for Instance<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("name", &self.name)
+            .field("ip", &self.cached_ip())
+            .finish()
+    }
+}
+
+/// The address to use among those a VM reports: the first IPv4 address,
+/// else the first IPv6 address that is not link-local (`fe80::/10`, which
+/// needs an interface scope and is useless for SSH from elsewhere).
+pub fn usable_address(ips: &[IpAddr]) -> Option<IpAddr> {
+    ips.iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_unspecified())
+        .or_else(|| {
+            ips.iter()
+                .find(|ip| ip.is_ipv6() && !ip.is_unspecified() && !is_link_local_v6(ip))
+        })
+        .copied()
+}
+
+impl<G: Govc> Instance<G> {
+    pub(crate) fn new(name: String, cloud: Arc<Inner<G>>) -> Self {
+        Self {
+            name,
+            cloud,
+            ip: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The VM's id, which on vSphere is its name (as in pycloudlib).
+    pub fn id(&self) -> &str {
+        &self.name
+    }
+
+    /// The address found by the last successful [`Instance::ip`], if any.
+    pub fn cached_ip(&self) -> Option<IpAddr> {
+        self.ip.lock().ok().and_then(|g| *g)
+    }
+
+    fn forget_ip(&self) {
+        if let Ok(mut g) = self.ip.lock() {
+            *g = None;
+        }
+    }
+
+    /// The guest's address, waiting up to the cloud's IP wait for one.
+    /// IPv4 is preferred; a link-local IPv6 address is never returned: vmw
+    /// keeps waiting for a usable one. The address is cached until the VM
+    /// is shut down or restarted.
+    pub async fn ip(&self) -> Result<IpAddr, CloudError> {
+        if let Some(ip) = self.cached_ip() {
+            return Ok(ip);
+        }
+        let settings = &self.cloud.settings;
+        let started = Instant::now();
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            let remaining = settings.ip_wait.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(self.ip_timeout(seen));
+            }
+            let wait = remaining.max(Duration::from_secs(1));
+            match self.cloud.govc.exec(&VmIp::new(&self.name, wait)).await {
+                Ok(ips) => {
+                    if let Some(ip) = usable_address(&ips) {
+                        if let Ok(mut g) = self.ip.lock() {
+                            *g = Some(ip);
+                        }
+                        return Ok(ip);
+                    }
+                    seen = ips.iter().map(IpAddr::to_string).collect();
+                    tracing::debug!(vm = %self.name, ?ips, "only unusable addresses so far");
+                    tokio::time::sleep(settings.ip_poll.min(remaining)).await;
+                }
+                Err(GovcError::NoIp { .. }) => return Err(self.ip_timeout(seen)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn ip_timeout(&self, seen: Vec<String>) -> CloudError {
+        CloudError::IpTimeout {
+            vm: self.name.clone(),
+            waited: self.cloud.settings.ip_wait,
+            seen,
+        }
+    }
+
+    /// Waits until the instance is reachable. For now that is: it has a
+    /// usable IP address.
+    pub async fn wait(&self) -> Result<IpAddr, CloudError> {
+        self.ip().await
+    }
+
+    /// The VM's power state.
+    pub async fn power_state(&self) -> Result<PowerState, CloudError> {
+        let request = ObjectCollect::new(self.cloud.vm_path(&self.name), ["runtime.powerState"]);
+        let props = self.cloud.govc.exec(&request).await?;
+        props.power_state().ok_or_else(|| {
+            GovcError::parse(
+                &vmw_govc::Request::command(&request),
+                "no runtime.powerState in the answer",
+                "",
+            )
+            .into()
+        })
+    }
+
+    /// Powers the VM on; already on is success.
+    pub async fn start(&self) -> Result<(), CloudError> {
+        self.forget_ip();
+        self.power(PowerOp::On, PowerState::On, "powered on").await
+    }
+
+    /// Powers the VM off (hard); already off is success.
+    pub async fn shutdown(&self) -> Result<(), CloudError> {
+        self.forget_ip();
+        self.power(PowerOp::Off, PowerState::Off, "powered off")
+            .await
+    }
+
+    /// Shuts down, starts and waits again.
+    pub async fn restart(&self) -> Result<IpAddr, CloudError> {
+        self.shutdown().await?;
+        self.start().await?;
+        self.wait().await
+    }
+
+    async fn power(
+        &self,
+        op: PowerOp,
+        wanted: PowerState,
+        wanted_text: &'static str,
+    ) -> Result<(), CloudError> {
+        match self.cloud.govc.exec(&VmPower::new(&self.name, op)).await {
+            Ok(()) => Ok(()),
+            // vCenter says the state is wrong for the operation; vcsim does
+            // not say which state it is, so ask.
+            Err(e) if e.kind() == ErrorKind::InvalidPowerState => {
+                let found = self.power_state().await?;
+                if found == wanted {
+                    Ok(())
+                } else {
+                    Err(CloudError::PowerState {
+                        vm: self.name.clone(),
+                        wanted: wanted_text,
+                        found: format!("{found:?}"),
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes the VM (govc powers a running VM off first); a VM that is
+    /// already gone is success. Whatever its power state, the VM is not left
+    /// behind.
+    pub async fn delete(&self) -> Result<(), CloudError> {
+        self.cloud.destroy(&self.name).await?;
+        self.cloud.untrack_instance(&self.name);
+        self.forget_ip();
+        Ok(())
+    }
+}
+
+impl<G: Govc> Inner<G> {
+    /// `vm.destroy`, with "already gone" as success.
+    pub(crate) async fn destroy(&self, name: &str) -> Result<(), CloudError> {
+        match self.govc.exec(&VmDestroy::new(name)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_choice() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            usable_address(&[ip("fe80::1"), ip("10.0.0.5")]),
+            Some(ip("10.0.0.5"))
+        );
+        assert_eq!(
+            usable_address(&[ip("2001:db8::5"), ip("10.0.0.5")]),
+            Some(ip("10.0.0.5"))
+        );
+        assert_eq!(
+            usable_address(&[ip("fe80::1"), ip("2001:db8::5")]),
+            Some(ip("2001:db8::5"))
+        );
+        assert_eq!(usable_address(&[ip("fe80::1")]), None);
+        assert_eq!(usable_address(&[]), None);
+    }
+}

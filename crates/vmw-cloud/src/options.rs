@@ -1,0 +1,286 @@
+//! What [`crate::Cloud::launch`] accepts, and its checks.
+
+use std::str::FromStr;
+
+use serde_yaml_ng::Mapping;
+
+use crate::CloudError;
+
+/// How far [`crate::Cloud::launch`] waits before returning.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WaitStage {
+    /// Return as soon as the VM is powered on.
+    None,
+    /// Until the guest reports an IP address.
+    Ip,
+    /// Until SSH accepts the key.
+    Ssh,
+    /// Until cloud-init has finished (pycloudlib always waits this far).
+    #[default]
+    Ready,
+}
+
+impl FromStr for WaitStage {
+    type Err = CloudError;
+    fn from_str(s: &str) -> Result<Self, CloudError> {
+        match s {
+            "none" => Ok(WaitStage::None),
+            "ip" => Ok(WaitStage::Ip),
+            "ssh" => Ok(WaitStage::Ssh),
+            "ready" => Ok(WaitStage::Ready),
+            _ => Err(CloudError::InvalidOption {
+                option: "wait stage",
+                value: s.to_owned(),
+                problem: "use none, ip, ssh or ready".to_owned(),
+            }),
+        }
+    }
+}
+
+/// CPUs and memory of an instance, from an instance type such as `2c4g`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstanceType {
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Memory in MiB.
+    pub memory_mb: u64,
+}
+
+impl FromStr for InstanceType {
+    type Err = CloudError;
+
+    /// `<cpus>c<memory>g` or `<cpus>c<memory>m`: `2c4g` is 2 CPUs and 4 GiB,
+    /// `1c512m` is 1 CPU and 512 MiB.
+    fn from_str(s: &str) -> Result<Self, CloudError> {
+        let bad = |problem: &str| CloudError::InvalidOption {
+            option: "instance type",
+            value: s.to_owned(),
+            problem: format!(
+                "{problem}; write <cpus>c<memory>g or <cpus>c<memory>m, e.g. 2c4g or 1c512m"
+            ),
+        };
+        let lower = s.trim().to_ascii_lowercase();
+        let (cpus, memory) = lower
+            .split_once('c')
+            .ok_or_else(|| bad("no 'c' after the CPU count"))?;
+        let cpus: u32 = cpus
+            .parse()
+            .map_err(|_| bad("the CPU count is not a number"))?;
+        let (amount, unit) = memory.split_at(memory.len().saturating_sub(1));
+        let amount: u64 = amount
+            .parse()
+            .map_err(|_| bad("the memory size is not a number"))?;
+        let memory_mb = match unit {
+            "g" => amount
+                .checked_mul(1024)
+                .ok_or_else(|| bad("the memory size is too large"))?,
+            "m" => amount,
+            _ => return Err(bad("the memory unit must be g or m")),
+        };
+        if cpus == 0 {
+            return Err(bad("at least 1 CPU is needed"));
+        }
+        if memory_mb < 4 {
+            return Err(bad("at least 4 MiB of memory is needed"));
+        }
+        Ok(InstanceType { cpus, memory_mb })
+    }
+}
+
+/// Options of [`crate::Cloud::launch`]. `LaunchOptions::default()` launches
+/// with the template's CPUs and memory, the key-only user data, and waits
+/// until the instance is ready.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchOptions {
+    /// User data in any format cloud-init accepts; the cloud's SSH key is
+    /// added to it.
+    pub user_data: Option<Vec<u8>>,
+    /// Vendor data, passed as it is.
+    pub vendor_data: Option<Vec<u8>>,
+    /// Extra metadata entries (e.g. a `network` section).
+    pub metadata: Option<Mapping>,
+    /// How far to wait.
+    pub wait: WaitStage,
+    /// Virtual CPUs.
+    pub cpus: Option<u32>,
+    /// Memory in MiB.
+    pub memory_mb: Option<u64>,
+    /// CPUs and memory as an instance type (`2c4g`); excludes `cpus` and
+    /// `memory_mb`.
+    pub instance_type: Option<String>,
+    /// Extra extraConfig key/value pairs.
+    pub extra_config: Vec<(String, String)>,
+    /// Make a linked clone (fast, shares the image's disks).
+    pub linked_clone: bool,
+    /// The VM name, instead of `<tag>-<n>`.
+    pub name: Option<String>,
+}
+
+impl LaunchOptions {
+    /// Options that wait only for the IP address.
+    pub fn wait_for_ip() -> Self {
+        Self {
+            wait: WaitStage::Ip,
+            ..Self::default()
+        }
+    }
+
+    /// The CPUs and memory asked for, checked.
+    pub fn hardware(&self) -> Result<(Option<u32>, Option<u64>), CloudError> {
+        if let Some(t) = &self.instance_type {
+            if self.cpus.is_some() || self.memory_mb.is_some() {
+                return Err(CloudError::InvalidOption {
+                    option: "instance type",
+                    value: t.clone(),
+                    problem: "give either an instance type or CPUs and memory, not both".to_owned(),
+                });
+            }
+            let t: InstanceType = t.parse()?;
+            return Ok((Some(t.cpus), Some(t.memory_mb)));
+        }
+        if self.cpus == Some(0) {
+            return Err(CloudError::InvalidOption {
+                option: "CPU count",
+                value: "0".to_owned(),
+                problem: "at least 1 CPU is needed".to_owned(),
+            });
+        }
+        if self.memory_mb.is_some_and(|m| m < 4) {
+            return Err(CloudError::InvalidOption {
+                option: "memory",
+                value: format!("{} MiB", self.memory_mb.unwrap_or_default()),
+                problem: "at least 4 MiB is needed".to_owned(),
+            });
+        }
+        Ok((self.cpus, self.memory_mb))
+    }
+
+    /// Checks the extraConfig pairs: keys govc can pass, and none that vmw
+    /// sets itself.
+    pub fn check_extra_config(&self) -> Result<(), CloudError> {
+        for (key, _) in &self.extra_config {
+            vmw_govc::requests::check_extra_config_key(key).map_err(|problem| {
+                CloudError::InvalidOption {
+                    option: "extraConfig key",
+                    value: key.clone(),
+                    problem,
+                }
+            })?;
+            if key.starts_with("guestinfo.metadata")
+                || key.starts_with("guestinfo.userdata")
+                || key.starts_with("guestinfo.vendordata")
+            {
+                return Err(CloudError::InvalidOption {
+                    option: "extraConfig key",
+                    value: key.clone(),
+                    problem: "vmw sets the guestinfo metadata, user data and vendor data itself; pass user data, vendor data or metadata instead".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a VM name given by the caller.
+pub fn check_vm_name(name: &str) -> Result<(), CloudError> {
+    let bad = |problem: &str| CloudError::InvalidOption {
+        option: "VM name",
+        value: name.to_owned(),
+        problem: problem.to_owned(),
+    };
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if name.chars().count() > 80 {
+        return Err(bad("vSphere allows at most 80 characters"));
+    }
+    if name.contains('/') || name.contains('\\') || name.contains('%') {
+        return Err(bad("'/', '\\' and '%' are not allowed in vSphere VM names"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_types() {
+        assert_eq!(
+            "2c4g".parse::<InstanceType>().unwrap(),
+            InstanceType {
+                cpus: 2,
+                memory_mb: 4096
+            }
+        );
+        assert_eq!(
+            "1C512M".parse::<InstanceType>().unwrap(),
+            InstanceType {
+                cpus: 1,
+                memory_mb: 512
+            }
+        );
+        for bad in ["t2.micro", "2c", "c4g", "0c4g", "2c4t", "2c0g", ""] {
+            let err = bad.parse::<InstanceType>().unwrap_err().to_string();
+            assert!(err.contains("e.g. 2c4g"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn hardware_rules() {
+        let both = LaunchOptions {
+            instance_type: Some("2c4g".into()),
+            cpus: Some(2),
+            ..LaunchOptions::default()
+        };
+        assert!(
+            both.hardware()
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        let t = LaunchOptions {
+            instance_type: Some("4c8g".into()),
+            ..LaunchOptions::default()
+        };
+        assert_eq!(t.hardware().unwrap(), (Some(4), Some(8192)));
+        assert!(
+            LaunchOptions {
+                cpus: Some(0),
+                ..LaunchOptions::default()
+            }
+            .hardware()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn extra_config_and_names() {
+        let ok = LaunchOptions {
+            extra_config: vec![("disk.EnableUUID".into(), "TRUE".into())],
+            ..LaunchOptions::default()
+        };
+        assert!(ok.check_extra_config().is_ok());
+        for key in [
+            "a=b",
+            "",
+            "guestinfo.userdata",
+            "guestinfo.metadata.encoding",
+        ] {
+            let o = LaunchOptions {
+                extra_config: vec![(key.into(), "x".into())],
+                ..LaunchOptions::default()
+            };
+            assert!(o.check_extra_config().is_err(), "{key}");
+        }
+        assert!(check_vm_name("ok-name 1").is_ok());
+        for bad in ["", "a/b", &"x".repeat(81), "tab\there"] {
+            assert!(check_vm_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!("ip".parse::<WaitStage>().unwrap(), WaitStage::Ip);
+        assert!("later".parse::<WaitStage>().is_err());
+    }
+}
