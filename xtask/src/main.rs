@@ -10,6 +10,10 @@
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
 //!   use it by hand, until Ctrl-C.
 //! - `demo`: the main job of vmw on the local simulator.
+//! - `bench [--count N] [--sequential]`: times `launch_many` + `clean` of N
+//!   instances on a simulator with realistic (scaled-down) vCenter delays.
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -24,7 +28,9 @@ tasks:
                     and cloud-init (the user-data judge) into .tools/cloud-init
   test              tools, then fmt check, clippy and every test
   vcsim             run a seeded vCenter simulator until Ctrl-C
-  demo              the main job of vmw on the local simulator";
+  demo              the main job of vmw on the local simulator
+  bench [--count N] [--sequential]
+                    time launch_many + clean on a simulator with vCenter-like delays";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +40,7 @@ fn main() -> ExitCode {
         Some("test") => test_task(),
         Some("vcsim") => vcsim_task(),
         Some("demo") => demo_task(),
+        Some("bench") => bench::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -74,7 +81,7 @@ fn shown(cmd: &Command) -> String {
 }
 
 /// Where govc and vcsim are, after making sure they are there.
-struct Tools {
+pub(crate) struct Tools {
     govc: Utf8PathBuf,
     vcsim: Utf8PathBuf,
 }
@@ -85,7 +92,7 @@ fn tools_task(force: bool) -> Result<Tools> {
     Ok(tools)
 }
 
-fn govmomi_tools(force: bool) -> Result<Tools> {
+pub(crate) fn govmomi_tools(force: bool) -> Result<Tools> {
     let bin = tools::tools_bin_dir();
     let local_ok = |tool: Tool| {
         let p = bin.join(tool.name());

@@ -117,7 +117,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// What a VM made by vmw is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     /// A launched instance.
     Instance,
