@@ -540,7 +540,7 @@ impl<G: Govc> Cloud<G> {
             timeout: vmw_govc::requests::SLOW,
         };
         tracing::info!(vm = %p.name, image, "launching");
-        self.clone_vm(&clone).await?;
+        self.clone_vm(&clone, Kind::Instance).await?;
         inner.track_instance(&p.name);
         let instance = Instance::new(p.name.clone(), self.inner.clone());
 
@@ -559,6 +559,7 @@ impl<G: Govc> Cloud<G> {
                     vm: p.name,
                     step,
                     source: Box::new(source),
+                    removed: rollback.is_none(),
                     rollback,
                 })
             }
@@ -566,25 +567,37 @@ impl<G: Govc> Cloud<G> {
     }
 
     /// Clones; on failure removes whatever the clone may have left.
-    async fn clone_vm(&self, clone: &VmClone) -> Result<(), CloudError> {
+    async fn clone_vm(&self, clone: &VmClone, kind: Kind) -> Result<(), CloudError> {
         let inner = &self.inner;
         match inner.govc.exec(clone).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let e = ops::explain_ambiguous_pool(&inner.govc, e).await;
                 // When govc was stopped (our deadline) the clone task may
-                // still finish on vCenter; remove the VM if it is there. A
+                // still finish on vCenter; remove the VM if it is there, and
+                // if that fails keep it tracked so clean() tries again. A
                 // clone that failed outright made nothing, and a duplicate
                 // name means the VM there is not ours: never touch it.
-                let rollback = if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Io) {
-                    inner.destroy(&clone.name).await.err().map(Box::new)
+                let (removed, rollback) = if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Io)
+                {
+                    match inner.destroy(&clone.name).await {
+                        Ok(()) => (true, None),
+                        Err(r) => {
+                            match kind {
+                                Kind::Instance => inner.track_instance(&clone.name),
+                                Kind::Image => inner.track_image(&clone.name),
+                            }
+                            (false, Some(Box::new(r)))
+                        }
+                    }
                 } else {
-                    None
+                    (false, None)
                 };
                 Err(CloudError::Step {
                     vm: clone.name.clone(),
                     step: Step::Clone,
                     source: Box::new(e.into()),
+                    removed,
                     rollback,
                 })
             }
@@ -666,7 +679,7 @@ impl<G: Govc> Cloud<G> {
             snapshot: None,
             timeout: vmw_govc::requests::SLOW,
         };
-        self.clone_vm(&clone).await?;
+        self.clone_vm(&clone, Kind::Image).await?;
         inner.track_image(&name);
         Ok(Image { name })
     }

@@ -80,7 +80,7 @@ pub enum CloudError {
 
     /// A step of a launch or snapshot failed; what it had made was removed
     /// (or, if that failed too, `rollback` says so).
-    #[error("{}", step_text(.vm, *.step, .source, .rollback.as_deref()))]
+    #[error("{}", step_text(.vm, *.step, .source, *.removed, .rollback.as_deref()))]
     Step {
         /// The VM being made.
         vm: String,
@@ -89,6 +89,9 @@ pub enum CloudError {
         /// Why.
         #[source]
         source: Box<CloudError>,
+        /// Whether a half-made VM was removed (false when there was nothing
+        /// to remove, or removing it failed).
+        removed: bool,
         /// The error of the rollback, when removing the half-made VM failed.
         rollback: Option<Box<CloudError>>,
     },
@@ -162,13 +165,20 @@ pub enum CloudError {
     },
 }
 
-fn step_text(vm: &str, step: Step, source: &CloudError, rollback: Option<&CloudError>) -> String {
-    let mut s = format!("launching {vm} failed at step \"{step}\": {source}");
-    match rollback {
-        None => s.push_str(&format!("\nthe half-made VM {vm} was removed")),
-        Some(r) => s.push_str(&format!(
+fn step_text(
+    vm: &str,
+    step: Step,
+    source: &CloudError,
+    removed: bool,
+    rollback: Option<&CloudError>,
+) -> String {
+    let mut s = format!("making VM {vm} failed at step \"{step}\": {source}");
+    match (rollback, removed) {
+        (Some(r), _) => s.push_str(&format!(
             "\nremoving the half-made VM {vm} failed too: {r}\nhint: remove it with `govc vm.destroy {vm}` or `vmw clean`"
         )),
+        (None, true) => s.push_str(&format!("\nthe half-made VM {vm} was removed")),
+        (None, false) => s.push_str("\nvmw created nothing, so there was nothing to remove"),
     }
     s
 }

@@ -1,0 +1,423 @@
+//! [`SshGuest`]: the [`Guest`] reached over SSH with russh.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use camino::{Utf8Path, Utf8PathBuf};
+use russh::client::{self, Handle};
+use russh::keys::{
+    PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, load_secret_key,
+};
+use russh::{ChannelMsg, Disconnect};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{Cmd, ExecOptions, ExecResult, Guest, SshError, Stage};
+
+/// How to reach a guest over SSH.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshConfig {
+    /// The login user (default `ubuntu`, as in Ubuntu cloud images).
+    pub user: String,
+    /// The port (default 22).
+    pub port: u16,
+    /// Limit for the TCP connection to open.
+    pub connect_timeout: Duration,
+    /// Limit for the SSH handshake (banner, key exchange) and
+    /// authentication.
+    pub banner_timeout: Duration,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            user: "ubuntu".to_owned(),
+            port: 22,
+            connect_timeout: Duration::from_secs(10),
+            banner_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Loads a private key file (OpenSSH or PEM). A passphrase-protected key is
+/// refused with an explanation: vmw runs unattended.
+pub fn load_private_key(path: &Utf8Path) -> Result<Arc<PrivateKey>, SshError> {
+    let fail = |message: String| SshError::Transport {
+        instance: String::new(),
+        address: path.to_string(),
+        stage: Stage::Key,
+        message,
+    };
+    match load_secret_key(path, None) {
+        Ok(k) => Ok(Arc::new(k)),
+        Err(russh::keys::Error::KeyIsEncrypted) => Err(fail(format!(
+            "{path} is protected by a passphrase, which vmw cannot type\nhint: use a key without a passphrase for test instances (ssh-keygen -t ed25519 -N '' -f <file>) and set private_key_path"
+        ))),
+        Err(e) => Err(fail(format!(
+            "cannot read the private key {path}: {e}\nhint: set private_key_path in [vmware] to a readable OpenSSH private key"
+        ))),
+    }
+}
+
+/// The host key seen on first contact with an instance, and whether a later
+/// contact presented another one.
+#[derive(Default)]
+struct HostKeyPin {
+    key: Mutex<Option<PublicKey>>,
+    changed: AtomicBool,
+}
+
+struct Handler {
+    pin: Arc<HostKeyPin>,
+}
+
+impl client::Handler for Handler {
+    type Error = russh::Error;
+
+    /// Trust on first use, for the life of the instance: VMs are new, so
+    /// their first key is accepted and remembered; a different key later
+    /// means something else answers at that address, and is refused.
+    async fn check_server_key(
+        &mut self,
+        server: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let presented = match server {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        let mut pinned = self.pin.key.lock().unwrap_or_else(|e| e.into_inner());
+        match &*pinned {
+            None => {
+                *pinned = Some(presented);
+                Ok(true)
+            }
+            Some(known) if known.key_data() == presented.key_data() => Ok(true),
+            Some(_) => {
+                self.pin.changed.store(true, Ordering::SeqCst);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// A guest reached over SSH: one connection, opened on first use, reused
+/// by every call, and opened again when it has dropped.
+pub struct SshGuest {
+    instance: String,
+    addr: SocketAddr,
+    config: SshConfig,
+    key: Arc<PrivateKey>,
+    pin: Arc<HostKeyPin>,
+    conn: tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>,
+}
+
+impl std::fmt::Debug for SshGuest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshGuest")
+            .field("instance", &self.instance)
+            .field("addr", &self.addr)
+            .field("user", &self.config.user)
+            .finish()
+    }
+}
+
+impl SshGuest {
+    /// A guest `instance` at `ip`, reached with `config` and `key`.
+    pub fn new(
+        instance: impl Into<String>,
+        ip: std::net::IpAddr,
+        config: SshConfig,
+        key: Arc<PrivateKey>,
+    ) -> Self {
+        let addr = SocketAddr::new(ip, config.port);
+        Self {
+            instance: instance.into(),
+            addr,
+            config,
+            key,
+            pin: Arc::default(),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The host key pinned on first contact, as an OpenSSH line.
+    pub fn host_key(&self) -> Option<String> {
+        let pinned = self.pin.key.lock().unwrap_or_else(|e| e.into_inner());
+        pinned.as_ref().and_then(|k| k.to_openssh().ok())
+    }
+
+    fn err(&self, stage: Stage, message: impl Into<String>) -> SshError {
+        SshError::Transport {
+            instance: self.instance.clone(),
+            address: self.addr.to_string(),
+            stage,
+            message: message.into(),
+        }
+    }
+
+    async fn connect(&self) -> Result<Handle<Handler>, SshError> {
+        let socket = tokio::time::timeout(
+            self.config.connect_timeout,
+            tokio::net::TcpStream::connect(self.addr),
+        )
+        .await
+        .map_err(|_| {
+            self.err(
+                Stage::Connect,
+                format!("no TCP connection within {:?}", self.config.connect_timeout),
+            )
+        })?
+        .map_err(|e| self.err(Stage::Connect, e.to_string()))?;
+        let _ = socket.set_nodelay(true);
+        let ssh_config = Arc::new(client::Config {
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 4,
+            ..client::Config::default()
+        });
+        let handler = Handler {
+            pin: self.pin.clone(),
+        };
+        let handshake = tokio::time::timeout(
+            self.config.banner_timeout,
+            client::connect_stream(ssh_config, socket, handler),
+        )
+        .await;
+        let mut handle = match handshake {
+            Err(_) => {
+                return Err(self.err(
+                    Stage::Connect,
+                    format!("no SSH handshake within {:?}", self.config.banner_timeout),
+                ));
+            }
+            Ok(Err(e)) => {
+                if self.pin.changed.swap(false, Ordering::SeqCst) {
+                    return Err(self.err(
+                        Stage::HostKey,
+                        format!(
+                            "the server presented a host key other than the one seen first ({}); refusing to talk to it\nhint: if the instance was rebuilt, get it again from the cloud",
+                            self.host_key().unwrap_or_default()
+                        ),
+                    ));
+                }
+                return Err(self.err(Stage::Connect, e.to_string()));
+            }
+            Ok(Ok(h)) => h,
+        };
+
+        let hash = if self.key.algorithm().is_rsa() {
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(|e| self.err(Stage::Auth, e.to_string()))?
+                .flatten()
+        } else {
+            None
+        };
+        let auth = tokio::time::timeout(
+            self.config.banner_timeout,
+            handle.authenticate_publickey(
+                &self.config.user,
+                PrivateKeyWithHashAlg::new(self.key.clone(), hash),
+            ),
+        )
+        .await
+        .map_err(|_| self.err(Stage::Auth, "no answer to authentication"))?
+        .map_err(|e| self.err(Stage::Auth, e.to_string()))?;
+        if !auth.success() {
+            return Err(self.err(
+                Stage::Auth,
+                format!(
+                    "the server refused the key for user {}\nhint: the instance must have been launched with this key (it is injected into the user data), and the user must exist",
+                    self.config.user
+                ),
+            ));
+        }
+        tracing::debug!(instance = %self.instance, addr = %self.addr, "ssh: connected");
+        Ok(handle)
+    }
+
+    /// The live connection, opening one when there is none or it dropped.
+    async fn connection(&self) -> Result<Arc<Handle<Handler>>, SshError> {
+        let mut conn = self.conn.lock().await;
+        if let Some(h) = conn.as_ref()
+            && !h.is_closed()
+        {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(self.connect().await?);
+        *conn = Some(h.clone());
+        Ok(h)
+    }
+
+    /// Opens a session channel, reconnecting once if the connection turns
+    /// out to have dropped.
+    async fn channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
+        let conn = self.connection().await?;
+        match conn.channel_open_session().await {
+            Ok(c) => Ok(c),
+            Err(first) => {
+                tracing::debug!(instance = %self.instance, error = %first, "ssh: channel failed, reconnecting");
+                self.disconnect().await;
+                let conn = self.connection().await?;
+                conn.channel_open_session()
+                    .await
+                    .map_err(|e| self.err(Stage::Channel, e.to_string()))
+            }
+        }
+    }
+
+    async fn sftp(&self) -> Result<russh_sftp::client::SftpSession, SshError> {
+        let channel = self.channel().await?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| self.err(Stage::Sftp, format!("no sftp subsystem: {e}")))?;
+        let config = russh_sftp::client::Config {
+            request_timeout_secs: 60,
+            ..russh_sftp::client::Config::default()
+        };
+        russh_sftp::client::SftpSession::new_with_config(channel.into_stream(), config)
+            .await
+            .map_err(|e| self.err(Stage::Sftp, e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Guest for SshGuest {
+    fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn user(&self) -> &str {
+        &self.config.user
+    }
+
+    async fn execute(&self, cmd: &Cmd, options: &ExecOptions) -> Result<ExecResult, SshError> {
+        let line = cmd.remote_line(options.sudo);
+        tracing::debug!(instance = %self.instance, command = %cmd, "ssh: exec");
+        let mut channel = self.channel().await?;
+        channel
+            .exec(true, line)
+            .await
+            .map_err(|e| self.err(Stage::Channel, e.to_string()))?;
+        if let Some(input) = &options.stdin {
+            channel
+                .data(&input[..])
+                .await
+                .map_err(|e| self.err(Stage::Command, format!("sending standard input: {e}")))?;
+        }
+        channel
+            .eof()
+            .await
+            .map_err(|e| self.err(Stage::Command, e.to_string()))?;
+
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut status = None;
+        let mut signal = None;
+        // Read until the channel closes: the exit status may come after EOF.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    signal = Some(format!("{signal_name:?}"))
+                }
+                ChannelMsg::Failure => {
+                    return Err(self.err(Stage::Channel, "the server refused to run the command"));
+                }
+                _ => {}
+            }
+        }
+        if status.is_none() && signal.is_none() {
+            return Err(self.err(
+                Stage::Command,
+                format!("the connection closed before `{cmd}` reported an exit status"),
+            ));
+        }
+        Ok(ExecResult::from_raw(&stdout, &stderr, status, signal))
+    }
+
+    async fn push_file(&self, local: &Utf8Path, remote: &str) -> Result<(), SshError> {
+        let mut source = tokio::fs::File::open(local)
+            .await
+            .map_err(|e| self.err(Stage::LocalFile, format!("{local}: {e}")))?;
+        let sftp = self.sftp().await?;
+        let mut target = sftp
+            .create(remote)
+            .await
+            .map_err(|e| self.err(Stage::Sftp, format!("creating {remote}: {e}")))?;
+        copy_stream(&mut source, &mut target)
+            .await
+            .map_err(|e| self.err(Stage::Sftp, format!("writing {remote}: {e}")))?;
+        target
+            .shutdown()
+            .await
+            .map_err(|e| self.err(Stage::Sftp, format!("closing {remote}: {e}")))?;
+        let _ = sftp.close().await;
+        Ok(())
+    }
+
+    async fn pull_file(&self, remote: &str, local: &Utf8Path) -> Result<(), SshError> {
+        let sftp = self.sftp().await?;
+        let mut source = sftp
+            .open(remote)
+            .await
+            .map_err(|e| self.err(Stage::Sftp, format!("opening {remote}: {e}")))?;
+        let partial = partial_path(local);
+        let mut target = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| self.err(Stage::LocalFile, format!("{partial}: {e}")))?;
+        let copied = copy_stream(&mut source, &mut target).await;
+        let flushed = match copied {
+            Ok(()) => target.sync_all().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = flushed {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(self.err(Stage::Sftp, format!("reading {remote}: {e}")));
+        }
+        tokio::fs::rename(&partial, local)
+            .await
+            .map_err(|e| self.err(Stage::LocalFile, format!("{local}: {e}")))?;
+        let _ = sftp.close().await;
+        Ok(())
+    }
+
+    async fn disconnect(&self) {
+        let mut conn = self.conn.lock().await;
+        if let Some(h) = conn.take() {
+            let _ = h.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+    }
+}
+
+/// Where a download is written before it is complete.
+fn partial_path(local: &Utf8Path) -> Utf8PathBuf {
+    let name = local.file_name().unwrap_or("download");
+    local.with_file_name(format!(".{name}.partial"))
+}
+
+/// Copies in 256 KiB pieces: the whole file is never in memory.
+async fn copy_stream<R, W>(from: &mut R, to: &mut W) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        to.write_all(&buf[..n]).await?;
+    }
+    to.flush().await
+}

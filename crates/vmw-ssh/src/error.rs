@@ -1,0 +1,127 @@
+//! [`SshError`]: what can go wrong reaching or using a guest.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Where in the guest access something went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Loading the private key.
+    Key,
+    /// Opening the TCP connection or the SSH handshake.
+    Connect,
+    /// The server presented a host key other than the one pinned.
+    HostKey,
+    /// The server refused the key.
+    Auth,
+    /// Opening a channel or starting a command on it.
+    Channel,
+    /// While a command ran (e.g. the connection dropped).
+    Command,
+    /// A file transfer.
+    Sftp,
+    /// A local file.
+    LocalFile,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Key => "private key",
+            Stage::Connect => "connect",
+            Stage::HostKey => "host key",
+            Stage::Auth => "authentication",
+            Stage::Channel => "channel",
+            Stage::Command => "command",
+            Stage::Sftp => "sftp",
+            Stage::LocalFile => "local file",
+        })
+    }
+}
+
+/// What a readiness wait was waiting for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitFor {
+    /// A command to succeed over SSH.
+    Ssh,
+    /// systemd's `cloud-init.target` to be active.
+    CloudInitTarget,
+    /// `cloud-init status --wait` to finish.
+    CloudInit,
+    /// The boot id to change after a restart.
+    Reboot,
+}
+
+impl fmt::Display for WaitFor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WaitFor::Ssh => "SSH to accept a command",
+            WaitFor::CloudInitTarget => "cloud-init.target to become active",
+            WaitFor::CloudInit => "cloud-init to finish",
+            WaitFor::Reboot => "the guest to reboot (a new boot id)",
+        })
+    }
+}
+
+/// An error of guest access. Every variant names the instance and address.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// Reaching or talking to the SSH server failed.
+    #[error("{instance} ({address}): {stage}: {message}")]
+    Transport {
+        /// The instance.
+        instance: String,
+        /// `host:port`.
+        address: String,
+        /// Where it failed.
+        stage: Stage,
+        /// What happened, and a hint where one is known.
+        message: String,
+    },
+
+    /// A wait ran out of time.
+    #[error("{instance} ({address}): timed out after {waited:?} waiting for {waiting_for}{}", .last.as_ref().map(|l| format!(" (last: {l})")).unwrap_or_default())]
+    Timeout {
+        /// The instance.
+        instance: String,
+        /// `host:port`.
+        address: String,
+        /// What did not happen in time.
+        waiting_for: WaitFor,
+        /// How long vmw waited.
+        waited: Duration,
+        /// The last error or answer seen.
+        last: Option<String>,
+    },
+
+    /// A command that had to succeed did not.
+    #[error("{instance} ({address}): {what} failed: {detail}")]
+    Failed {
+        /// The instance.
+        instance: String,
+        /// `host:port`.
+        address: String,
+        /// What was being done.
+        what: String,
+        /// Exit status and the end of stderr.
+        detail: String,
+    },
+}
+
+impl SshError {
+    /// The stage of a transport error.
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            SshError::Transport { stage, .. } => Some(*stage),
+            _ => None,
+        }
+    }
+
+    /// What a timed-out wait was waiting for.
+    pub fn waiting_for(&self) -> Option<WaitFor> {
+        match self {
+            SshError::Timeout { waiting_for, .. } => Some(*waiting_for),
+            _ => None,
+        }
+    }
+}

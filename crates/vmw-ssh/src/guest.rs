@@ -1,0 +1,328 @@
+//! [`Guest`]: the transport-neutral view of a guest, and everything built
+//! on it ([`GuestExt`]): scripts, packages, boot ids, readiness, cleaning
+//! and restarts. [`crate::SshGuest`] is the real transport; tests plug in a
+//! scripted one.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use camino::Utf8Path;
+
+use crate::{Cmd, ExecOptions, ExecResult, SshError, WaitFor};
+
+/// A guest that runs commands and moves files.
+#[async_trait]
+pub trait Guest: Send + Sync {
+    /// The instance's name, for errors.
+    fn instance(&self) -> &str;
+
+    /// `host:port`, for errors.
+    fn address(&self) -> String;
+
+    /// The user commands run as.
+    fn user(&self) -> &str;
+
+    /// Runs a command. A non-zero exit is a result; transport failures are
+    /// errors.
+    async fn execute(&self, cmd: &Cmd, options: &ExecOptions) -> Result<ExecResult, SshError>;
+
+    /// Copies a local file to the guest, streaming it.
+    async fn push_file(&self, local: &Utf8Path, remote: &str) -> Result<(), SshError>;
+
+    /// Copies a file of the guest to a local path, streaming it.
+    async fn pull_file(&self, remote: &str, local: &Utf8Path) -> Result<(), SshError>;
+
+    /// Drops the connection (the next call connects again).
+    async fn disconnect(&self);
+}
+
+/// How long readiness waits take, and how often they retry.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadyTimeouts {
+    /// The whole of [`GuestExt::wait_ready`] (and of a reboot wait).
+    pub ready: Duration,
+    /// Pause between attempts.
+    pub poll: Duration,
+}
+
+impl Default for ReadyTimeouts {
+    fn default() -> Self {
+        Self {
+            ready: Duration::from_secs(10 * 60),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The guest file holding the id of the current boot.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// What [`GuestExt::clean`] runs, in order, as root: cloud-init's own
+/// cleanup (so the next boot runs cloud-init again), a machine id that
+/// systemd regenerates on the next boot, and no old syslog.
+pub const CLEAN_STEPS: [(&str, &str); 3] = [
+    ("cloud-init clean --logs", "cloud-init clean --logs"),
+    (
+        "reset /etc/machine-id",
+        "echo uninitialized > /etc/machine-id",
+    ),
+    ("remove /var/log/syslog", "rm -f /var/log/syslog"),
+];
+
+/// Operations built on [`Guest`], for every guest.
+#[async_trait]
+pub trait GuestExt: Guest {
+    /// Runs a command that must succeed; a non-zero exit becomes
+    /// [`SshError::Failed`] naming `what`.
+    async fn check(
+        &self,
+        what: &str,
+        cmd: &Cmd,
+        options: &ExecOptions,
+    ) -> Result<ExecResult, SshError> {
+        let result = self.execute(cmd, options).await?;
+        if result.ok() {
+            Ok(result)
+        } else {
+            Err(SshError::Failed {
+                instance: self.instance().to_owned(),
+                address: self.address(),
+                what: what.to_owned(),
+                detail: result.describe(),
+            })
+        }
+    }
+
+    /// Whether commands need `sudo` to run as root.
+    fn needs_sudo(&self) -> bool {
+        self.user() != "root"
+    }
+
+    /// Runs `script` (any interpreter its `#!` line names, else `sh`): it is
+    /// sent on standard input, stored in a temporary file, made executable,
+    /// run, and removed.
+    async fn run_script(&self, script: &str, sudo: bool) -> Result<ExecResult, SshError> {
+        let runner = "f=$(mktemp) || exit 1; cat > \"$f\"; chmod +x \"$f\"; \
+                      if head -n 1 \"$f\" | grep -q '^#!'; then \"$f\"; else sh \"$f\"; fi; \
+                      rc=$?; rm -f \"$f\"; exit $rc";
+        self.execute(
+            &Cmd::from(runner),
+            &ExecOptions {
+                sudo,
+                stdin: Some(script.as_bytes().to_vec()),
+            },
+        )
+        .await
+    }
+
+    /// `apt-get install` of `packages`, as root.
+    async fn install(&self, packages: &[&str]) -> Result<ExecResult, SshError> {
+        let mut argv = vec![
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "--yes",
+            "--quiet",
+        ];
+        argv.extend_from_slice(packages);
+        self.check(
+            &format!("installing {}", packages.join(" ")),
+            &Cmd::from(argv),
+            &ExecOptions {
+                sudo: self.needs_sudo(),
+                stdin: None,
+            },
+        )
+        .await
+    }
+
+    /// Refreshes the package index and upgrades everything, as root.
+    async fn update(&self) -> Result<ExecResult, SshError> {
+        self.check(
+            "updating packages",
+            &Cmd::from(
+                "DEBIAN_FRONTEND=noninteractive apt-get update --quiet && \
+                 DEBIAN_FRONTEND=noninteractive apt-get dist-upgrade --yes --quiet",
+            ),
+            &ExecOptions {
+                sudo: self.needs_sudo(),
+                stdin: None,
+            },
+        )
+        .await
+    }
+
+    /// The id of the current boot.
+    async fn boot_id(&self) -> Result<String, SshError> {
+        let r = self
+            .check(
+                "reading the boot id",
+                &Cmd::from(["cat", BOOT_ID_PATH]),
+                &ExecOptions::default(),
+            )
+            .await?;
+        Ok(r.stdout.trim().to_owned())
+    }
+
+    /// Cleans the guest for a snapshot ([`CLEAN_STEPS`]), as root; stops at
+    /// the first step that fails, naming it.
+    async fn clean(&self) -> Result<(), SshError> {
+        let options = ExecOptions {
+            sudo: self.needs_sudo(),
+            stdin: None,
+        };
+        for (what, line) in CLEAN_STEPS {
+            self.check(what, &Cmd::from(line), &options).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until a command succeeds over SSH, then until cloud-init has
+    /// finished: `systemctl is-active cloud-init.target` is polled while
+    /// systemd runs, then `cloud-init status --wait --long` must report
+    /// done (exit 0; exit 2, "degraded", is done with recoverable errors
+    /// and is logged). The whole wait is bounded by `timeouts.ready`; a
+    /// timeout says which stage did not finish.
+    async fn wait_ready(&self, timeouts: ReadyTimeouts) -> Result<(), SshError> {
+        let started = Instant::now();
+        let remaining = || timeouts.ready.saturating_sub(started.elapsed());
+        let timeout = |waiting_for: WaitFor, last: Option<String>| SshError::Timeout {
+            instance: self.instance().to_owned(),
+            address: self.address(),
+            waiting_for,
+            waited: timeouts.ready,
+            last,
+        };
+
+        // 1. A command succeeds.
+        let mut last = None;
+        loop {
+            if remaining().is_zero() {
+                return Err(timeout(WaitFor::Ssh, last));
+            }
+            match tokio::time::timeout(
+                remaining(),
+                self.execute(&Cmd::from("true"), &ExecOptions::default()),
+            )
+            .await
+            {
+                Ok(Ok(r)) if r.ok() => break,
+                Ok(Ok(r)) => last = Some(r.describe()),
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => return Err(timeout(WaitFor::Ssh, last)),
+            }
+            tokio::time::sleep(timeouts.poll.min(remaining())).await;
+        }
+
+        // 2. systemd's view, when systemd runs.
+        let systemd = self
+            .execute(
+                &Cmd::from("test -d /run/systemd/system"),
+                &ExecOptions::default(),
+            )
+            .await?
+            .ok();
+        if systemd {
+            loop {
+                let r = self
+                    .execute(
+                        &Cmd::from(["systemctl", "is-active", "cloud-init.target"]),
+                        &ExecOptions::default(),
+                    )
+                    .await?;
+                if r.stdout.trim() == "active" {
+                    break;
+                }
+                if remaining().is_zero() {
+                    return Err(timeout(WaitFor::CloudInitTarget, Some(r.stdout)));
+                }
+                tokio::time::sleep(timeouts.poll.min(remaining())).await;
+            }
+        }
+
+        // 3. cloud-init itself.
+        let status = tokio::time::timeout(
+            remaining(),
+            self.execute(
+                &Cmd::from(["cloud-init", "status", "--wait", "--long"]),
+                &ExecOptions::default(),
+            ),
+        )
+        .await
+        .map_err(|_| timeout(WaitFor::CloudInit, None))??;
+        match status.exit_status {
+            Some(0) => Ok(()),
+            Some(2) => {
+                tracing::warn!(instance = self.instance(), output = %status.stdout, "cloud-init finished with recoverable errors");
+                Ok(())
+            }
+            _ => Err(SshError::Failed {
+                instance: self.instance().to_owned(),
+                address: self.address(),
+                what: "cloud-init".to_owned(),
+                detail: format!("{}\n{}", status.describe(), status.stdout),
+            }),
+        }
+    }
+
+    /// Restarts the guest through `power_cycle` (which stops and starts the
+    /// VM) and waits until it is back. When the guest answers before the
+    /// restart, its boot id is read first and the wait lasts until a
+    /// different boot id is read (the same one means the guest never went
+    /// down); when it does not answer, the restart is done and the guest
+    /// waited for.
+    async fn restart_with<F, Fut, E>(
+        &self,
+        power_cycle: F,
+        timeouts: ReadyTimeouts,
+    ) -> Result<(), E>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: From<SshError> + Send,
+    {
+        let before =
+            match tokio::time::timeout(timeouts.poll.max(Duration::from_secs(5)), self.boot_id())
+                .await
+            {
+                Ok(Ok(id)) => Some(id),
+                _ => None,
+            };
+        self.disconnect().await;
+        power_cycle().await?;
+        let Some(before) = before else {
+            return Ok(self.wait_ready(timeouts).await?);
+        };
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            let remaining = timeouts.ready.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                return Err(SshError::Timeout {
+                    instance: self.instance().to_owned(),
+                    address: self.address(),
+                    waiting_for: WaitFor::Reboot,
+                    waited: timeouts.ready,
+                    last,
+                }
+                .into());
+            }
+            match tokio::time::timeout(remaining, self.boot_id()).await {
+                Ok(Ok(id)) if id != before => break,
+                Ok(Ok(id)) => last = Some(format!("boot id still {id}")),
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => continue,
+            }
+            tokio::time::sleep(timeouts.poll.min(remaining)).await;
+        }
+        let left = ReadyTimeouts {
+            ready: timeouts.ready.saturating_sub(started.elapsed()),
+            poll: timeouts.poll,
+        };
+        Ok(self.wait_ready(left).await?)
+    }
+}
+
+impl<G: Guest + ?Sized> GuestExt for G {}

@@ -1,0 +1,46 @@
+//! Guest access for vmw instances over SSH, in pure Rust (russh).
+//!
+//! - [`Guest`] is what the rest of vmw needs from a guest: run a command,
+//!   push and pull files, drop the connection. [`SshGuest`] implements it
+//!   over SSH; tests can implement it with a script.
+//! - [`GuestExt`] builds on any [`Guest`]: [`GuestExt::run_script`],
+//!   [`GuestExt::install`], [`GuestExt::update`], [`GuestExt::boot_id`],
+//!   [`GuestExt::wait_ready`] (a command succeeds, then cloud-init is done),
+//!   [`GuestExt::clean`] (prepare for a snapshot) and
+//!   [`GuestExt::restart_with`] (restart and wait for a new boot id).
+//!
+//! Commands: a string runs as `sh -c <string>`; an argument vector is quoted
+//! for the remote shell, so spaces, quotes and Unicode pass as they are.
+//! `sudo` runs `sudo -n` (never prompts). A non-zero exit is an
+//! [`ExecResult`], not an error; errors are transport failures, naming the
+//! instance, the address and the [`Stage`].
+//!
+//! Host keys: the key an instance presents on first contact is accepted and
+//! pinned for the life of the [`SshGuest`] (new VMs have new keys that no
+//! `known_hosts` can hold); a different key later is refused.
+//!
+//! One connection per guest is opened on first use, reused by every call,
+//! and opened again when it has dropped. Files move over SFTP in pieces, so
+//! large files are never held in memory.
+//!
+//! ```no_run
+//! use vmw_ssh::{Cmd, ExecOptions, GuestExt, ReadyTimeouts, SshConfig, SshGuest, load_private_key};
+//!
+//! # async fn demo() -> Result<(), vmw_ssh::SshError> {
+//! let key = load_private_key("/home/me/.ssh/id_ed25519".into())?;
+//! let guest = SshGuest::new("me-1", "10.0.0.5".parse().unwrap(), SshConfig::default(), key);
+//! guest.wait_ready(ReadyTimeouts::default()).await?;
+//! let r = guest.execute(&Cmd::from("cloud-init status --long"), &ExecOptions::default()).await?;
+//! println!("{} (exit {:?})", r.stdout, r.exit_status);
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod command;
+mod error;
+mod guest;
+
+pub use client::{SshConfig, SshGuest, load_private_key};
+pub use command::{Cmd, ExecOptions, ExecResult, shell_quote};
+pub use error::{SshError, Stage, WaitFor};
+pub use guest::{BOOT_ID_PATH, CLEAN_STEPS, Guest, GuestExt, ReadyTimeouts};
