@@ -95,6 +95,7 @@ async fn fleet(count: usize, lanes: usize) -> Result<(Duration, Duration)> {
             concurrency: lanes,
             ip_wait: Duration::from_secs(120),
             ip_poll: Duration::from_millis(100),
+            ..Settings::default()
         })
         .build_with(sim.govc())?;
     // Log in once, as a long-running user of the library would have.

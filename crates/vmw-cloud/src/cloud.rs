@@ -12,6 +12,7 @@ use vmw_config::{Environment, VmwareConfig};
 use vmw_govc::parse::PowerState;
 use vmw_govc::requests::{Find, ObjectType, VmChange, VmClone, VmInfo};
 use vmw_govc::{ErrorKind, Govc, GovcExt, ProcessGovc, ops};
+use vmw_ssh::{PrivateKey, ReadyTimeouts, SshConfig};
 use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
 
 use crate::error::{CleanError, Step};
@@ -33,6 +34,12 @@ pub struct Settings {
     /// Pause between address queries while the guest reports only unusable
     /// (link-local) addresses.
     pub ip_poll: Duration,
+    /// How instances are reached over SSH (user `ubuntu`, port 22 by
+    /// default); [`Instance::set_ssh_config`] changes it for one instance.
+    pub ssh: SshConfig,
+    /// How long [`Instance::wait`] waits for SSH and cloud-init (10 minutes
+    /// by default), and how often it retries.
+    pub ready: ReadyTimeouts,
 }
 
 impl Default for Settings {
@@ -43,6 +50,8 @@ impl Default for Settings {
             concurrency: 10,
             ip_wait: Duration::from_secs(5 * 60),
             ip_poll: Duration::from_secs(1),
+            ssh: SshConfig::default(),
+            ready: ReadyTimeouts::default(),
         }
     }
 }
@@ -114,6 +123,7 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) config: VmwareConfig,
     pub(crate) tag: Tag,
     pub(crate) key: KeyPair,
+    pub(crate) private_key: Arc<PrivateKey>,
     pub(crate) settings: Settings,
     templates: tokio::sync::OnceCell<Vec<String>>,
     tracker: Mutex<Tracker>,
@@ -185,6 +195,7 @@ struct Resolved {
     tag: Tag,
     config: VmwareConfig,
     key: KeyPair,
+    private_key: Arc<PrivateKey>,
     env: Environment,
     settings: Settings,
     govc_path: Option<Utf8PathBuf>,
@@ -274,6 +285,7 @@ impl CloudBuilder {
             Some(k) => k,
             None => KeyPair::resolve(&config, &env)?,
         };
+        let private_key = vmw_ssh::load_private_key(&key.private_path)?;
         if self.settings.concurrency == 0 {
             return Err(CloudError::InvalidOption {
                 option: "concurrency",
@@ -285,6 +297,7 @@ impl CloudBuilder {
             tag,
             config,
             key,
+            private_key,
             env,
             settings: self.settings,
             govc_path: self.govc_path,
@@ -295,13 +308,13 @@ impl CloudBuilder {
     pub async fn build(self) -> Result<Cloud<ProcessGovc>, CloudError> {
         let r = self.resolve()?;
         let govc = ProcessGovc::discover(&r.config, r.govc_path.as_deref(), &r.env).await?;
-        Ok(Cloud::from_parts(govc, r.config, r.tag, r.key, r.settings))
+        Ok(Cloud::from_parts(govc, r))
     }
 
     /// A cloud driving `govc` (another backend, or a mock).
     pub fn build_with<G: Govc>(self, govc: G) -> Result<Cloud<G>, CloudError> {
         let r = self.resolve()?;
-        Ok(Cloud::from_parts(govc, r.config, r.tag, r.key, r.settings))
+        Ok(Cloud::from_parts(govc, r))
     }
 }
 
@@ -318,20 +331,15 @@ where
 }
 
 impl<G: Govc> Cloud<G> {
-    fn from_parts(
-        govc: G,
-        config: VmwareConfig,
-        tag: Tag,
-        key: KeyPair,
-        settings: Settings,
-    ) -> Self {
+    fn from_parts(govc: G, r: Resolved) -> Self {
         Self {
             inner: Arc::new(Inner {
                 govc,
-                config,
-                tag,
-                key,
-                settings,
+                config: r.config,
+                tag: r.tag,
+                key: r.key,
+                private_key: r.private_key,
+                settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
                 tracker: Mutex::new(Tracker::default()),
             }),
@@ -439,12 +447,6 @@ impl<G: Govc> Cloud<G> {
         options: &LaunchOptions,
         name: Option<String>,
     ) -> Result<Prepared, CloudError> {
-        if options.wait >= WaitStage::Ssh {
-            return Err(CloudError::NotSupported {
-                what: format!("waiting until {:?}", options.wait).to_lowercase(),
-                hint: Some("this version waits for the IP address at most; launch with WaitStage::Ip or WaitStage::None".to_owned()),
-            });
-        }
         let (cpus, memory_mb) = options.hardware()?;
         options.check_extra_config()?;
         let name = match name {
@@ -629,7 +631,19 @@ impl<G: Govc> Cloud<G> {
         drop(files);
         instance.start().await.map_err(|e| (Step::PowerOn, e))?;
         if p.wait >= WaitStage::Ip {
-            instance.wait().await.map_err(|e| (Step::WaitIp, e))?;
+            instance.ip().await.map_err(|e| (Step::WaitIp, e))?;
+        }
+        if p.wait == WaitStage::Ssh {
+            instance
+                .wait_for(WaitStage::Ssh)
+                .await
+                .map_err(|e| (Step::WaitSsh, e))?;
+        }
+        if p.wait == WaitStage::Ready {
+            instance
+                .wait_for(WaitStage::Ready)
+                .await
+                .map_err(|e| (Step::WaitReady, e))?;
         }
         Ok(())
     }
@@ -651,15 +665,19 @@ impl<G: Govc> Cloud<G> {
     }
 
     /// Clones `instance` into the image `<name>-image` (powered off),
-    /// tracked for [`Cloud::clean`] and usable by [`Cloud::launch`].
-    /// `clean = true` (clean the guest first, like pycloudlib) needs guest
-    /// access, which this version does not have.
+    /// tracked for [`Cloud::clean`] and usable by [`Cloud::launch`]. With
+    /// `clean`, the guest is cleaned first over SSH
+    /// ([`Instance::clean_guest`]: cloud-init's state and logs, the machine
+    /// id, the syslog), so instances launched from the image boot as new.
     pub async fn snapshot(&self, instance: &Instance<G>, clean: bool) -> Result<Image, CloudError> {
         if clean {
-            return Err(CloudError::NotSupported {
-                what: "cleaning the guest before a snapshot".to_owned(),
-                hint: Some("it needs guest access over SSH, which this version does not have; snapshot with clean = false".to_owned()),
-            });
+            instance.clean_guest().await.map_err(|e| CloudError::Step {
+                vm: format!("{}-image", instance.name()),
+                step: Step::CleanGuest,
+                source: Box::new(e),
+                removed: false,
+                rollback: None,
+            })?;
         }
         let inner = &self.inner;
         let name = format!("{}-image", instance.name());

@@ -19,6 +19,12 @@ pub enum Step {
     PowerOn,
     /// Waiting for the guest's IP address.
     WaitIp,
+    /// Waiting for SSH to accept a command.
+    WaitSsh,
+    /// Waiting for cloud-init to finish.
+    WaitReady,
+    /// Cleaning the guest before a snapshot.
+    CleanGuest,
 }
 
 impl fmt::Display for Step {
@@ -29,6 +35,9 @@ impl fmt::Display for Step {
             Step::Configure => "set guestinfo and extraConfig",
             Step::PowerOn => "power on",
             Step::WaitIp => "wait for an IP address",
+            Step::WaitSsh => "wait for SSH",
+            Step::WaitReady => "wait for cloud-init",
+            Step::CleanGuest => "clean the guest",
         })
     }
 }
@@ -77,6 +86,10 @@ pub enum CloudError {
     /// govc failed.
     #[error(transparent)]
     Govc(#[from] GovcError),
+
+    /// Guest access over SSH failed.
+    #[error(transparent)]
+    Ssh(#[from] vmw_ssh::SshError),
 
     /// A step of a launch or snapshot failed; what it had made was removed
     /// (or, if that failed too, `rollback` says so).

@@ -4,12 +4,14 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use camino::Utf8Path;
 use vmw_govc::parse::{PowerState, is_link_local_v6};
 use vmw_govc::requests::{ObjectCollect, PowerOp, VmDestroy, VmIp, VmPower};
 use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt};
+use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest};
 
-use crate::CloudError;
 use crate::cloud::Inner;
+use crate::{CloudError, WaitStage};
 
 /// A VM of the cloud: launched by it, or found with
 /// [`crate::Cloud::get_instance`]. Cloning an `Instance` gives another handle
@@ -18,6 +20,8 @@ pub struct Instance<G: Govc> {
     name: String,
     cloud: Arc<Inner<G>>,
     ip: Arc<Mutex<Option<IpAddr>>>,
+    ssh: Arc<Mutex<Option<SshConfig>>>,
+    guest: Arc<tokio::sync::Mutex<Option<Arc<SshGuest>>>>,
 }
 
 impl<G: Govc> Clone for Instance<G> {
@@ -26,6 +30,8 @@ impl<G: Govc> Clone for Instance<G> {
             name: self.name.clone(),
             cloud: self.cloud.clone(),
             ip: self.ip.clone(),
+            ssh: self.ssh.clone(),
+            guest: self.guest.clone(),
         }
     }
 }
@@ -58,6 +64,8 @@ impl<G: Govc> Instance<G> {
             name,
             cloud,
             ip: Arc::new(Mutex::new(None)),
+            ssh: Arc::new(Mutex::new(None)),
+            guest: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
@@ -125,10 +133,129 @@ impl<G: Govc> Instance<G> {
         }
     }
 
-    /// Waits until the instance is reachable. For now that is: it has a
-    /// usable IP address.
+    /// Waits until the instance is ready: it has an address, SSH accepts
+    /// a command, and cloud-init has finished. A timeout says which of
+    /// these did not happen.
     pub async fn wait(&self) -> Result<IpAddr, CloudError> {
-        self.ip().await
+        self.wait_for(WaitStage::Ready).await
+    }
+
+    /// Waits until `stage` is reached (`None` returns at once with the
+    /// cached address, if any, else waits for one).
+    pub async fn wait_for(&self, stage: WaitStage) -> Result<IpAddr, CloudError> {
+        let ip = self.ip().await?;
+        match stage {
+            WaitStage::None | WaitStage::Ip => {}
+            WaitStage::Ssh => {
+                self.guest()
+                    .await?
+                    .wait_ssh(self.cloud.settings.ready)
+                    .await?
+            }
+            WaitStage::Ready => {
+                self.guest()
+                    .await?
+                    .wait_ready(self.cloud.settings.ready)
+                    .await?
+            }
+        }
+        Ok(ip)
+    }
+
+    /// The SSH settings of this instance (the cloud's unless changed).
+    pub fn ssh_config(&self) -> SshConfig {
+        self.ssh
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .unwrap_or_else(|| self.cloud.settings.ssh.clone())
+    }
+
+    /// Changes the SSH user, port or timeouts of this instance; the next
+    /// guest access connects with them.
+    pub async fn set_ssh_config(&self, config: SshConfig) {
+        if let Ok(mut c) = self.ssh.lock() {
+            *c = Some(config);
+        }
+        self.drop_guest().await;
+    }
+
+    async fn drop_guest(&self) {
+        if let Some(g) = self.guest.lock().await.take() {
+            g.disconnect().await;
+        }
+    }
+
+    /// The guest over SSH, at the instance's address (waiting for one), with
+    /// the cloud's key. The connection is made on first use and reused.
+    pub async fn guest(&self) -> Result<Arc<SshGuest>, CloudError> {
+        let ip = self.ip().await?;
+        let mut slot = self.guest.lock().await;
+        if let Some(g) = slot.as_ref()
+            && g.address() == std::net::SocketAddr::new(ip, self.ssh_config().port).to_string()
+        {
+            return Ok(g.clone());
+        }
+        let g = Arc::new(SshGuest::new(
+            self.name.clone(),
+            ip,
+            self.ssh_config(),
+            self.cloud.private_key.clone(),
+        ));
+        *slot = Some(g.clone());
+        Ok(g)
+    }
+
+    /// Runs a command in the guest: a string runs as `sh -c`, an argument
+    /// vector is passed as it is. A non-zero exit is a result, not an error.
+    pub async fn execute(&self, cmd: impl Into<Cmd>) -> Result<ExecResult, CloudError> {
+        self.execute_with(cmd, &ExecOptions::default()).await
+    }
+
+    /// [`Instance::execute`] with sudo and/or standard input.
+    pub async fn execute_with(
+        &self,
+        cmd: impl Into<Cmd>,
+        options: &ExecOptions,
+    ) -> Result<ExecResult, CloudError> {
+        Ok(self.guest().await?.execute(&cmd.into(), options).await?)
+    }
+
+    /// Runs a script (its `#!` interpreter, else `sh`) in the guest.
+    pub async fn run_script(&self, script: &str) -> Result<ExecResult, CloudError> {
+        Ok(self.guest().await?.run_script(script, false).await?)
+    }
+
+    /// Copies a local file into the guest over SFTP, streaming it.
+    pub async fn push_file(&self, local: &Utf8Path, remote: &str) -> Result<(), CloudError> {
+        Ok(self.guest().await?.push_file(local, remote).await?)
+    }
+
+    /// Copies a guest file to a local path over SFTP, streaming it.
+    pub async fn pull_file(&self, remote: &str, local: &Utf8Path) -> Result<(), CloudError> {
+        Ok(self.guest().await?.pull_file(remote, local).await?)
+    }
+
+    /// Installs packages with apt-get, as root.
+    pub async fn install(&self, packages: &[&str]) -> Result<ExecResult, CloudError> {
+        Ok(self.guest().await?.install(packages).await?)
+    }
+
+    /// Refreshes the package index and upgrades, as root.
+    pub async fn update(&self) -> Result<ExecResult, CloudError> {
+        Ok(self.guest().await?.update().await?)
+    }
+
+    /// The id of the guest's current boot.
+    pub async fn boot_id(&self) -> Result<String, CloudError> {
+        Ok(self.guest().await?.boot_id().await?)
+    }
+
+    /// Prepares the guest for a snapshot, as root: `cloud-init clean
+    /// --logs`, the machine id reset to `uninitialized`, the syslog removed;
+    /// each step checked.
+    pub async fn clean_guest(&self) -> Result<(), CloudError> {
+        Ok(self.guest().await?.clean().await?)
     }
 
     /// The VM's power state.
@@ -158,11 +285,36 @@ impl<G: Govc> Instance<G> {
             .await
     }
 
-    /// Shuts down, starts and waits again.
+    /// Restarts the VM and waits until it is ready again. When the guest
+    /// answers over SSH before, its boot id is read, and the wait lasts
+    /// until the guest reports a different one (so an old connection or a
+    /// guest that never went down is not mistaken for a restarted one); when
+    /// it does not answer, the VM is restarted and waited for.
     pub async fn restart(&self) -> Result<IpAddr, CloudError> {
-        self.shutdown().await?;
-        self.start().await?;
-        self.wait().await
+        let reachable = match self.cached_ip() {
+            Some(_) => self.guest().await.ok(),
+            None => None,
+        };
+        match reachable {
+            Some(guest) => {
+                guest
+                    .restart_with(
+                        || async {
+                            self.shutdown().await?;
+                            self.start().await?;
+                            self.ip().await.map(|_| ())
+                        },
+                        self.cloud.settings.ready,
+                    )
+                    .await?;
+                self.ip().await
+            }
+            None => {
+                self.shutdown().await?;
+                self.start().await?;
+                self.wait().await
+            }
+        }
     }
 
     async fn power(

@@ -68,6 +68,7 @@ fn settings(concurrency: usize) -> Settings {
         concurrency,
         ip_wait: Duration::from_secs(2),
         ip_poll: Duration::from_millis(10),
+        ..Settings::default()
     }
 }
 
@@ -581,6 +582,7 @@ async fn launch_failing(
         concurrency: 1,
         ip_wait: Duration::from_millis(300),
         ip_poll: Duration::from_millis(10),
+        ..Settings::default()
     };
     let (cloud, _keys) = cloud_with(mock, config(), s);
     let err = cloud
@@ -956,18 +958,6 @@ async fn bad_launch_options_are_rejected_before_any_govc_call() {
         "{err:?}"
     );
 
-    for wait in [WaitStage::Ssh, WaitStage::Ready] {
-        let o = with(&|o| o.wait = wait);
-        let err = cloud.launch(IMAGE, &o).await.unwrap_err();
-        assert!(matches!(err, CloudError::NotSupported { .. }), "{err:?}");
-    }
-    // The default waits until ready, which this version cannot do.
-    let err = cloud
-        .launch(IMAGE, &LaunchOptions::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, CloudError::NotSupported { .. }), "{err:?}");
-
     for name in ["a/b", "", "tab\there", &"x".repeat(81)] {
         let o = with(&|o| o.name = Some(name.to_owned()));
         invalid(cloud.launch(IMAGE, &o).await.unwrap_err(), "VM name");
@@ -1291,17 +1281,30 @@ async fn a_failed_snapshot_tracks_nothing() {
 }
 
 #[tokio::test]
-async fn snapshot_with_guest_cleaning_is_not_supported() {
-    let (mock, calls) = scripted(happy);
-    let (cloud, _keys) = new_cloud(mock);
+async fn snapshot_with_guest_cleaning_clones_nothing_when_the_guest_is_unreachable() {
+    // The guest is at 127.0.0.1 on a port where nothing listens.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mock, calls) = scripted(|c| match c.name() {
+        "vm.ip" => out("127.0.0.1\n"),
+        _ => happy(c),
+    });
+    let mut s = settings(4);
+    s.ssh.port = port;
+    let (cloud, _keys) = cloud_with(mock, config(), s);
     let base = cloud
-        .launch(IMAGE, &options("base-3", WaitStage::None))
+        .launch(IMAGE, &options("base-3", WaitStage::Ip))
         .await
         .unwrap();
     let n = calls.len();
     let err = cloud.snapshot(&base, true).await.unwrap_err();
-    assert!(matches!(err, CloudError::NotSupported { .. }), "{err:?}");
-    assert_eq!(calls.len(), n);
+    assert_eq!(err.step(), Some(Step::CleanGuest), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("connect"), "{text}");
+    assert!(text.contains("nothing to remove"), "{text}");
+    assert_eq!(calls.len(), n, "no clone after a failed guest clean");
     assert!(cloud.tracked_images().is_empty());
 }
 
@@ -1667,7 +1670,7 @@ async fn ip_prefers_ipv4_skips_link_local_and_caches() {
     assert_eq!(vm.cached_ip(), None);
     vm.start().await.unwrap();
     let n = calls.len();
-    assert_eq!(vm.wait().await.unwrap(), ip("10.0.0.9"));
+    assert_eq!(vm.wait_for(WaitStage::Ip).await.unwrap(), ip("10.0.0.9"));
     assert_eq!(calls.names()[n..], sv(&["vm.ip", "vm.ip", "vm.ip"]));
 
     // Only a global IPv6 besides the link-local one: that one.

@@ -179,6 +179,43 @@ pub trait GuestExt: Guest {
         Ok(())
     }
 
+    /// Waits until a command succeeds over SSH (connection refused, reset,
+    /// authentication failures while the guest boots are retried), within
+    /// `timeouts.ready`.
+    async fn wait_ssh(&self, timeouts: ReadyTimeouts) -> Result<(), SshError> {
+        let started = Instant::now();
+        let remaining = || timeouts.ready.saturating_sub(started.elapsed());
+        let mut last = None;
+        loop {
+            if remaining().is_zero() {
+                return Err(self.timed_out(WaitFor::Ssh, timeouts.ready, last));
+            }
+            match tokio::time::timeout(
+                remaining(),
+                self.execute(&Cmd::from("true"), &ExecOptions::default()),
+            )
+            .await
+            {
+                Ok(Ok(r)) if r.ok() => return Ok(()),
+                Ok(Ok(r)) => last = Some(r.describe()),
+                Ok(Err(e)) => last = Some(e.to_string()),
+                Err(_) => return Err(self.timed_out(WaitFor::Ssh, timeouts.ready, last)),
+            }
+            tokio::time::sleep(timeouts.poll.min(remaining())).await;
+        }
+    }
+
+    /// A [`SshError::Timeout`] of this guest.
+    fn timed_out(&self, waiting_for: WaitFor, waited: Duration, last: Option<String>) -> SshError {
+        SshError::Timeout {
+            instance: self.instance().to_owned(),
+            address: self.address(),
+            waiting_for,
+            waited,
+            last,
+        }
+    }
+
     /// Waits until a command succeeds over SSH, then until cloud-init has
     /// finished: `systemctl is-active cloud-init.target` is polled while
     /// systemd runs, then `cloud-init status --wait --long` must report
@@ -188,33 +225,12 @@ pub trait GuestExt: Guest {
     async fn wait_ready(&self, timeouts: ReadyTimeouts) -> Result<(), SshError> {
         let started = Instant::now();
         let remaining = || timeouts.ready.saturating_sub(started.elapsed());
-        let timeout = |waiting_for: WaitFor, last: Option<String>| SshError::Timeout {
-            instance: self.instance().to_owned(),
-            address: self.address(),
-            waiting_for,
-            waited: timeouts.ready,
-            last,
+        let timeout = |waiting_for: WaitFor, last: Option<String>| {
+            self.timed_out(waiting_for, timeouts.ready, last)
         };
 
         // 1. A command succeeds.
-        let mut last = None;
-        loop {
-            if remaining().is_zero() {
-                return Err(timeout(WaitFor::Ssh, last));
-            }
-            match tokio::time::timeout(
-                remaining(),
-                self.execute(&Cmd::from("true"), &ExecOptions::default()),
-            )
-            .await
-            {
-                Ok(Ok(r)) if r.ok() => break,
-                Ok(Ok(r)) => last = Some(r.describe()),
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(_) => return Err(timeout(WaitFor::Ssh, last)),
-            }
-            tokio::time::sleep(timeouts.poll.min(remaining())).await;
-        }
+        self.wait_ssh(timeouts).await?;
 
         // 2. systemd's view, when systemd runs.
         let systemd = self

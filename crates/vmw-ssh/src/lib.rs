@@ -44,3 +44,5 @@ pub use client::{SshConfig, SshGuest, load_private_key};
 pub use command::{Cmd, ExecOptions, ExecResult, shell_quote};
 pub use error::{SshError, Stage, WaitFor};
 pub use guest::{BOOT_ID_PATH, CLEAN_STEPS, Guest, GuestExt, ReadyTimeouts};
+/// The private key type [`SshGuest`] authenticates with.
+pub use russh::keys::PrivateKey;
