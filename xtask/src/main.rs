@@ -3,8 +3,9 @@
 //! - `tools [--force]`: makes govc and vcsim (govmomi v0.56.0) available in
 //!   `.tools/bin`, building them with `go install` from the pinned module in
 //!   `xtask/govmomi`, or reusing binaries of the right version already there
-//!   or on `PATH`; and unpacks Debian's cloud-init into `.tools/cloud-init`
-//!   for the user-data judge, installing the python3 packages it imports.
+//!   or on `PATH`; unpacks Debian's cloud-init into `.tools/cloud-init`
+//!   for the user-data judge, installing the python3 packages it imports;
+//!   and installs Debian's OpenSSH server and sudo for the SSH tests.
 //! - `test`: `tools`, then `cargo fmt --check`, `cargo clippy --all-targets
 //!   -D warnings` and every test of the workspace (unit, vcsim, cloud-init).
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
@@ -89,7 +90,33 @@ pub(crate) struct Tools {
 fn tools_task(force: bool) -> Result<Tools> {
     let tools = govmomi_tools(force)?;
     cloud_init_task()?;
+    ssh_peer_task()?;
     Ok(tools)
+}
+
+/// Debian's OpenSSH server (the SSH test peer) and sudo (for the sudo
+/// tests), installed with apt-get when missing.
+fn ssh_peer_task() -> Result<()> {
+    let missing: Vec<&str> = [("/usr/sbin/sshd", "openssh-server"), ("/usr/bin/sudo", "sudo")]
+        .into_iter()
+        .filter(|(path, _)| !Utf8Path::new(path).is_file())
+        .map(|(_, package)| package)
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "the SSH tests need {}\nhint: as root, run `apt-get install -y {}`",
+                missing.join(" and "),
+                missing.join(" ")
+            );
+        }
+        apt_get(&["update", "-qq"])?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&missing);
+        apt_get(&args)?;
+    }
+    eprintln!("xtask: sshd and sudo are installed");
+    Ok(())
 }
 
 pub(crate) fn govmomi_tools(force: bool) -> Result<Tools> {
@@ -279,6 +306,7 @@ fn cargo() -> Command {
 fn test_task() -> Result<()> {
     let tools = govmomi_tools(false)?;
     let cloud_init = cloud_init_task()?;
+    ssh_peer_task()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",

@@ -17,7 +17,7 @@ use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
 
 use crate::error::{CleanError, Step};
 use crate::options::check_vm_name;
-use crate::tag::{Kind, annotation, annotation_glob, parse_annotation};
+use crate::tag::{Kind, annotation, annotation_glob, annotation_prefix_for, parse_annotation};
 use crate::{CloudError, Instance, KeyPair, LaunchOptions, Tag, WaitStage};
 
 /// Source VMs vmw launches from are named `TEMPLATE-cloud-init-<release>`.
@@ -82,8 +82,40 @@ pub enum Scope {
     ThisTag,
     /// Those of another tag.
     Tag(Tag),
+    /// Those of a tag and of every timestamped tag made from it: `me`
+    /// covers `me` and `me-1123-211405`, not `me-too`.
+    Family(String),
     /// Those of every tag.
     AllTags,
+}
+
+impl Scope {
+    /// Whether a VM of `tag` is in this scope (for `ThisTag`, `own` is the
+    /// cloud's tag).
+    pub fn matches(&self, tag: &str, own: &Tag) -> bool {
+        match self {
+            Scope::ThisTag => tag == own.as_str(),
+            Scope::Tag(t) => tag == t.as_str(),
+            Scope::Family(base) => {
+                tag == base
+                    || tag
+                        .strip_prefix(base.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(is_timestamp)
+            }
+            Scope::AllTags => true,
+        }
+    }
+}
+
+/// `MMDD-HHMMSS`.
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 11
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
 }
 
 /// A VM made by vmw, as found by [`Cloud::list`].
@@ -747,25 +779,27 @@ impl<G: Govc> Cloud<G> {
         }
     }
 
-    fn scope_tag(&self, scope: &Scope) -> Option<Tag> {
+    /// The annotation glob that finds the VMs of `scope` (a superset for
+    /// `Family`, narrowed by [`Scope::matches`]).
+    fn scope_glob(&self, scope: &Scope) -> String {
         match scope {
-            Scope::ThisTag => Some(self.inner.tag.clone()),
-            Scope::Tag(t) => Some(t.clone()),
-            Scope::AllTags => None,
+            Scope::ThisTag => annotation_glob(Some(&self.inner.tag)),
+            Scope::Tag(t) => annotation_glob(Some(t)),
+            Scope::Family(base) => format!("{}*", annotation_prefix_for(base)),
+            Scope::AllTags => annotation_glob(None),
         }
     }
 
     /// vmw's VMs in the folder (found by their annotation), with power state
     /// and address: two govc calls however many there are.
     pub async fn list(&self, scope: &Scope) -> Result<Vec<VmRecord>, CloudError> {
-        let tag = self.scope_tag(scope);
         let paths = self
             .inner
             .govc
             .exec(
                 &Find::new(self.inner.config.folder.clone())
                     .kind(ObjectType::VirtualMachine)
-                    .property("config.annotation", annotation_glob(tag.as_ref())),
+                    .property("config.annotation", self.scope_glob(scope)),
             )
             .await?;
         if paths.is_empty() {
@@ -783,6 +817,9 @@ impl<G: Govc> Cloud<G> {
             .into_iter()
             .filter_map(|vm| {
                 let (tag, kind) = parse_annotation(&vm.annotation)?;
+                if !scope.matches(&tag, &self.inner.tag) {
+                    return None;
+                }
                 Some(VmRecord {
                     name: vm.name,
                     tag,
@@ -886,4 +923,24 @@ fn write_guestinfo(info: &GuestInfo) -> Result<GuestinfoFiles, CloudError> {
         paths.push((entry.key(), path));
     }
     Ok(GuestinfoFiles { _dir: dir, paths })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_scope_takes_the_base_and_its_timestamped_tags() {
+        let own = Tag::parse("me-1123-211405").unwrap();
+        let family = Scope::Family("me".into());
+        assert!(family.matches("me", &own));
+        assert!(family.matches("me-1123-211405", &own));
+        assert!(family.matches("me-0101-000000", &own));
+        assert!(!family.matches("me-too", &own));
+        assert!(!family.matches("mediocre-1123-211405", &own));
+        assert!(!family.matches("me-1123-21140", &own));
+        assert!(Scope::ThisTag.matches("me-1123-211405", &own));
+        assert!(!Scope::ThisTag.matches("me", &own));
+        assert!(Scope::AllTags.matches("anything", &own));
+    }
 }

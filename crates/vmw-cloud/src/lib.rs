@@ -52,6 +52,6 @@ pub use instance::{Instance, usable_address};
 pub use keys::{KeyPair, expand_home};
 pub use options::{InstanceType, LaunchOptions, WaitStage, check_vm_name};
 pub use tag::{
-    Kind, MAX_TAG_LEN, Tag, annotation, annotation_glob, parse_annotation, tag_problems,
-    timestamp_suffix,
+    Kind, MAX_TAG_LEN, Tag, annotation, annotation_glob, annotation_prefix_for, parse_annotation,
+    tag_problems, timestamp_suffix,
 };

@@ -143,6 +143,11 @@ pub fn annotation(tag: &Tag, kind: Kind) -> String {
     format!("{ANNOTATION_PREFIX}{tag}, kind: {})", kind.as_str())
 }
 
+/// The start of the annotation of VMs whose tag starts with `base`.
+pub fn annotation_prefix_for(base: &str) -> String {
+    format!("{ANNOTATION_PREFIX}{base}")
+}
+
 /// The glob on the annotation that matches VMs of `tag`, or of any tag.
 pub fn annotation_glob(tag: Option<&Tag>) -> String {
     match tag {
