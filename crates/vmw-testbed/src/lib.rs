@@ -27,10 +27,18 @@
 //! [`Vcsim::guest_agent`] plays VMware Tools: it reports a guest IP address
 //! for every VM that powers on.
 //!
+//! [`Sshd::start`] runs a real OpenSSH server (`/usr/sbin/sshd`) for a test
+//! to reach over SSH, as a freshly launched guest: `127.0.0.1`, a free
+//! port, its own host key and `authorized_keys`, a controllable `cloud-init`
+//! stand-in on the remote `PATH`, and a private mount namespace with fake
+//! `/etc/machine-id` and `/var/log`, so guest-side commands never touch the
+//! machine running the tests (hence it needs root).
+//!
 //! The binaries are found by [`tools::locate`]; `cargo xtask tools`
 //! installs them.
 
 pub mod agent;
+pub mod sshd;
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
@@ -44,6 +52,7 @@ use vmw_govc::requests::VmCreate;
 use vmw_govc::{GovcError, GovcExt, ProcessGovc};
 
 pub use agent::{AgentOptions, GuestAgent};
+pub use sshd::{CloudInitMode, Sshd, SshdOptions};
 pub use tools::{GOVMOMI_VERSION, Tool};
 
 /// Datacenter of vcsim's default model.
@@ -99,6 +108,22 @@ pub enum TestbedError {
         source: GovcError,
         /// What vcsim printed on stderr.
         stderr: String,
+    },
+    /// The SSH test peer was started without root.
+    #[error(
+        "the SSH test peer needs root (running as uid {uid}): sshd runs in a private mount namespace (unshare, mount --bind) so guest-side commands cannot touch this machine"
+    )]
+    SshdNeedsRoot {
+        /// The effective user id.
+        uid: u32,
+    },
+    /// sshd could not be started.
+    #[error("sshd did not start: {reason}\nsshd log:\n{log}")]
+    Sshd {
+        /// What went wrong.
+        reason: String,
+        /// What sshd logged.
+        log: String,
     },
 }
 

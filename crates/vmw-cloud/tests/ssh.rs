@@ -1,0 +1,270 @@
+//! The whole chain for real: launch on vcsim → address from govc (reported
+//! by the guest-agent stand-in as 127.0.0.1) → SSH to a real sshd with the
+//! key the user data carried → cloud-init stand-in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use vmw_cloud::{Cloud, CloudBuilder, CloudError, LaunchOptions, Settings, Step, WaitStage};
+use vmw_govc::requests::VmInfo;
+use vmw_govc::{GovcExt, ProcessGovc};
+use vmw_ssh::{ReadyTimeouts, SshConfig, SshError, WaitFor};
+use vmw_testbed::sshd::{CloudInitMode, Sshd};
+use vmw_testbed::{AgentOptions, GuestAgent, Vcsim};
+use vmw_userdata::{Field, decode};
+
+struct Chain {
+    sim: Vcsim,
+    agent: Option<GuestAgent>,
+    sshd: Sshd,
+    _keys: tempfile::TempDir,
+    cloud: Cloud<ProcessGovc>,
+}
+
+fn settings(sshd: &Sshd, ready: Duration) -> Settings {
+    Settings {
+        concurrency: 4,
+        ip_wait: Duration::from_secs(5),
+        ip_poll: Duration::from_millis(100),
+        ssh: SshConfig {
+            user: sshd.user(),
+            port: sshd.port(),
+            connect_timeout: Duration::from_secs(5),
+            banner_timeout: Duration::from_secs(10),
+        },
+        ready: ReadyTimeouts {
+            ready,
+            poll: Duration::from_millis(200),
+        },
+    }
+}
+
+async fn chain(agent: bool, ready: Duration) -> Chain {
+    let sim = Vcsim::start().await.unwrap();
+    let agent = agent.then(|| sim.guest_agent(AgentOptions::default()));
+    let sshd = Sshd::start().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let dir = camino::Utf8Path::from_path(keys.path()).unwrap();
+    let cloud = CloudBuilder::new("ssh")
+        .timestamp(false)
+        .config(sim.config())
+        .key_pair(vmw_cloud::KeyPair::generated_in(dir, "ssh".into()).unwrap())
+        .settings(settings(&sshd, ready))
+        .build_with(sim.govc())
+        .unwrap();
+    Chain {
+        sim,
+        agent,
+        sshd,
+        _keys: keys,
+        cloud,
+    }
+}
+
+/// The `ssh_authorized_keys` a VM's guestinfo user data carries.
+async fn keys_in_guestinfo(sim: &Vcsim, vm: &str) -> Vec<String> {
+    let mut r = VmInfo::new(format!("/DC0/vm/{vm}"));
+    r.extra_config = true;
+    let info = sim.govc().exec(&r).await.unwrap().remove(0);
+    let user_data = decode(
+        info.extra_config[Field::UserData.key()].as_bytes(),
+        &info.extra_config[Field::UserData.encoding_key()],
+    )
+    .unwrap();
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&user_data).unwrap();
+    yaml["ssh_authorized_keys"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_key_the_user_data_carried_is_the_one_sshd_accepts() {
+    let c = chain(true, Duration::from_secs(20)).await;
+    let inst = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    // The guest side: only the keys the VM was given are authorized.
+    let keys = keys_in_guestinfo(&c.sim, inst.name()).await;
+    assert_eq!(keys.len(), 1);
+    let lines: Vec<&str> = keys.iter().map(String::as_str).collect();
+    c.sshd.set_authorized_keys(&lines).unwrap();
+
+    assert_eq!(
+        inst.wait().await.unwrap(),
+        "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    let r = inst.execute("cloud-init status --long").await.unwrap();
+    assert!(r.ok(), "{r:?}");
+    assert!(r.stdout.starts_with("status: done"), "{}", r.stdout);
+    let r = inst
+        .execute(vec!["printf", "%s", "spaced 'quoted' ü"])
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, "spaced 'quoted' ü");
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = camino::Utf8PathBuf::from_path_buf(dir.path().join("f")).unwrap();
+    std::fs::write(&local, b"payload").unwrap();
+    let remote = format!("{}/pushed", c.sshd.dir());
+    inst.push_file(&local, &remote).await.unwrap();
+    let back = local.with_file_name("back");
+    inst.pull_file(&remote, &back).await.unwrap();
+    assert_eq!(std::fs::read(&back).unwrap(), b"payload");
+    assert_eq!(
+        inst.boot_id().await.unwrap(),
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .unwrap()
+            .trim()
+    );
+    assert!(c.agent.is_some());
+}
+
+#[tokio::test]
+async fn launch_waits_until_ready_by_default() {
+    let c = chain(true, Duration::from_secs(20)).await;
+    c.sshd
+        .authorize(&c.cloud.key_pair().public_key.to_string())
+        .unwrap();
+    c.sshd
+        .set_cloud_init(Duration::from_millis(700), CloudInitMode::Done)
+        .unwrap();
+    let started = Instant::now();
+    let inst = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-focal", &LaunchOptions::default())
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(
+        c.sshd
+            .cloud_init_calls()
+            .iter()
+            .any(|l| l.contains("status --wait --long"))
+    );
+    assert_eq!(inst.cached_ip(), Some("127.0.0.1".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn wait_times_out_at_each_stage_with_the_right_error() {
+    // IP: no guest agent, so no address ever comes.
+    let c = chain(false, Duration::from_secs(2)).await;
+    let inst = c
+        .cloud
+        .launch(
+            "TEMPLATE-cloud-init-jammy",
+            &LaunchOptions {
+                wait: WaitStage::None,
+                ..LaunchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let err = inst.wait().await.unwrap_err();
+    assert!(matches!(err, CloudError::IpTimeout { .. }), "{err}");
+
+    // SSH: the server refuses the key.
+    let c = chain(true, Duration::from_secs(2)).await;
+    let inst = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    let err = inst.wait().await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Ssh(e) if e.waiting_for() == Some(WaitFor::Ssh)),
+        "{err}"
+    );
+
+    // cloud-init: it never finishes in time. Through launch, the failed
+    // wait also removes the VM.
+    c.sshd
+        .authorize(&c.cloud.key_pair().public_key.to_string())
+        .unwrap();
+    c.sshd
+        .set_cloud_init(Duration::from_secs(60), CloudInitMode::Done)
+        .unwrap();
+    let err = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.step(), Some(Step::WaitReady), "{err}");
+    let CloudError::Step {
+        source, removed, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(*removed);
+    assert!(
+        matches!(source.as_ref(), CloudError::Ssh(e) if e.waiting_for() == Some(WaitFor::CloudInit)),
+        "{err}"
+    );
+
+    // cloud-init reports an error.
+    c.sshd
+        .set_cloud_init(Duration::ZERO, CloudInitMode::Error)
+        .unwrap();
+    let err = inst.wait().await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Ssh(SshError::Failed { what, .. }) if what == "cloud-init"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_restart_whose_boot_id_never_changes_times_out() {
+    let c = chain(true, Duration::from_secs(3)).await;
+    c.sshd
+        .authorize(&c.cloud.key_pair().public_key.to_string())
+        .unwrap();
+    let inst = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = inst.restart().await.unwrap_err();
+    // The VM was power-cycled on vcsim, but the "guest" (this machine)
+    // keeps its boot id: vmw must not take the old guest for a new boot.
+    assert!(
+        matches!(&err, CloudError::Ssh(e) if e.waiting_for() == Some(WaitFor::Reboot)),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert_eq!(
+        inst.power_state().await.unwrap(),
+        vmw_govc::parse::PowerState::On
+    );
+}
+
+#[tokio::test]
+async fn snapshot_with_clean_cleans_the_guest_then_clones() {
+    let c = chain(true, Duration::from_secs(20)).await;
+    c.sshd
+        .authorize(&c.cloud.key_pair().public_key.to_string())
+        .unwrap();
+    let inst = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .await
+        .unwrap();
+    assert!(c.sshd.syslog_exists());
+    let image = c.cloud.snapshot(&inst, true).await.unwrap();
+    assert_eq!(c.sshd.machine_id().trim(), "uninitialized");
+    assert!(!c.sshd.syslog_exists());
+    assert!(
+        c.sshd
+            .cloud_init_calls()
+            .iter()
+            .any(|l| l.contains("clean --logs"))
+    );
+    assert_eq!(c.cloud.tracked_images(), std::slice::from_ref(&image.name));
+    c.cloud.clean().await.unwrap();
+}
