@@ -97,11 +97,14 @@ fn tools_task(force: bool) -> Result<Tools> {
 /// Debian's OpenSSH server (the SSH test peer) and sudo (for the sudo
 /// tests), installed with apt-get when missing.
 fn ssh_peer_task() -> Result<()> {
-    let missing: Vec<&str> = [("/usr/sbin/sshd", "openssh-server"), ("/usr/bin/sudo", "sudo")]
-        .into_iter()
-        .filter(|(path, _)| !Utf8Path::new(path).is_file())
-        .map(|(_, package)| package)
-        .collect();
+    let missing: Vec<&str> = [
+        ("/usr/sbin/sshd", "openssh-server"),
+        ("/usr/bin/sudo", "sudo"),
+    ]
+    .into_iter()
+    .filter(|(path, _)| !Utf8Path::new(path).is_file())
+    .map(|(_, package)| package)
+    .collect();
     if !missing.is_empty() {
         if !is_root() {
             bail!(
