@@ -24,7 +24,7 @@
 //! large files are never held in memory.
 //!
 //! ```no_run
-//! use vmw_ssh::{Cmd, ExecOptions, GuestExt, ReadyTimeouts, SshConfig, SshGuest, load_private_key};
+//! use vmw_ssh::{Cmd, ExecOptions, Guest, GuestExt, ReadyTimeouts, SshConfig, SshGuest, load_private_key};
 //!
 //! # async fn demo() -> Result<(), vmw_ssh::SshError> {
 //! let key = load_private_key("/home/me/.ssh/id_ed25519".into())?;
