@@ -200,7 +200,7 @@ static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 /// pair, and a govc backend. Everything it creates is tracked until deleted,
 /// and [`Cloud::clean`] removes what is left.
 pub struct Cloud<G: Govc> {
-    inner: Arc<Inner<G>>,
+    pub(crate) inner: Arc<Inner<G>>,
 }
 
 impl<G: Govc> Clone for Cloud<G> {

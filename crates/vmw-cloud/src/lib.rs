@@ -45,6 +45,7 @@ mod instance;
 mod keys;
 mod options;
 mod tag;
+mod template;
 
 pub use cloud::{Cloud, CloudBuilder, Fleet, Image, Scope, Settings, TEMPLATE_PREFIX, VmRecord};
 pub use error::{CleanError, CloudError, Step};
@@ -54,4 +55,7 @@ pub use options::{InstanceType, LaunchOptions, WaitStage, check_vm_name};
 pub use tag::{
     Kind, MAX_TAG_LEN, Tag, annotation, annotation_glob, annotation_prefix_for, parse_annotation,
     tag_problems, timestamp_suffix,
+};
+pub use template::{
+    Check, ImportedTemplate, OVF_ENV_KEY, Requirement, TemplateImport, TemplateReport, prepare_spec,
 };

@@ -182,7 +182,9 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
     );
 
     // cloud-init: it never finishes in time. Through launch, the failed
-    // wait also removes the VM.
+    // wait also removes the VM. (A budget that leaves SSH time to answer
+    // even on a loaded machine.)
+    let c = chain(true, Duration::from_secs(8)).await;
     c.sshd
         .authorize(&c.cloud.key_pair().public_key.to_string())
         .unwrap();
@@ -210,6 +212,11 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
     // cloud-init reports an error.
     c.sshd
         .set_cloud_init(Duration::ZERO, CloudInitMode::Error)
+        .unwrap();
+    let inst = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .await
         .unwrap();
     let err = inst.wait().await.unwrap_err();
     assert!(

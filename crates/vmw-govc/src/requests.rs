@@ -697,6 +697,25 @@ impl Request for Import {
     }
 }
 
+/// `govc object.rename PATH NAME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRename {
+    /// Inventory path of the object.
+    pub path: String,
+    /// Its new name.
+    pub name: String,
+}
+
+impl Request for ObjectRename {
+    unit_output!();
+    fn command(&self) -> Command {
+        Command::new("object.rename")
+            .arg(&self.path)
+            .arg(&self.name)
+            .timeout(QUICK)
+    }
+}
+
 /// `govc vm.markastemplate`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarkAsTemplate {
@@ -854,5 +873,13 @@ mod tests {
             ]
         );
         assert_eq!(Import::new("a.ovf").command().name(), "import.ovf");
+        let r = ObjectRename {
+            path: "/DC0/vm/a".into(),
+            name: "-b c".into(),
+        };
+        assert_eq!(
+            r.command().argv(),
+            ["object.rename", "--", "/DC0/vm/a", "-b c"]
+        );
     }
 }

@@ -324,6 +324,21 @@ async fn destroy_a_running_vm_then_it_is_gone() {
 }
 
 #[tokio::test]
+async fn rename_a_vm() {
+    let sim = Vcsim::start().await.unwrap();
+    let govc = sim.govc();
+    clone(&govc, "me-1").await;
+    govc.exec(&vmw_govc::requests::ObjectRename {
+        path: format!("{VM_FOLDER}/me-1"),
+        name: "me renamed".to_owned(),
+    })
+    .await
+    .unwrap();
+    assert!(govc.exec(&VmInfo::new("me-1")).await.unwrap().is_empty());
+    assert_eq!(info(&govc, "me renamed").await.name, "me renamed");
+}
+
+#[tokio::test]
 async fn mark_as_template_and_back() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();

@@ -260,7 +260,7 @@ async fn ready_waits_for_cloud_init_and_reports_failures() {
     let err = p
         .guest
         .wait_ready(ReadyTimeouts {
-            ready: Duration::from_secs(2),
+            ready: Duration::from_secs(5),
             poll: Duration::from_millis(100),
         })
         .await

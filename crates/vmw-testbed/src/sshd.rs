@@ -10,7 +10,11 @@
 //! machine running the tests, so sshd lives in a private mount namespace
 //! (`unshare --mount --propagation private`) where a file of the temporary
 //! directory is bind-mounted over `/etc/machine-id` and a directory over
-//! `/var/log`. This needs root. [`Sshd::machine_id`] and
+//! `/var/log`. This needs root. A copy of `/etc/passwd` whose only change
+//! is the login shell of every user, `/bin/sh`, is bind-mounted too: sshd
+//! runs remote commands through the login shell, and the test user's
+//! shell start-up files (a bash `~/.bashrc` of the machine) must neither
+//! slow down nor block the commands of a simulated guest. [`Sshd::machine_id`] and
 //! [`Sshd::syslog_exists`] show what the remote side did to them.
 //!
 //! A `cloud-init` stand-in comes first on the remote `PATH`; its behaviour
@@ -52,6 +56,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 const PORT_ATTEMPTS: usize = 5;
 /// The files the test peer fakes, in the private mount namespace.
 const MACHINE_ID: &str = "/etc/machine-id";
+/// The user database, whose login shells the namespace replaces.
+const PASSWD: &str = "/etc/passwd";
 const VAR_LOG: &str = "/var/log";
 
 /// What the `cloud-init` stand-in reports.
@@ -314,6 +320,7 @@ struct Files {
     cloud_init_calls: Utf8PathBuf,
     machine_id: Utf8PathBuf,
     var_log: Utf8PathBuf,
+    passwd: Utf8PathBuf,
 }
 
 impl Files {
@@ -330,6 +337,7 @@ impl Files {
             cloud_init_calls: dir.join("cloud-init.calls"),
             machine_id: dir.join("machine-id"),
             var_log: dir.join("var-log"),
+            passwd: dir.join("passwd"),
         }
     }
 
@@ -339,6 +347,7 @@ impl Files {
         fs::write(&self.log, "")?;
         fs::write(&self.cloud_init_calls, "")?;
         fs::write(&self.machine_id, format!("{}\n", random_machine_id()))?;
+        fs::write(&self.passwd, passwd_with_sh(&fs::read_to_string(PASSWD)?))?;
         fs::create_dir(&self.var_log)?;
         fs::write(
             self.var_log.join("syslog"),
@@ -447,6 +456,10 @@ impl Files {
             format!(
                 "mount --bind {} {VAR_LOG}",
                 shell_quote(self.var_log.as_str())
+            ),
+            format!(
+                "mount --bind {} {PASSWD}",
+                shell_quote(self.passwd.as_str())
             ),
             format!("exec {SSHD} -D -e -f {}", shell_quote(self.config.as_str())),
         ]
@@ -775,6 +788,22 @@ fn effective_uid() -> std::io::Result<u32> {
         .ok_or_else(|| std::io::Error::other("no Uid line in /proc/self/status"))
 }
 
+/// `/etc/passwd` with every login shell set to `/bin/sh`.
+fn passwd_with_sh(passwd: &str) -> String {
+    let mut out = String::with_capacity(passwd.len());
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() == 7 {
+            out.push_str(&fields[..6].join(":"));
+            out.push_str(":/bin/sh");
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The login name of `uid`, from `/etc/passwd`.
 fn user_name(uid: u32) -> String {
     let from_passwd = fs::read_to_string("/etc/passwd").ok().and_then(|passwd| {
@@ -822,6 +851,16 @@ mod tests {
     }
 
     #[test]
+    fn passwd_copies_change_only_the_shells() {
+        let p =
+            "root:x:0:0:root:/root:/bin/bash\nme:x:1000:1000:Me,,,:/home/me:/usr/bin/zsh\n# odd\n";
+        assert_eq!(
+            passwd_with_sh(p),
+            "root:x:0:0:root:/root:/bin/sh\nme:x:1000:1000:Me,,,:/home/me:/bin/sh\n# odd\n"
+        );
+    }
+
+    #[test]
     fn machine_ids_are_32_hex_digits() {
         let id = random_machine_id();
         assert_eq!(id.len(), 32);
@@ -838,6 +877,7 @@ mod tests {
             "set -e\n\
              mount --bind '/tmp/vmw-sshd-x/machine-id' /etc/machine-id\n\
              mount --bind '/tmp/vmw-sshd-x/var-log' /var/log\n\
+             mount --bind '/tmp/vmw-sshd-x/passwd' /etc/passwd\n\
              exec /usr/sbin/sshd -D -e -f '/tmp/vmw-sshd-x/sshd_config'"
         );
     }

@@ -1,0 +1,460 @@
+//! Source templates: the five requirements a source VM must meet, checked;
+//! and importing one from an Ubuntu cloud image `.ova`/`.ovf`.
+
+use std::fmt;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::Value;
+use vmw_govc::parse::{ImportOptions, PowerState};
+use vmw_govc::requests::{
+    Find, Import, ImportSpec, ObjectCollect, ObjectRename, ObjectType, VmInfo,
+};
+use vmw_govc::{Govc, GovcExt};
+
+use crate::CloudError;
+use crate::cloud::{Cloud, TEMPLATE_PREFIX};
+
+/// The extraConfig key an injected OVF environment leaves on a VM.
+pub const OVF_ENV_KEY: &str = "guestinfo.ovfEnv";
+
+/// One of the requirements on a source VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Requirement {
+    /// 1. A standard VM, not a vSphere template.
+    StandardVm,
+    /// 2. Powered off.
+    PoweredOff,
+    /// 3. In the configured folder.
+    InFolder,
+    /// 4. No OVF environment injected.
+    NoOvfEnvironment,
+    /// 5. Named `TEMPLATE-cloud-init-<release>`.
+    Named,
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Requirement::StandardVm => "a standard VM, not a vSphere template",
+            Requirement::PoweredOff => "powered off",
+            Requirement::InFolder => "in the configured folder",
+            Requirement::NoOvfEnvironment => "no OVF environment injected",
+            Requirement::Named => "named TEMPLATE-cloud-init-<release>",
+        })
+    }
+}
+
+/// The result of one requirement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// Which requirement.
+    pub requirement: Requirement,
+    /// Whether it is met.
+    pub passed: bool,
+    /// What was observed.
+    pub observed: String,
+    /// How to fix it, when it is not met.
+    pub fix: Option<String>,
+    /// Something worth knowing even when it is met.
+    pub warning: Option<String>,
+}
+
+/// The five checks of one source VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateReport {
+    /// The VM's name.
+    pub name: String,
+    /// Its inventory path.
+    pub path: String,
+    /// One entry per requirement, in order.
+    pub checks: Vec<Check>,
+}
+
+impl TemplateReport {
+    /// Whether every requirement is met.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The requirements that are not met.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| !c.passed)
+    }
+}
+
+/// Options of [`Cloud::import_template`].
+#[derive(Clone, Debug, Default)]
+pub struct TemplateImport {
+    /// The release the template is for: it is named
+    /// `TEMPLATE-cloud-init-<release>`.
+    pub release: String,
+    /// The vSphere network for every network of the OVF (default: the
+    /// configured `network`, else the only network there is).
+    pub network: Option<String>,
+    /// Another name (it must still follow the naming rule to pass the check).
+    pub name: Option<String>,
+    /// Another datastore than the configured one.
+    pub datastore: Option<String>,
+    /// Another folder than the configured one.
+    pub folder: Option<String>,
+    /// Replace an existing template of that name: the new one is imported
+    /// under a temporary name, checked, and only then swapped in.
+    pub replace: bool,
+}
+
+/// What [`Cloud::import_template`] did.
+#[derive(Clone, Debug)]
+pub struct ImportedTemplate {
+    /// The template's name.
+    pub name: String,
+    /// The import options given to govc.
+    pub spec: ImportOptions,
+    /// The check of the imported VM.
+    pub report: TemplateReport,
+    /// Whether an older template was replaced.
+    pub replaced: bool,
+}
+
+/// The path of a VM's folder, and its name.
+fn split_path(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+fn check_release(release: &str) -> Result<(), CloudError> {
+    let ok = !release.is_empty()
+        && release
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(CloudError::InvalidOption {
+            option: "release",
+            value: release.to_owned(),
+            problem: "use lowercase letters, digits, '.' and '-' (e.g. jammy, noble, 24.04)"
+                .to_owned(),
+        })
+    }
+}
+
+/// The import options vmw uses: those the seed procedure prescribes.
+pub fn prepare_spec(mut spec: ImportOptions, name: &str, network: &str) -> ImportOptions {
+    spec.disk_provisioning = Some("thin".to_owned());
+    spec.ip_allocation_policy = Some("dhcpPolicy".to_owned());
+    spec.ip_protocol = Some("IPv4".to_owned());
+    if let Some(props) = spec.property_mapping.as_mut() {
+        for p in props {
+            p.value.clear();
+        }
+    }
+    if let Some(nets) = spec.network_mapping.as_mut() {
+        for n in nets {
+            n.network = network.to_owned();
+        }
+    }
+    spec.mark_as_template = false;
+    spec.power_on = false;
+    spec.inject_ovf_env = false;
+    spec.wait_for_ip = false;
+    spec.name = Some(name.to_owned());
+    spec
+}
+
+impl<G: Govc> Cloud<G> {
+    fn folder_path(&self) -> String {
+        let folder = self.config().folder.trim_end_matches('/');
+        if folder.starts_with('/') {
+            folder.to_owned()
+        } else {
+            format!("/{}/{folder}", self.config().datacenter.trim_matches('/'))
+        }
+    }
+
+    /// Inventory paths of VMs named `name`, anywhere.
+    async fn find_vm(&self, name: &str) -> Result<Vec<String>, CloudError> {
+        Ok(self
+            .govc()
+            .exec(&Find::new("/").kind(ObjectType::VirtualMachine).name(name))
+            .await?)
+    }
+
+    /// Checks the five requirements on the source VM `name` (found
+    /// anywhere in the inventory, so a VM in the wrong folder is reported
+    /// as such).
+    pub async fn check_template(&self, name: &str) -> Result<TemplateReport, CloudError> {
+        let paths = self.find_vm(name).await?;
+        let Some(path) = paths.first() else {
+            return Err(CloudError::NoSuchVm {
+                name: name.to_owned(),
+            });
+        };
+        self.check_path(path).await
+    }
+
+    /// Checks every `TEMPLATE-cloud-init-*` VM in the inventory.
+    pub async fn check_templates(&self) -> Result<Vec<TemplateReport>, CloudError> {
+        let mut paths = self.find_vm(&format!("{TEMPLATE_PREFIX}*")).await?;
+        paths.sort();
+        let mut reports = Vec::new();
+        for p in paths {
+            reports.push(self.check_path(&p).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn check_path(&self, path: &str) -> Result<TemplateReport, CloudError> {
+        let mut info = VmInfo::new(path);
+        info.extra_config = true;
+        let vm = self
+            .govc()
+            .exec(&info)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CloudError::NoSuchVm {
+                name: path.to_owned(),
+            })?;
+        let transport = self
+            .govc()
+            .exec(&ObjectCollect::new(
+                path,
+                ["config.vAppConfig.ovfEnvironmentTransport"],
+            ))
+            .await?;
+        let transports: Vec<String> =
+            match transport.get("config.vAppConfig.ovfEnvironmentTransport") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            };
+        let (folder, name) = split_path(path);
+        let wanted_folder = self.folder_path();
+        let mut checks = Vec::new();
+
+        checks.push(Check {
+            requirement: Requirement::StandardVm,
+            passed: !vm.template,
+            observed: format!("config.template = {}", vm.template),
+            fix: vm.template.then(|| {
+                format!("turn it back into a VM: govc vm.markasvm -pool <resource pool> {path}")
+            }),
+            warning: None,
+        });
+        let off = vm.power_state == PowerState::Off;
+        checks.push(Check {
+            requirement: Requirement::PoweredOff,
+            passed: off,
+            observed: format!("{:?}", vm.power_state),
+            fix: (!off).then(|| format!("power it off: govc vm.power -off {path}")),
+            warning: None,
+        });
+        let in_folder = folder == wanted_folder;
+        checks.push(Check {
+            requirement: Requirement::InFolder,
+            passed: in_folder,
+            observed: format!("in {folder} (configured: {wanted_folder})"),
+            fix: (!in_folder).then(|| format!("move it: govc object.mv {path} {wanted_folder}")),
+            warning: None,
+        });
+        let injected = vm.extra_config.contains_key(OVF_ENV_KEY);
+        checks.push(Check {
+            requirement: Requirement::NoOvfEnvironment,
+            passed: !injected,
+            observed: if injected {
+                format!("{OVF_ENV_KEY} is set")
+            } else {
+                format!("no {OVF_ENV_KEY}")
+            },
+            fix: injected.then(|| {
+                "import it again with InjectOvfEnv false (vmw image import does), or remove the key: govc vm.change -e guestinfo.ovfEnv= ...".to_owned()
+            }),
+            warning: (!transports.is_empty()).then(|| {
+                format!(
+                    "its vApp options use the OVF environment transport {}; cloud-init may prefer the OVF datasource",
+                    transports.join(", ")
+                )
+            }),
+        });
+        let release = name.strip_prefix(TEMPLATE_PREFIX).filter(|r| !r.is_empty());
+        checks.push(Check {
+            requirement: Requirement::Named,
+            passed: release.is_some(),
+            observed: format!("named {name}"),
+            fix: release.is_none().then(|| {
+                format!("rename it: govc object.rename {path} {TEMPLATE_PREFIX}<release>")
+            }),
+            warning: None,
+        });
+        Ok(TemplateReport {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            checks,
+        })
+    }
+
+    /// The network an import maps every OVF network to.
+    async fn import_network(&self, asked: Option<&str>) -> Result<String, CloudError> {
+        if let Some(n) = asked.or(self.config().network.as_deref()) {
+            return Ok(n.to_owned());
+        }
+        let nets = self
+            .govc()
+            .exec(&Find::new("/").kind(ObjectType::Network))
+            .await?;
+        match nets.as_slice() {
+            [only] => Ok(split_path(only).1.to_owned()),
+            _ => Err(CloudError::InvalidOption {
+                option: "network",
+                value: String::new(),
+                problem: format!(
+                    "several networks exist, say which one the template uses: {}",
+                    nets.iter()
+                        .map(|n| split_path(n).1)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// Imports an Ubuntu cloud image (`.ova` or `.ovf`) as the source
+    /// template of `options.release`: `govc import.spec`, the options of the
+    /// seed procedure (thin disks, DHCP, IPv4, blank OVF properties, the
+    /// chosen network, no template, no power-on, no OVF environment), then
+    /// `import.ova`/`import.ovf` and the check of the result. An existing
+    /// template of that name is refused unless `replace`: then the new one is
+    /// imported under a temporary name, checked, and only then swapped in,
+    /// so a failed import never leaves the release without a template.
+    pub async fn import_template(
+        &self,
+        file: &Utf8Path,
+        options: &TemplateImport,
+    ) -> Result<ImportedTemplate, CloudError> {
+        check_release(&options.release)?;
+        if !file.is_file() {
+            return Err(CloudError::InvalidOption {
+                option: "image file",
+                value: file.to_string(),
+                problem: "it does not exist".to_owned(),
+            });
+        }
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{TEMPLATE_PREFIX}{}", options.release));
+        crate::options::check_vm_name(&name)?;
+        let folder = options.folder.clone().unwrap_or_else(|| self.folder_path());
+        let existing = self.find_vm(&name).await?;
+        if !existing.is_empty() && !options.replace {
+            return Err(CloudError::InvalidOption {
+                option: "template name",
+                value: name,
+                problem: format!(
+                    "a VM of that name exists ({}); pass replace (--replace) to swap in the new image",
+                    existing.join(", ")
+                ),
+            });
+        }
+        let network = self.import_network(options.network.as_deref()).await?;
+        let import_name = if existing.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}-vmw-import")
+        };
+
+        let spec = self
+            .govc()
+            .exec(&ImportSpec {
+                file: file.to_owned(),
+            })
+            .await?;
+        let spec = prepare_spec(spec, &import_name, &network);
+        let dir = tempfile::Builder::new()
+            .prefix("vmw-import-")
+            .tempdir()
+            .map_err(|source| CloudError::Io {
+                what: "creating a temporary directory".to_owned(),
+                source,
+            })?;
+        let spec_path =
+            Utf8PathBuf::from_path_buf(dir.path().join("options.json")).map_err(|_| {
+                CloudError::Io {
+                    what: "temporary directory".to_owned(),
+                    source: std::io::Error::other("path is not UTF-8"),
+                }
+            })?;
+        let json = serde_json::to_vec_pretty(&spec).map_err(|e| CloudError::Io {
+            what: "encoding the import options".to_owned(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(&spec_path, json).map_err(|source| CloudError::Io {
+            what: format!("writing {spec_path}"),
+            source,
+        })?;
+
+        let mut import = Import::new(file);
+        import.options = Some(spec_path);
+        import.datastore = Some(
+            options
+                .datastore
+                .clone()
+                .unwrap_or_else(|| self.config().datastore.clone()),
+        );
+        import.pool = self.config().resource_pool.clone();
+        import.folder = Some(folder.clone());
+        let imported_path = format!("{folder}/{import_name}");
+        if let Err(e) = self.govc().exec(&import).await {
+            // Remove whatever a half-done import left; the old template stays.
+            let _ = self.inner.destroy(&imported_path).await;
+            return Err(e.into());
+        }
+
+        let mut report = self.check_path(&imported_path).await?;
+        let naming_ok = report
+            .checks
+            .iter()
+            .filter(|c| c.requirement != Requirement::Named)
+            .all(|c| c.passed);
+        if existing.is_empty() {
+            return Ok(ImportedTemplate {
+                name,
+                spec,
+                report,
+                replaced: false,
+            });
+        }
+        if !naming_ok {
+            let _ = self.inner.destroy(&imported_path).await;
+            return Err(CloudError::InvalidOption {
+                option: "imported image",
+                value: import_name,
+                problem: format!(
+                    "it does not meet the requirements ({}); the existing template was kept",
+                    report
+                        .failures()
+                        .map(|c| c.requirement.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        for old in &existing {
+            self.inner.destroy(old).await?;
+        }
+        self.govc()
+            .exec(&ObjectRename {
+                path: imported_path,
+                name: name.clone(),
+            })
+            .await?;
+        report = self.check_path(&format!("{folder}/{name}")).await?;
+        Ok(ImportedTemplate {
+            name,
+            spec,
+            report,
+            replaced: true,
+        })
+    }
+}
