@@ -94,12 +94,14 @@ fn tools_task(force: bool) -> Result<Tools> {
     Ok(tools)
 }
 
-/// Debian's OpenSSH server (the SSH test peer) and sudo (for the sudo
-/// tests), installed with apt-get when missing.
+/// Debian's OpenSSH server (the SSH test peer), sudo (for the sudo tests)
+/// and qemu-img (to make the disks of test OVAs), installed with apt-get
+/// when missing.
 fn ssh_peer_task() -> Result<()> {
     let missing: Vec<&str> = [
         ("/usr/sbin/sshd", "openssh-server"),
         ("/usr/bin/sudo", "sudo"),
+        ("/usr/bin/qemu-img", "qemu-utils"),
     ]
     .into_iter()
     .filter(|(path, _)| !Utf8Path::new(path).is_file())
@@ -118,7 +120,7 @@ fn ssh_peer_task() -> Result<()> {
         args.extend(&missing);
         apt_get(&args)?;
     }
-    eprintln!("xtask: sshd and sudo are installed");
+    eprintln!("xtask: sshd, sudo and qemu-img are installed");
     Ok(())
 }
 

@@ -40,6 +40,10 @@ pub struct Settings {
     /// How long [`Instance::wait`] waits for SSH and cloud-init (10 minutes
     /// by default), and how often it retries.
     pub ready: ReadyTimeouts,
+    /// Before the first launch from an image, check (one `vm.info`, then
+    /// cached) that it is not a vSphere template and carries no OVF
+    /// environment, and fail early if it does. On by default.
+    pub check_sources: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +56,7 @@ impl Default for Settings {
             ip_poll: Duration::from_secs(1),
             ssh: SshConfig::default(),
             ready: ReadyTimeouts::default(),
+            check_sources: true,
         }
     }
 }
@@ -158,6 +163,7 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) private_key: Arc<PrivateKey>,
     pub(crate) settings: Settings,
     templates: tokio::sync::OnceCell<Vec<String>>,
+    checked_sources: Mutex<BTreeSet<String>>,
     tracker: Mutex<Tracker>,
 }
 
@@ -373,6 +379,7 @@ impl<G: Govc> Cloud<G> {
                 private_key: r.private_key,
                 settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
+                checked_sources: Mutex::new(BTreeSet::new()),
                 tracker: Mutex::new(Tracker::default()),
             }),
         }
@@ -574,6 +581,7 @@ impl<G: Govc> Cloud<G> {
             timeout: vmw_govc::requests::SLOW,
         };
         tracing::info!(vm = %p.name, image, "launching");
+        self.check_source(image).await?;
         self.clone_vm(&clone, Kind::Instance).await?;
         inner.track_instance(&p.name);
         let instance = Instance::new(p.name.clone(), self.inner.clone());
@@ -598,6 +606,53 @@ impl<G: Govc> Cloud<G> {
                 })
             }
         }
+    }
+
+    /// The cheap part of the source-VM requirements, once per image: not a
+    /// vSphere template, no injected OVF environment.
+    async fn check_source(&self, image: &str) -> Result<(), CloudError> {
+        let inner = &self.inner;
+        if !inner.settings.check_sources {
+            return Ok(());
+        }
+        let path = inner.vm_path(image);
+        let known = inner
+            .checked_sources
+            .lock()
+            .map(|c| c.contains(&path))
+            .unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        let mut request = VmInfo::new(path.clone());
+        request.extra_config = true;
+        let vm = inner
+            .govc
+            .exec(&request)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CloudError::NoSuchVm { name: path.clone() })?;
+        let mut problems = Vec::new();
+        if vm.template {
+            problems.push("it is a vSphere template, not a standard VM".to_owned());
+        }
+        if vm.extra_config.contains_key(crate::OVF_ENV_KEY) {
+            problems.push(format!(
+                "it carries an injected OVF environment ({}), so cloud-init would use the OVF datasource",
+                crate::OVF_ENV_KEY
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(CloudError::BadSource {
+                image: image.to_owned(),
+                problems,
+            });
+        }
+        if let Ok(mut c) = inner.checked_sources.lock() {
+            c.insert(path);
+        }
+        Ok(())
     }
 
     /// Clones; on failure removes whatever the clone may have left.

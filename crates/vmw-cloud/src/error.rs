@@ -120,6 +120,15 @@ pub enum CloudError {
         available: Vec<String>,
     },
 
+    /// The image cannot serve as a source VM.
+    #[error("image {image} cannot be launched from: {}\nhint: `vmw image check {image}` lists every requirement and how to meet it", .problems.join("; "))]
+    BadSource {
+        /// The image.
+        image: String,
+        /// What is wrong with it.
+        problems: Vec<String>,
+    },
+
     /// The VM does not exist.
     #[error("no VM named {name:?}")]
     NoSuchVm {

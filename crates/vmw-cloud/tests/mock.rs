@@ -68,6 +68,8 @@ fn settings(concurrency: usize) -> Settings {
         concurrency,
         ip_wait: Duration::from_secs(2),
         ip_poll: Duration::from_millis(10),
+        // Source checks have a test of their own.
+        check_sources: false,
         ..Settings::default()
     }
 }
@@ -582,6 +584,8 @@ async fn launch_failing(
         concurrency: 1,
         ip_wait: Duration::from_millis(300),
         ip_poll: Duration::from_millis(10),
+        // Source checks have a test of their own.
+        check_sources: false,
         ..Settings::default()
     };
     let (cloud, _keys) = cloud_with(mock, config(), s);
@@ -1703,4 +1707,44 @@ async fn ip_errors_are_returned() {
         "{err:?}"
     );
     assert_eq!(calls.names(), ["vm.info", "vm.ip"]);
+}
+
+// ---------------------------------------------------------------------------
+// 11. source checks
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_source_is_checked_once_before_the_first_clone() {
+    let (mock, calls) = scripted(happy);
+    let s = Settings {
+        check_sources: true,
+        ..settings(4)
+    };
+    let (cloud, _keys) = cloud_with(mock, config(), s);
+    cloud
+        .launch(IMAGE, &options("c-1", WaitStage::None))
+        .await
+        .unwrap();
+    cloud
+        .launch(IMAGE, &options("c-2", WaitStage::None))
+        .await
+        .unwrap();
+    let names = calls.names();
+    assert_eq!(names[0], "vm.info", "{names:?}");
+    assert_eq!(names[1], "vm.clone", "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| *n == "vm.info").count(),
+        1,
+        "cached: {names:?}"
+    );
+    assert_eq!(
+        calls.all()[0],
+        sv(&[
+            "vm.info",
+            "-json=true",
+            "-e=true",
+            "--",
+            &format!("{FOLDER}/{IMAGE}")
+        ])
+    );
 }

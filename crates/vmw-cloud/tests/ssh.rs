@@ -37,6 +37,7 @@ fn settings(sshd: &Sshd, ready: Duration) -> Settings {
             ready,
             poll: Duration::from_millis(200),
         },
+        ..Settings::default()
     }
 }
 

@@ -38,6 +38,7 @@
 //! installs them.
 
 pub mod agent;
+pub mod ova;
 pub mod sshd;
 pub mod tools;
 
