@@ -7,7 +7,8 @@
 //!   for the user-data judge, installing the python3 packages it imports;
 //!   and installs Debian's OpenSSH server and sudo for the SSH tests.
 //! - `test`: `tools`, then `cargo fmt --check`, `cargo clippy --all-targets
-//!   -D warnings` and every test of the workspace (unit, vcsim, cloud-init).
+//!   -D warnings`, every test of the workspace (unit, vcsim, SSH,
+//!   cloud-init), and the demo.
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
 //!   use it by hand, until Ctrl-C.
 //! - `demo`: the main job of vmw on the local simulator.
@@ -15,6 +16,7 @@
 //!   instances on a simulator with realistic (scaled-down) vCenter delays.
 
 mod bench;
+mod demo;
 
 use std::process::{Command, ExitCode};
 
@@ -27,7 +29,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   tools [--force]   install govc and vcsim (govmomi v0.56.0) into .tools/bin,
                     and cloud-init (the user-data judge) into .tools/cloud-init
-  test              tools, then fmt check, clippy and every test
+  test              tools, then fmt check, clippy, every test and the demo
   vcsim             run a seeded vCenter simulator until Ctrl-C
   demo              the main job of vmw on the local simulator
   bench [--count N] [--sequential]
@@ -328,6 +330,8 @@ fn test_task() -> Result<()> {
         .env(tools::VMW_VCSIM, &tools.vcsim)
         .env("VMW_CLOUD_INIT_ROOT", &cloud_init)
         .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON))?;
+    eprintln!("xtask: the demo, as the README's first command runs it");
+    demo::run()?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }
@@ -353,9 +357,5 @@ fn vcsim_task() -> Result<()> {
 }
 
 fn demo_task() -> Result<()> {
-    println!(
-        "not yet: the demo runs the `vmw` command line, which is not built yet.\n\
-         Meanwhile `cargo xtask vcsim` starts a seeded vCenter simulator to use with govc."
-    );
-    Ok(())
+    demo::run()
 }

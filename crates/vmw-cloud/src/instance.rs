@@ -106,7 +106,7 @@ impl<G: Govc> Instance<G> {
             if remaining.is_zero() {
                 return Err(self.ip_timeout(seen));
             }
-            let wait = remaining.max(Duration::from_secs(1));
+            let wait = remaining.max(Duration::from_millis(100));
             match self.cloud.govc.exec(&VmIp::new(&self.name, wait)).await {
                 Ok(ips) => {
                     if let Some(ip) = usable_address(&ips) {

@@ -12,7 +12,7 @@ use russh::keys::{
     PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, load_secret_key,
 };
 use russh::{ChannelMsg, Disconnect};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Cmd, ExecOptions, ExecResult, Guest, SshError, Stage};
 
@@ -268,6 +268,65 @@ impl SshGuest {
         }
     }
 
+    /// Runs a command, writing its standard output and error to `stdout`
+    /// and `stderr` as they arrive (nothing is held back), and returns its
+    /// exit status or the signal that killed it.
+    pub async fn execute_streaming(
+        &self,
+        cmd: &Cmd,
+        options: &ExecOptions,
+        stdout: &mut (dyn AsyncWrite + Unpin + Send),
+        stderr: &mut (dyn AsyncWrite + Unpin + Send),
+    ) -> Result<(Option<u32>, Option<String>), SshError> {
+        let line = cmd.remote_line(options.sudo);
+        tracing::debug!(instance = %self.instance, command = %cmd, "ssh: exec");
+        let mut channel = self.channel().await?;
+        channel
+            .exec(true, line)
+            .await
+            .map_err(|e| self.err(Stage::Channel, e.to_string()))?;
+        if let Some(input) = &options.stdin {
+            channel
+                .data(&input[..])
+                .await
+                .map_err(|e| self.err(Stage::Command, format!("sending standard input: {e}")))?;
+        }
+        channel
+            .eof()
+            .await
+            .map_err(|e| self.err(Stage::Command, e.to_string()))?;
+
+        let local = |e: std::io::Error| self.err(Stage::LocalFile, format!("writing output: {e}"));
+        let mut status = None;
+        let mut signal = None;
+        // Read until the channel closes: the exit status may come after EOF.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => stdout.write_all(&data).await.map_err(local)?,
+                ChannelMsg::ExtendedData { data, ext: 1 } => {
+                    stderr.write_all(&data).await.map_err(local)?;
+                }
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    signal = Some(format!("{signal_name:?}"));
+                }
+                ChannelMsg::Failure => {
+                    return Err(self.err(Stage::Channel, "the server refused to run the command"));
+                }
+                _ => {}
+            }
+        }
+        stdout.flush().await.map_err(local)?;
+        stderr.flush().await.map_err(local)?;
+        if status.is_none() && signal.is_none() {
+            return Err(self.err(
+                Stage::Command,
+                format!("the connection closed before `{cmd}` reported an exit status"),
+            ));
+        }
+        Ok((status, signal))
+    }
+
     async fn sftp(&self) -> Result<russh_sftp::client::SftpSession, SshError> {
         let channel = self.channel().await?;
         channel
@@ -299,49 +358,11 @@ impl Guest for SshGuest {
     }
 
     async fn execute(&self, cmd: &Cmd, options: &ExecOptions) -> Result<ExecResult, SshError> {
-        let line = cmd.remote_line(options.sudo);
-        tracing::debug!(instance = %self.instance, command = %cmd, "ssh: exec");
-        let mut channel = self.channel().await?;
-        channel
-            .exec(true, line)
-            .await
-            .map_err(|e| self.err(Stage::Channel, e.to_string()))?;
-        if let Some(input) = &options.stdin {
-            channel
-                .data(&input[..])
-                .await
-                .map_err(|e| self.err(Stage::Command, format!("sending standard input: {e}")))?;
-        }
-        channel
-            .eof()
-            .await
-            .map_err(|e| self.err(Stage::Command, e.to_string()))?;
-
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
-        let mut status = None;
-        let mut signal = None;
-        // Read until the channel closes: the exit status may come after EOF.
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
-                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    signal = Some(format!("{signal_name:?}"))
-                }
-                ChannelMsg::Failure => {
-                    return Err(self.err(Stage::Channel, "the server refused to run the command"));
-                }
-                _ => {}
-            }
-        }
-        if status.is_none() && signal.is_none() {
-            return Err(self.err(
-                Stage::Command,
-                format!("the connection closed before `{cmd}` reported an exit status"),
-            ));
-        }
+        let (status, signal) = self
+            .execute_streaming(cmd, options, &mut stdout, &mut stderr)
+            .await?;
         Ok(ExecResult::from_raw(&stdout, &stderr, status, signal))
     }
 

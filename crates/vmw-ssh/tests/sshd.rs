@@ -97,6 +97,46 @@ async fn strings_and_argv_run_with_their_output_and_status() {
 }
 
 #[tokio::test]
+async fn output_streams_while_the_command_runs() {
+    let p = peer();
+    let (mut ours, theirs) = tokio::io::duplex(64);
+    let mut err = Vec::new();
+    let guest = &p.guest;
+    let run = async move {
+        let mut theirs = theirs;
+        guest
+            .execute_streaming(
+                &Cmd::from("echo first; sleep 2; echo second; echo oops >&2; exit 4"),
+                &ExecOptions::default(),
+                &mut theirs,
+                &mut err,
+            )
+            .await
+            .map(|status| (status, err))
+    };
+    let watch = async {
+        use tokio::io::AsyncReadExt as _;
+        let started = Instant::now();
+        let mut first = [0u8; 6];
+        ours.read_exact(&mut first).await.unwrap();
+        let first_at = started.elapsed();
+        let mut rest = Vec::new();
+        ours.read_to_end(&mut rest).await.unwrap();
+        (first, first_at, rest)
+    };
+    let (result, (first, first_at, rest)) = tokio::join!(run, watch);
+    let ((status, signal), err) = result.unwrap();
+    assert_eq!(&first, b"first\n");
+    assert!(
+        first_at < Duration::from_millis(1500),
+        "the first line came before the command ended: {first_at:?}"
+    );
+    assert_eq!(rest, b"second\n");
+    assert_eq!(err, b"oops\n");
+    assert_eq!((status, signal), (Some(4), None));
+}
+
+#[tokio::test]
 async fn stdin_reaches_the_command() {
     let p = peer();
     let input: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();

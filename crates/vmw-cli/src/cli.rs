@@ -1,0 +1,386 @@
+//! The command line, as clap derive types.
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use vmw_cloud::WaitStage;
+
+/// Launch, use, snapshot and delete VMs on VMware vSphere through govc.
+///
+/// Configuration: the [vmware] section of pycloudlib.toml (--config, else
+/// $PYCLOUDLIB_CONFIG, ~/.config/pycloudlib.toml, /etc/pycloudlib.toml), with
+/// govc's GOVC_* variables filling what is missing.
+///
+/// Exit status: 0 success, 1 the operation failed, 2 usage or configuration
+/// error, 130 interrupted (a launch removes what it had made first); `exec`
+/// exits with the remote command's status.
+#[derive(Debug, Parser)]
+#[command(name = "vmw", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub(crate) global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// pycloudlib.toml to read (default: $PYCLOUDLIB_CONFIG,
+    /// ~/.config/pycloudlib.toml, /etc/pycloudlib.toml, then GOVC_*).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<Utf8PathBuf>,
+
+    /// Tag naming the VMs made (default: your login name). Launches add
+    /// -MMDD-HHMMSS; `list` and `clean` cover the tag and its timestamped
+    /// forms.
+    #[arg(long, global = true, env = "VMW_TAG", value_name = "TAG")]
+    pub(crate) tag: Option<String>,
+
+    /// Use the tag as it is: no timestamp suffix on launches, and only that
+    /// exact tag for `list` and `clean`.
+    #[arg(long, global = true)]
+    pub(crate) no_timestamp: bool,
+
+    /// More logging on stderr (-v: info of every layer, -vv: debug, govc
+    /// commands included).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+
+    /// Only errors on stderr, no progress.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+
+    /// Print the result as one JSON document on stdout (logs stay on
+    /// stderr, progress is off).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// SSH user of the instances.
+    #[arg(
+        long,
+        global = true,
+        env = "VMW_SSH_USER",
+        default_value = "ubuntu",
+        value_name = "USER"
+    )]
+    pub(crate) ssh_user: String,
+
+    /// SSH port of the instances.
+    #[arg(
+        long,
+        global = true,
+        env = "VMW_SSH_PORT",
+        default_value_t = 22,
+        value_name = "PORT"
+    )]
+    pub(crate) ssh_port: u16,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Launch instances from a release's template or an image; prints each
+    /// name and IP address.
+    Launch(LaunchArgs),
+    /// List the instances and images vmw made, with power state and IP.
+    List {
+        /// Every tag's VMs, not only yours.
+        #[arg(long)]
+        all_tags: bool,
+    },
+    /// Print an instance's IP address (waiting for one).
+    Ip {
+        /// The instance.
+        name: String,
+    },
+    /// Power instances on (already on is fine).
+    Start {
+        /// The instances.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Power instances off (already off is fine).
+    Stop {
+        /// The instances.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Power-cycle instances and wait for them.
+    Restart {
+        /// The instances.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// How far to wait after the power-on.
+        #[arg(long, value_enum, default_value_t = Wait::Ready)]
+        wait: Wait,
+        /// Longest wait for each stage, e.g. 90s or 10m.
+        #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+        wait_timeout: Option<Duration>,
+    },
+    /// Delete instances (already gone is fine; templates are refused).
+    Delete {
+        /// The instances.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Run a command on an instance over SSH; exits with its status.
+    ///
+    /// One argument runs as a shell line (`sh -c`); several are passed as
+    /// an argument vector, each quoted.
+    Exec {
+        /// The instance.
+        name: String,
+        /// Send this program's standard input to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Run it with sudo.
+        #[arg(long)]
+        sudo: bool,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Open an interactive SSH session (runs the system's ssh with vmw's
+    /// key, user and port).
+    Ssh {
+        /// The instance.
+        name: String,
+        /// Extra arguments for ssh (after `--`), e.g. a remote command.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
+    /// Copy a local file to an instance over SFTP.
+    Push {
+        /// The instance.
+        name: String,
+        /// The local file.
+        local: Utf8PathBuf,
+        /// The path on the instance.
+        remote: String,
+    },
+    /// Copy a file of an instance to a local path over SFTP.
+    Pull {
+        /// The instance.
+        name: String,
+        /// The path on the instance.
+        remote: String,
+        /// The local file.
+        local: Utf8PathBuf,
+    },
+    /// Clone an instance into an image (`NAME-image`) that `launch
+    /// --image` accepts; prints the image name. The image carries the
+    /// instance's tag unless --tag is given.
+    Snapshot {
+        /// The instance.
+        name: String,
+        /// Do not clean the guest first (cloud-init state, machine id,
+        /// syslog; needs SSH).
+        #[arg(long)]
+        no_clean: bool,
+    },
+    /// Images: the source templates and the images vmw made.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Delete the instances and images vmw made for your tag (or every
+    /// tag), after listing them and asking.
+    Clean {
+        /// Every tag's VMs, not only yours.
+        #[arg(long)]
+        all_tags: bool,
+        /// Do not ask (required when standard input is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `vmw image ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImageCommand {
+    /// List the source templates and the images vmw made.
+    List {
+        /// Every tag's images, not only yours.
+        #[arg(long)]
+        all_tags: bool,
+    },
+    /// Delete an image (already gone is fine; templates are refused).
+    Delete {
+        /// The image.
+        name: String,
+    },
+}
+
+/// `vmw config ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Show the resolved configuration and where each value came from,
+    /// check govc and log in.
+    Check,
+}
+
+/// `vmw launch` options.
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
+pub(crate) struct LaunchArgs {
+    /// Release whose template to launch (TEMPLATE-cloud-init-<R>).
+    #[arg(long, value_name = "R", group = "source")]
+    pub(crate) release: Option<String>,
+    /// Image (or template) to launch, by name.
+    #[arg(long, value_name = "NAME", group = "source")]
+    pub(crate) image: Option<String>,
+    /// User data file, `-` for standard input (any format cloud-init
+    /// reads; vmw adds its SSH key).
+    #[arg(long, value_name = "FILE|-")]
+    pub(crate) user_data: Option<String>,
+    /// How many instances.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) count: u32,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N")]
+    pub(crate) cpus: Option<u32>,
+    /// Memory in MiB.
+    #[arg(long, value_name = "MB")]
+    pub(crate) memory: Option<u64>,
+    /// Linked clones (fast; they share the image's disks).
+    #[arg(long)]
+    pub(crate) linked: bool,
+    /// Extra extraConfig entry (repeatable).
+    #[arg(long = "extra-config", value_name = "K=V", value_parser = parse_key_value)]
+    pub(crate) extra_config: Vec<(String, String)>,
+    /// How far to wait: none, ip, ssh, or ready (SSH answers and cloud-init
+    /// is done).
+    #[arg(long, value_enum, default_value_t = Wait::Ready)]
+    pub(crate) wait: Wait,
+    /// Same as --wait none.
+    #[arg(long, conflicts_with = "wait")]
+    pub(crate) no_wait: bool,
+    /// Longest wait for the IP address, and for SSH and cloud-init, e.g.
+    /// 90s or 10m.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub(crate) wait_timeout: Option<Duration>,
+}
+
+impl LaunchArgs {
+    /// The wait stage asked for.
+    pub(crate) fn wait_stage(&self) -> WaitStage {
+        if self.no_wait {
+            WaitStage::None
+        } else {
+            self.wait.into()
+        }
+    }
+}
+
+/// How far to wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Wait {
+    /// Not at all: return once powered on.
+    None,
+    /// Until the guest reports an IP address.
+    Ip,
+    /// Until SSH accepts vmw's key.
+    Ssh,
+    /// Until cloud-init has finished.
+    Ready,
+}
+
+impl From<Wait> for WaitStage {
+    fn from(w: Wait) -> Self {
+        match w {
+            Wait::None => WaitStage::None,
+            Wait::Ip => WaitStage::Ip,
+            Wait::Ssh => WaitStage::Ssh,
+            Wait::Ready => WaitStage::Ready,
+        }
+    }
+}
+
+/// Reads `K=V`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Reads a duration: a number with a unit `ms`, `s`, `m` or `h` (`90s`,
+/// `10m`, `1h`, `1m30s`); a bare number is seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration; write e.g. 90s, 10m, 1h or 1m30s");
+    let text = s.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!("{s:?}: the duration must be more than zero"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        for bad in ["", "s", "10x", "m10", "0s", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(
+            parse_key_value("disk.EnableUUID=TRUE").unwrap(),
+            ("disk.EnableUUID".to_owned(), "TRUE".to_owned())
+        );
+        assert_eq!(parse_key_value("a=b=c").unwrap().1, "b=c");
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

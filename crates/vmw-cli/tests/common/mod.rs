@@ -1,0 +1,159 @@
+//! Running the built `vmw` against a vcsim of its own, with a temporary
+//! HOME and config file.
+
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use vmw_config::VmwareConfig;
+use vmw_testbed::{AgentOptions, GuestAgent, Tool, Vcsim, VcsimOptions};
+
+/// A simulator, its guest agent, and a home directory with a config file.
+pub struct Bed {
+    pub sim: Vcsim,
+    pub agent: GuestAgent,
+    pub dir: tempfile::TempDir,
+    pub home: Utf8PathBuf,
+    pub config: Utf8PathBuf,
+    pub govc: Utf8PathBuf,
+}
+
+/// The `[vmware]` section of `config`.
+pub fn toml(config: &VmwareConfig) -> String {
+    let mut s = format!(
+        "[vmware]\nserver = {:?}\nusername = {:?}\npassword = {:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = {}\n",
+        config.server,
+        config.username,
+        config.password.expose(),
+        config.datacenter,
+        config.datastore,
+        config.folder,
+        config.insecure_transport
+    );
+    if let Some(pool) = &config.resource_pool {
+        s.push_str(&format!("resource_pool = {pool:?}\n"));
+    }
+    s
+}
+
+pub async fn bed() -> Bed {
+    bed_with(VcsimOptions::new()).await
+}
+
+pub async fn bed_with(options: VcsimOptions) -> Bed {
+    let sim = Vcsim::start_with(options).await.unwrap();
+    let agent = sim.guest_agent(AgentOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
+    let home = root.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = root.join("pycloudlib.toml");
+    std::fs::write(&config, toml(&sim.config())).unwrap();
+    Bed {
+        sim,
+        agent,
+        dir,
+        home,
+        config,
+        govc: vmw_testbed::tools::locate(Tool::Govc).unwrap(),
+    }
+}
+
+/// The result of one `vmw` run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(out: Output) -> Self {
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with everything printed unless the exit status is `code`.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit status {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        self.expect_code(0)
+    }
+
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// A `vmw` command with a clean environment: HOME, USER, PATH and
+/// VMW_GOVC only.
+pub fn vmw_command(home: &Utf8Path, govc: &Utf8Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmw"));
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("USER", "tester")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("VMW_GOVC", govc)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+impl Bed {
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = vmw_command(&self.home, &self.govc);
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd
+    }
+
+    /// Runs `vmw --config <file> ARGS`.
+    pub async fn vmw(&self, args: &[&str]) -> Run {
+        let out = tokio::time::timeout(Duration::from_secs(300), self.command(args).output())
+            .await
+            .expect("vmw did not finish within 5 minutes")
+            .unwrap();
+        Run::from_output(out)
+    }
+
+    /// Names of the VMs in the simulator's folder, without the templates and
+    /// the VMs of vcsim's own model.
+    pub async fn vms(&self) -> Vec<String> {
+        use vmw_govc::GovcExt;
+        use vmw_govc::requests::{Find, ObjectType};
+        let mut names: Vec<String> = self
+            .sim
+            .govc()
+            .exec(&Find::new("/DC0/vm").kind(ObjectType::VirtualMachine))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.rsplit('/').next().map(str::to_owned))
+            .filter(|n| !n.starts_with("TEMPLATE-") && !n.starts_with("DC0_"))
+            .collect();
+        names.sort();
+        names
+    }
+}

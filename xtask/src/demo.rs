@@ -1,0 +1,269 @@
+//! `cargo xtask demo`: the main job of vmw, run with the real `vmw` binary
+//! on a local vCenter simulator.
+//!
+//! It makes govc and vcsim available, builds `vmw`, starts a seeded vcsim,
+//! the guest-agent stand-in and, where the machine allows (root and
+//! `/usr/sbin/sshd`), a local sshd with a cloud-init stand-in that plays the
+//! guests; writes a `pycloudlib.toml` in a temporary directory (which is
+//! also HOME); then runs `vmw config check`, a launch of 3 instances with a
+//! user-data file, `list`, `exec cloud-init status --long`, `snapshot`, a
+//! launch from the image, and `clean`. Each command and its output is
+//! printed, and a summary of timings at the end. Any failed step fails the
+//! demo; everything started is stopped on the way out.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use camino::{Utf8Path, Utf8PathBuf};
+use vmw_testbed::{AgentOptions, CloudInitMode, Sshd, Vcsim};
+
+/// One step of the demo, as timed.
+struct Timing {
+    label: String,
+    took: Duration,
+}
+
+/// What the `vmw` runs share: the binary, the directory and environment.
+struct Runner {
+    vmw: Utf8PathBuf,
+    dir: Utf8PathBuf,
+    env: Vec<(String, String)>,
+    timings: Vec<Timing>,
+}
+
+impl Runner {
+    /// Runs `vmw ARGS` in the demo directory, printing the command and its
+    /// output; fails when it fails.
+    async fn vmw(&mut self, label: &str, args: &[&str]) -> Result<String> {
+        println!("\n$ vmw {}", args.join(" "));
+        let started = Instant::now();
+        let output = tokio::process::Command::new(&self.vmw)
+            .args(args)
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .with_context(|| format!("could not run {}", self.vmw))?;
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        for line in stderr.lines() {
+            println!("  | {line}");
+        }
+        print!("{stdout}");
+        println!("  ({:.1?}, {})", took, output.status);
+        self.timings.push(Timing {
+            label: label.to_owned(),
+            took,
+        });
+        if !output.status.success() {
+            bail!(
+                "step \"{label}\" failed: `vmw {}` exited with {}",
+                args.join(" "),
+                output.status
+            );
+        }
+        Ok(stdout)
+    }
+
+    fn summary(&self, total: Duration) {
+        println!("\nTimings:");
+        let width = self
+            .timings
+            .iter()
+            .map(|t| t.label.len())
+            .max()
+            .unwrap_or(0);
+        for t in &self.timings {
+            println!("  {:width$}  {:>8.2?}", t.label, t.took);
+        }
+        println!("  {:width$}  {:>8.2?}", "total (with set-up)", total);
+    }
+}
+
+/// The first name of `launch` output (`NAME IP` lines).
+fn first_name(launch_output: &str) -> Result<String> {
+    launch_output
+        .lines()
+        .find_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .context("`vmw launch` printed no instance")
+}
+
+/// Whether the SSH test peer can run here.
+fn sshd_possible() -> bool {
+    Utf8Path::new("/usr/sbin/sshd").is_file() && crate::is_root()
+}
+
+/// Runs the demo.
+pub(crate) fn run() -> Result<()> {
+    let started = Instant::now();
+    let tools = crate::govmomi_tools(false)?;
+    crate::run(crate::cargo().args(["build", "--quiet", "-p", "vmw-cli"]))?;
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(Utf8PathBuf::from)
+        .unwrap_or_else(|_| crate::root().join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        crate::root().join(target)
+    };
+    let vmw = target.join("debug").join("vmw");
+    if !vmw.is_file() {
+        bail!("`cargo build -p vmw-cli` left no binary at {vmw}");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(demo(vmw, &tools.govc, started))
+}
+
+async fn demo(vmw: Utf8PathBuf, govc: &Utf8Path, started: Instant) -> Result<()> {
+    let tmp = tempfile::Builder::new().prefix("vmw-demo-").tempdir()?;
+    let dir = Utf8Path::from_path(tmp.path())
+        .context("the temporary directory is not UTF-8")?
+        .to_owned();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home)?;
+
+    println!("Starting a vCenter simulator (vcsim), seeded with the templates...");
+    let sim = Vcsim::start().await?;
+    let _agent = sim.guest_agent(AgentOptions::default());
+    let sshd = if sshd_possible() {
+        let sshd = Sshd::start()?;
+        // Guests take a moment to finish cloud-init, as real ones do.
+        sshd.set_cloud_init(Duration::from_secs(1), CloudInitMode::Done)?;
+        println!(
+            "Guests: VMware Tools stand-in reports 127.0.0.1; sshd on port {} plays their SSH, with a cloud-init stand-in.",
+            sshd.port()
+        );
+        Some(sshd)
+    } else {
+        println!(
+            "Guests: VMware Tools stand-in reports 127.0.0.1. Note: no SSH test peer here \
+             (it needs root and /usr/sbin/sshd), so launches wait for the IP only and the \
+             `exec` step is skipped."
+        );
+        None
+    };
+
+    let config = sim.config();
+    let config_file = dir.join("pycloudlib.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[vmware]\nserver = {:?}\nusername = {:?}\npassword = {:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = true\nresource_pool = {:?}\n",
+            config.server,
+            config.username,
+            config.password.expose(),
+            config.datacenter,
+            config.datastore,
+            config.folder,
+            config.resource_pool.clone().unwrap_or_default(),
+        ),
+    )?;
+    std::fs::write(
+        dir.join("user-data.yaml"),
+        "#cloud-config\npackages: [hello]\nruncmd:\n  - echo 'launched by vmw' > /run/vmw-demo\n",
+    )?;
+    println!("Working in {dir} (HOME too); config: {config_file}");
+
+    let mut env = vec![
+        ("HOME".to_owned(), home.to_string()),
+        ("USER".to_owned(), "demo".to_owned()),
+        ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+        ("PYCLOUDLIB_CONFIG".to_owned(), config_file.to_string()),
+        ("VMW_GOVC".to_owned(), govc.to_string()),
+    ];
+    if let Some(sshd) = &sshd {
+        env.push(("VMW_SSH_USER".to_owned(), sshd.user()));
+        env.push(("VMW_SSH_PORT".to_owned(), sshd.port().to_string()));
+    }
+    let mut runner = Runner {
+        vmw,
+        dir: dir.clone(),
+        env,
+        timings: Vec::new(),
+    };
+
+    let result = steps(&mut runner, sshd.as_ref(), &home).await;
+    if result.is_err() {
+        // Leave nothing behind in the simulator either (it dies with us).
+        let _ = runner.vmw("clean after failure", &["clean", "--yes"]).await;
+    }
+    drop(sshd);
+    drop(sim);
+    result?;
+    runner.summary(started.elapsed());
+    println!("\nThe demo passed; vcsim, the guest agent and sshd are stopped.");
+    Ok(())
+}
+
+async fn steps(runner: &mut Runner, sshd: Option<&Sshd>, home: &Utf8Path) -> Result<()> {
+    runner.vmw("config check", &["config", "check"]).await?;
+    let wait = if let Some(sshd) = sshd {
+        let key = std::fs::read_to_string(home.join(".cache/vmw/ssh/id_ed25519.pub"))
+            .context("`vmw config check` made no SSH key")?;
+        sshd.authorize(&key)?;
+        "ready"
+    } else {
+        "ip"
+    };
+    let launched = runner
+        .vmw(
+            "launch 3 instances",
+            &[
+                "launch",
+                "--release",
+                "jammy",
+                "--count",
+                "3",
+                "--user-data",
+                "user-data.yaml",
+                "--wait",
+                wait,
+            ],
+        )
+        .await?;
+    let first = first_name(&launched)?;
+    runner.vmw("list", &["list"]).await?;
+    if sshd.is_some() {
+        runner
+            .vmw(
+                "exec cloud-init status",
+                &["exec", &first, "--", "cloud-init status --long"],
+            )
+            .await?;
+    } else {
+        println!(
+            "\n(skipped: `vmw exec {first} -- cloud-init status --long` needs the SSH test peer)"
+        );
+    }
+    let mut snapshot = vec!["snapshot", first.as_str()];
+    if sshd.is_none() {
+        snapshot.push("--no-clean");
+    }
+    let image = runner.vmw("snapshot", &snapshot).await?;
+    let image = image.trim().to_owned();
+    runner
+        .vmw(
+            "launch from the image",
+            &["launch", "--image", &image, "--wait", wait],
+        )
+        .await?;
+    runner.vmw("list", &["list"]).await?;
+    runner.vmw("clean", &["clean", "--yes"]).await?;
+    let left = runner
+        .vmw("list (nothing left)", &["list", "--json"])
+        .await?;
+    if left.trim() != "[]" {
+        bail!("`vmw clean` left VMs behind: {left}");
+    }
+    Ok(())
+}
