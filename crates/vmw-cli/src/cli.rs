@@ -214,6 +214,44 @@ pub(crate) enum ImageCommand {
         /// The image.
         name: String,
     },
+    /// Import an Ubuntu cloud image (.ova or .ovf) as the source template
+    /// TEMPLATE-cloud-init-RELEASE, with the import options the templates
+    /// need, then check it.
+    Import {
+        /// The .ova or .ovf file.
+        file: camino::Utf8PathBuf,
+        /// The release the template is for (e.g. noble).
+        #[arg(long)]
+        release: String,
+        /// The vSphere network for the image's networks (default: the
+        /// configured one, else the only one there is).
+        #[arg(long)]
+        network: Option<String>,
+        /// Another name for the template.
+        #[arg(long)]
+        name: Option<String>,
+        /// Another datastore than the configured one.
+        #[arg(long)]
+        datastore: Option<String>,
+        /// Another folder than the configured one.
+        #[arg(long)]
+        folder: Option<String>,
+        /// Replace an existing template (the new one is imported, checked,
+        /// then swapped in).
+        #[arg(long)]
+        replace: bool,
+        /// Save the import options used to this file (-v prints them).
+        #[arg(long, value_name = "FILE")]
+        save_spec: Option<camino::Utf8PathBuf>,
+    },
+    /// Check the five requirements of source VMs; exit 0 only when all pass.
+    Check {
+        /// The source VMs to check.
+        names: Vec<String>,
+        /// Every TEMPLATE-cloud-init-* VM of the inventory.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+    },
 }
 
 /// `vmw config ...`.

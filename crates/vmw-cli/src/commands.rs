@@ -50,6 +50,34 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
         Command::Snapshot { name, no_clean } => snapshot(ctx, &name, !no_clean).await,
         Command::Image(ImageCommand::List { all_tags }) => image_list(ctx, all_tags).await,
         Command::Image(ImageCommand::Delete { name }) => image_delete(ctx, &name).await,
+        Command::Image(ImageCommand::Check { names, all }) => {
+            crate::image::check(ctx, &names, all).await
+        }
+        Command::Image(ImageCommand::Import {
+            file,
+            release,
+            network,
+            name,
+            datastore,
+            folder,
+            replace,
+            save_spec,
+        }) => {
+            crate::image::import(
+                ctx,
+                crate::image::ImportArgs {
+                    file,
+                    release,
+                    network,
+                    name,
+                    datastore,
+                    folder,
+                    replace,
+                    save_spec,
+                },
+            )
+            .await
+        }
         Command::Clean { all_tags, yes } => clean(ctx, all_tags, yes).await,
         Command::Config(crate::cli::ConfigCommand::Check) => crate::check::run(ctx).await,
     }

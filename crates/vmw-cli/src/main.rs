@@ -21,6 +21,7 @@ mod cli;
 mod commands;
 mod context;
 mod error;
+mod image;
 mod launch;
 mod output;
 mod progress;

@@ -684,3 +684,69 @@ async fn exec_ssh_push_pull_and_a_cleaned_snapshot_over_ssh() {
         .ok();
     assert!(b.vms().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_import_and_check() {
+    let b = bed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = camino::Utf8Path::from_path(dir.path()).unwrap();
+    let ova = vmw_testbed::ova::make_ova(d, "noble-server-cloudimg-amd64").unwrap();
+    let spec_file = d.join("spec.json");
+
+    let imported = b
+        .vmw(&[
+            "image",
+            "import",
+            ova.as_str(),
+            "--release",
+            "noble",
+            "--network",
+            "VM Network",
+            "--save-spec",
+            spec_file.as_str(),
+            "--json",
+        ])
+        .await;
+    let doc = imported.ok().json();
+    assert_eq!(doc["name"], "TEMPLATE-cloud-init-noble");
+    assert_eq!(doc["check"]["ok"], true, "{doc}");
+    assert_eq!(doc["spec"]["DiskProvisioning"], "thin");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&spec_file).unwrap()).unwrap();
+    assert_eq!(saved["InjectOvfEnv"], false);
+    assert_eq!(saved["Name"], "TEMPLATE-cloud-init-noble");
+
+    // Importing again without --replace is refused, with a hint.
+    let again = b
+        .vmw(&[
+            "image",
+            "import",
+            ova.as_str(),
+            "--release",
+            "noble",
+            "--network",
+            "VM Network",
+        ])
+        .await;
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("replace"), "{}", again.stderr);
+
+    // Every template passes; then one violates a requirement.
+    let all = b.vmw(&["image", "check", "--all", "--json"]).await;
+    let reports = all.ok().json();
+    assert_eq!(reports.as_array().unwrap().len(), 3, "{reports}");
+    b.vmw(&["start", "TEMPLATE-cloud-init-focal"]).await.ok();
+    let one = b
+        .vmw(&["image", "check", "TEMPLATE-cloud-init-focal"])
+        .await;
+    one.expect_code(1);
+    assert!(one.stdout.contains("FAIL 2. powered off"), "{}", one.stdout);
+    assert!(one.stdout.contains("fix: power it off"), "{}", one.stdout);
+    assert!(
+        one.stdout.contains("pass 1. a standard VM"),
+        "{}",
+        one.stdout
+    );
+
+    // Nothing named: a usage error.
+    b.vmw(&["image", "check"]).await.expect_code(2);
+}
