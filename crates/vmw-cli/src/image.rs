@@ -165,7 +165,9 @@ pub(crate) async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<Ex
     task.done(&format!("imported as {}", imported.name));
     let spec = serde_json::to_value(&imported.spec)?;
     let spec_text = serde_json::to_string_pretty(&imported.spec)?;
-    tracing::debug!("import options used:\n{spec_text}");
+    if ctx.global.verbose > 0 {
+        tracing::info!("import options used:\n{spec_text}");
+    }
     if let Some(path) = &args.save_spec {
         std::fs::write(path, format!("{spec_text}\n")).map_err(|e| {
             CliError::failed(
