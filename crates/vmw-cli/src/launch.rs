@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
-use vmw_cloud::{Cloud, CloudError, Instance, LaunchOptions, Step, WaitStage};
+use vmw_cloud::{Cloud, CloudError, Instance, LaunchOptions, Step, StepHook, WaitStage};
 use vmw_govc::ProcessGovc;
 
 use crate::cli::LaunchArgs;
@@ -193,7 +193,21 @@ async fn lane(
     let task = Task::new(&name);
     let started = Instant::now();
     let result = async {
-        task.step(&format!("cloning {image} and powering on"));
+        let hook_task = task.clone();
+        let source = image.clone();
+        let options = LaunchOptions {
+            on_step: Some(StepHook::new(move |_, step| {
+                hook_task.step(&match step {
+                    Step::Clone => format!("cloning {source}"),
+                    Step::WriteGuestinfo | Step::Configure => {
+                        "setting guestinfo and extraConfig".to_owned()
+                    }
+                    Step::PowerOn => "powering on".to_owned(),
+                    other => other.to_string(),
+                });
+            })),
+            ..options
+        };
         in_flight(&flight).insert(name.clone());
         let launched = cloud.launch(&image, &options).await;
         in_flight(&flight).remove(&name);

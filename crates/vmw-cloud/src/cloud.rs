@@ -16,7 +16,7 @@ use vmw_ssh::{PrivateKey, ReadyTimeouts, SshConfig};
 use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
 
 use crate::error::{CleanError, Step};
-use crate::options::check_vm_name;
+use crate::options::{StepHook, check_vm_name};
 use crate::tag::{Kind, annotation, annotation_glob, annotation_prefix_for, parse_annotation};
 use crate::{CloudError, Instance, KeyPair, LaunchOptions, Tag, WaitStage};
 
@@ -220,6 +220,7 @@ impl<G: Govc> Clone for Cloud<G> {
 /// Everything [`Cloud::launch`] checked and computed before touching a VM.
 struct Prepared {
     name: String,
+    on_step: Option<StepHook>,
     cpus: Option<u32>,
     memory_mb: Option<u64>,
     guestinfo: GuestInfo,
@@ -503,6 +504,7 @@ impl<G: Govc> Cloud<G> {
         let guestinfo = encode(&metadata, user_data.bytes(), options.vendor_data.as_deref())?;
         Ok(Prepared {
             name,
+            on_step: options.on_step.clone(),
             cpus,
             memory_mb,
             guestinfo,
@@ -582,6 +584,7 @@ impl<G: Govc> Cloud<G> {
         };
         tracing::info!(vm = %p.name, image, "launching");
         self.check_source(image).await?;
+        StepHook::call(p.on_step.as_ref(), &p.name, Step::Clone);
         self.clone_vm(&clone, Kind::Instance).await?;
         inner.track_instance(&p.name);
         let instance = Instance::new(p.name.clone(), self.inner.clone());
@@ -699,6 +702,8 @@ impl<G: Govc> Cloud<G> {
         p: &Prepared,
     ) -> Result<(), (Step, CloudError)> {
         let inner = &self.inner;
+        let step = |s: Step| StepHook::call(p.on_step.as_ref(), &p.name, s);
+        step(Step::WriteGuestinfo);
         let files = write_guestinfo(&p.guestinfo).map_err(|e| (Step::WriteGuestinfo, e))?;
         let mut change = VmChange::new(&p.name);
         for entry in p.guestinfo.entries() {
@@ -710,23 +715,28 @@ impl<G: Govc> Cloud<G> {
         for (k, v) in &p.extra_config {
             change = change.extra(k.clone(), v.clone());
         }
+        step(Step::Configure);
         inner
             .govc
             .exec(&change)
             .await
             .map_err(|e| (Step::Configure, e.into()))?;
         drop(files);
+        step(Step::PowerOn);
         instance.start().await.map_err(|e| (Step::PowerOn, e))?;
         if p.wait >= WaitStage::Ip {
+            step(Step::WaitIp);
             instance.ip().await.map_err(|e| (Step::WaitIp, e))?;
         }
         if p.wait == WaitStage::Ssh {
+            step(Step::WaitSsh);
             instance
                 .wait_for(WaitStage::Ssh)
                 .await
                 .map_err(|e| (Step::WaitSsh, e))?;
         }
         if p.wait == WaitStage::Ready {
+            step(Step::WaitReady);
             instance
                 .wait_for(WaitStage::Ready)
                 .await

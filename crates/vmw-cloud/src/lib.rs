@@ -51,7 +51,7 @@ pub use cloud::{Cloud, CloudBuilder, Fleet, Image, Scope, Settings, TEMPLATE_PRE
 pub use error::{CleanError, CloudError, Step};
 pub use instance::{Instance, usable_address};
 pub use keys::{KeyPair, expand_home};
-pub use options::{InstanceType, LaunchOptions, WaitStage, check_vm_name};
+pub use options::{InstanceType, LaunchOptions, StepFn, StepHook, WaitStage, check_vm_name};
 pub use tag::{
     Kind, MAX_TAG_LEN, Tag, annotation, annotation_glob, annotation_prefix_for, parse_annotation,
     tag_problems, timestamp_suffix,

@@ -1748,3 +1748,30 @@ async fn the_source_is_checked_once_before_the_first_clone() {
         ])
     );
 }
+
+#[tokio::test]
+async fn the_step_hook_hears_each_step_in_order() {
+    let (mock, _calls) = scripted(happy);
+    let (cloud, _keys) = new_cloud(mock);
+    let heard: Arc<Mutex<Vec<(String, Step)>>> = Arc::default();
+    let h = heard.clone();
+    let options = LaunchOptions {
+        on_step: Some(vmw_cloud::StepHook::new(move |vm, step| {
+            h.lock().unwrap().push((vm.to_owned(), step));
+        })),
+        ..options("hooked-1", WaitStage::Ip)
+    };
+    cloud.launch(IMAGE, &options).await.unwrap();
+    let heard = heard.lock().unwrap().clone();
+    assert!(heard.iter().all(|(vm, _)| vm == "hooked-1"));
+    assert_eq!(
+        heard.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        [
+            Step::Clone,
+            Step::WriteGuestinfo,
+            Step::Configure,
+            Step::PowerOn,
+            Step::WaitIp
+        ]
+    );
+}
