@@ -238,6 +238,41 @@ fn finish(
     }
 }
 
+/// The outcome of one result per VM (`ok` says what a success was), then
+/// [`finish`]; `what` names the operation in error messages.
+fn finish_each<T, E: Into<anyhow::Error>>(
+    ctx: &Context,
+    names: Vec<String>,
+    results: Vec<Result<T, E>>,
+    what: &str,
+    mut ok: impl FnMut(&str, T) -> anyhow::Result<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut outcomes = Vec::new();
+    let mut errors = Vec::new();
+    for (name, r) in names.into_iter().zip(results) {
+        match r {
+            Ok(v) => {
+                let result = ok(&name, v)?;
+                outcomes.push(Outcome {
+                    name,
+                    result,
+                    error: None,
+                });
+            }
+            Err(e) => {
+                let e: anyhow::Error = e.into();
+                outcomes.push(Outcome {
+                    name: name.clone(),
+                    result: "failed".to_owned(),
+                    error: Some(e.to_string()),
+                });
+                errors.push(e.context(format!("{name}: {what} failed")));
+            }
+        }
+    }
+    finish(ctx, outcomes, errors)
+}
+
 async fn power(ctx: &Context, names: Vec<String>, op: Power) -> anyhow::Result<ExitCode> {
     let cloud = ctx.cloud(None).await?;
     let results = futures_util::future::join_all(names.iter().map(|name| {
@@ -256,29 +291,10 @@ async fn power(ctx: &Context, names: Vec<String>, op: Power) -> anyhow::Result<E
         Power::Start => "on",
         Power::Stop => "off",
     };
-    let mut outcomes = Vec::new();
-    let mut errors = Vec::new();
-    for (name, r) in names.into_iter().zip(results) {
-        match r {
-            Ok(()) => {
-                tracing::info!("{name}: {word}");
-                outcomes.push(Outcome {
-                    name,
-                    result: word.to_owned(),
-                    error: None,
-                });
-            }
-            Err(e) => {
-                outcomes.push(Outcome {
-                    name: name.clone(),
-                    result: "failed".to_owned(),
-                    error: Some(e.to_string()),
-                });
-                errors.push(e.context(format!("{name}: power {word} failed")));
-            }
-        }
-    }
-    finish(ctx, outcomes, errors)
+    finish_each(ctx, names, results, &format!("power {word}"), |name, ()| {
+        tracing::info!("{name}: {word}");
+        Ok(word.to_owned())
+    })
 }
 
 async fn restart(
@@ -294,6 +310,18 @@ async fn restart(
         async move {
             let instance = instance(&cloud, name).await?;
             let task = Task::new(name.as_str());
+            if stage == WaitStage::Ready {
+                // The library's restart: when the guest answers, it waits
+                // for a new boot id, not merely for an answer.
+                if instance.power_state().await? == PowerState::On {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), instance.ip())
+                        .await;
+                }
+                task.step("restarting and waiting until ready");
+                let ip = instance.restart().await?;
+                task.done("restarted");
+                return Ok::<_, anyhow::Error>(Some(ip));
+            }
             task.step("powering off");
             instance.shutdown().await?;
             task.step("powering on");
@@ -316,34 +344,15 @@ async fn restart(
         }
     }))
     .await;
-    let mut outcomes = Vec::new();
-    let mut errors = Vec::new();
-    for (name, r) in names.into_iter().zip(results) {
-        match r {
-            Ok(ip) => {
-                if !ctx.global.json {
-                    output::line(&format!(
-                        "{name} {}",
-                        ip.map_or_else(|| "-".to_owned(), |i| i.to_string())
-                    ))?;
-                }
-                outcomes.push(Outcome {
-                    name,
-                    result: "restarted".to_owned(),
-                    error: None,
-                });
-            }
-            Err(e) => {
-                outcomes.push(Outcome {
-                    name: name.clone(),
-                    result: "failed".to_owned(),
-                    error: Some(e.to_string()),
-                });
-                errors.push(e.context(format!("{name}: restart failed")));
-            }
+    finish_each(ctx, names, results, "restart", |name, ip| {
+        if !ctx.global.json {
+            output::line(&format!(
+                "{name} {}",
+                ip.map_or_else(|| "-".to_owned(), |i| i.to_string())
+            ))?;
         }
-    }
-    finish(ctx, outcomes, errors)
+        Ok("restarted".to_owned())
+    })
 }
 
 async fn delete(ctx: &Context, names: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -366,29 +375,10 @@ async fn delete(ctx: &Context, names: Vec<String>) -> anyhow::Result<ExitCode> {
         }
     }))
     .await;
-    let mut outcomes = Vec::new();
-    let mut errors = Vec::new();
-    for (name, r) in names.into_iter().zip(results) {
-        match r {
-            Ok(result) => {
-                tracing::info!("{name}: {result}");
-                outcomes.push(Outcome {
-                    name,
-                    result: result.to_owned(),
-                    error: None,
-                });
-            }
-            Err(e) => {
-                outcomes.push(Outcome {
-                    name: name.clone(),
-                    result: "failed".to_owned(),
-                    error: Some(e.to_string()),
-                });
-                errors.push(anyhow::Error::new(e).context(format!("{name}: delete failed")));
-            }
-        }
-    }
-    finish(ctx, outcomes, errors)
+    finish_each(ctx, names, results, "delete", |name, result| {
+        tracing::info!("{name}: {result}");
+        Ok(result.to_owned())
+    })
 }
 
 #[derive(Debug, Serialize)]

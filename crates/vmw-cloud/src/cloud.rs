@@ -822,8 +822,22 @@ impl<G: Govc> Cloud<G> {
             let t = self.inner.tracked();
             (t.instances.clone(), t.images.clone())
         };
+        let (_, errors) = self.destroy_in_order([instances, images]).await;
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CleanError { errors })
+        }
+    }
+
+    /// Destroys the VMs of each group, a group after the other (instances
+    /// before the images they may come from), several at a time within a
+    /// group, trying every one. What is gone is no longer tracked. Returns
+    /// the names removed and the errors.
+    async fn destroy_in_order(&self, groups: [Vec<String>; 2]) -> (Vec<String>, Vec<CloudError>) {
+        let mut removed = Vec::new();
         let mut errors = Vec::new();
-        for (names, is_image) in [(instances, false), (images, true)] {
+        for names in groups {
             let results = bounded(names, self.inner.settings.concurrency, |name| async move {
                 let r = self.inner.destroy(&name).await;
                 (name, r)
@@ -831,17 +845,16 @@ impl<G: Govc> Cloud<G> {
             .await;
             for (name, r) in results {
                 match r {
-                    Ok(()) if is_image => self.inner.untrack_image(&name),
-                    Ok(()) => self.inner.untrack_instance(&name),
+                    Ok(()) => {
+                        self.inner.untrack_instance(&name);
+                        self.inner.untrack_image(&name);
+                        removed.push(name);
+                    }
                     Err(e) => errors.push(e),
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(CleanError { errors })
-        }
+        (removed, errors)
     }
 
     /// The annotation glob that finds the VMs of `scope` (a superset for
@@ -908,26 +921,10 @@ impl<G: Govc> Cloud<G> {
             .map_err(|e| CleanError { errors: vec![e] })?;
         let (images, instances): (Vec<_>, Vec<_>) =
             records.into_iter().partition(|r| r.kind == Kind::Image);
-        let mut removed = Vec::new();
-        let mut errors = Vec::new();
-        for group in [instances, images] {
-            let names: Vec<String> = group.into_iter().map(|r| r.name).collect();
-            let results = bounded(names, self.inner.settings.concurrency, |name| async move {
-                let r = self.inner.destroy(&name).await;
-                (name, r)
-            })
+        let names = |group: Vec<VmRecord>| group.into_iter().map(|r| r.name).collect();
+        let (removed, errors) = self
+            .destroy_in_order([names(instances), names(images)])
             .await;
-            for (name, r) in results {
-                match r {
-                    Ok(()) => {
-                        self.inner.untrack_instance(&name);
-                        self.inner.untrack_image(&name);
-                        removed.push(name);
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
         if errors.is_empty() {
             Ok(removed)
         } else {
