@@ -121,11 +121,17 @@ pub(crate) enum Command {
         #[arg(long, value_parser = parse_duration, value_name = "DUR")]
         wait_timeout: Option<Duration>,
     },
-    /// Delete instances (already gone is fine; templates are refused).
+    /// Delete VMs: names in the configured folder, or absolute inventory
+    /// paths. Only VMs carrying vmw's marker, unless --force; templates
+    /// never. Already gone is fine.
     Delete {
-        /// The instances.
+        /// The VMs (a name means the VM of that name in the configured
+        /// folder, never a search).
         #[arg(required = true)]
         names: Vec<String>,
+        /// Also delete VMs that vmw did not make (without vmw's marker).
+        #[arg(long)]
+        force: bool,
     },
     /// Run a command on an instance over SSH; exits with its status.
     ///
@@ -209,10 +215,14 @@ pub(crate) enum ImageCommand {
         #[arg(long)]
         all_tags: bool,
     },
-    /// Delete an image (already gone is fine; templates are refused).
+    /// Delete an image (already gone is fine; templates are refused; only
+    /// images carrying vmw's marker, unless --force).
     Delete {
-        /// The image.
+        /// The image: a name in the configured folder, or an absolute path.
         name: String,
+        /// Also delete a VM that vmw did not make.
+        #[arg(long)]
+        force: bool,
     },
     /// Import an Ubuntu cloud image (.ova or .ovf) as the source template
     /// TEMPLATE-cloud-init-RELEASE, with the import options the templates
@@ -236,10 +246,13 @@ pub(crate) enum ImageCommand {
         /// Another folder than the configured one.
         #[arg(long)]
         folder: Option<String>,
-        /// Replace an existing template (the new one is imported, checked,
-        /// then swapped in).
+        /// Replace the existing template of that name in the target folder
+        /// (the new one is imported, checked, then swapped in).
         #[arg(long)]
         replace: bool,
+        /// With --replace: replace a template vmw did not import.
+        #[arg(long, requires = "replace")]
+        force: bool,
         /// Save the import options used to this file (-v prints them).
         #[arg(long, value_name = "FILE")]
         save_spec: Option<camino::Utf8PathBuf>,
@@ -303,6 +316,11 @@ pub(crate) struct LaunchArgs {
     /// 90s or 10m.
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     pub(crate) wait_timeout: Option<Duration>,
+    /// When interrupted (Ctrl-C, SIGTERM, SIGHUP): how long to wait for
+    /// clones under way before removing them, e.g. 90s or 10m (vCenter
+    /// finishes a clone it received even when vmw is gone).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR", env = "VMW_CLONE_GRACE")]
+    pub(crate) clone_grace: Option<Duration>,
 }
 
 impl LaunchArgs {

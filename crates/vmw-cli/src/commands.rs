@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use camino::Utf8PathBuf;
 use serde::Serialize;
-use vmw_cloud::{Cloud, CloudError, Instance, Kind, TEMPLATE_PREFIX, VmRecord, WaitStage};
+use vmw_cloud::{Cloud, CloudError, Instance, Kind, Removal, TEMPLATE_PREFIX, VmRecord, WaitStage};
 use vmw_govc::ProcessGovc;
 use vmw_govc::parse::PowerState;
 use vmw_ssh::{Cmd, ExecOptions};
@@ -29,7 +29,7 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
             wait,
             wait_timeout,
         } => restart(ctx, names, wait, wait_timeout).await,
-        Command::Delete { names } => delete(ctx, names).await,
+        Command::Delete { names, force } => delete(ctx, names, force).await,
         Command::Exec {
             name,
             stdin,
@@ -49,7 +49,9 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
         } => pull(ctx, &name, &remote, local).await,
         Command::Snapshot { name, no_clean } => snapshot(ctx, &name, !no_clean).await,
         Command::Image(ImageCommand::List { all_tags }) => image_list(ctx, all_tags).await,
-        Command::Image(ImageCommand::Delete { name }) => image_delete(ctx, &name).await,
+        Command::Image(ImageCommand::Delete { name, force }) => {
+            image_delete(ctx, &name, force).await
+        }
         Command::Image(ImageCommand::Check { names, all }) => {
             crate::image::check(ctx, &names, all).await
         }
@@ -61,6 +63,7 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
             datastore,
             folder,
             replace,
+            force,
             save_spec,
         }) => {
             crate::image::import(
@@ -73,6 +76,7 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
                     datastore,
                     folder,
                     replace,
+                    force,
                     save_spec,
                 },
             )
@@ -355,24 +359,17 @@ async fn restart(
     })
 }
 
-async fn delete(ctx: &Context, names: Vec<String>) -> anyhow::Result<ExitCode> {
-    if let Some(t) = names.iter().find(|n| n.starts_with(TEMPLATE_PREFIX)) {
-        return Err(CliError::failed(
-            format!("{t} is a source template; vmw does not delete templates"),
-            Some("delete it with govc if you really mean to".to_owned()),
-        )
-        .into());
-    }
+async fn delete(ctx: &Context, names: Vec<String>, force: bool) -> anyhow::Result<ExitCode> {
     let cloud = ctx.cloud(None).await?;
-    let results = futures_util::future::join_all(names.iter().map(|name| {
+    // Every name is checked before anything is deleted.
+    let refs = names
+        .iter()
+        .map(|n| cloud.vm_ref(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CliError::usage(e.to_string(), None))?;
+    let results = futures_util::future::join_all(refs.iter().map(|vm| {
         let cloud = cloud.clone();
-        async move {
-            match cloud.get_instance(name).await {
-                Ok(instance) => instance.delete().await.map(|()| "deleted"),
-                Err(CloudError::NoSuchVm { .. }) => Ok("already gone"),
-                Err(e) => Err(e),
-            }
-        }
+        async move { cloud.delete_vm(vm.as_str(), force).await.map(removal_word) }
     }))
     .await;
     finish_each(ctx, names, results, "delete", |name, result| {
@@ -628,22 +625,45 @@ async fn image_list(ctx: &Context, all_tags: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn image_delete(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
+async fn image_delete(ctx: &Context, name: &str, force: bool) -> anyhow::Result<ExitCode> {
     let cloud = ctx.cloud(None).await?;
-    cloud.delete_image(name).await?;
-    tracing::info!("{name}: deleted (or already gone)");
+    let vm = cloud
+        .vm_ref(name)
+        .map_err(|e| CliError::usage(e.to_string(), None))?;
+    let result = removal_word(cloud.delete_image(vm.as_str(), force).await?);
+    tracing::info!("{vm}: {result}");
     if ctx.global.json {
         output::json(&Outcome {
-            name: name.to_owned(),
-            result: "deleted".to_owned(),
+            name: vm.to_string(),
+            result: result.to_owned(),
             error: None,
         })?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
+fn removal_word(r: Removal) -> &'static str {
+    match r {
+        Removal::Destroyed => "deleted",
+        Removal::AlreadyGone => "already gone",
+    }
+}
+
+/// What `clean` lists, and then deletes exactly.
+#[derive(Debug, Serialize)]
+struct PlannedVm {
+    name: String,
+    path: String,
+    kind: &'static str,
+    tag: String,
+    power_state: String,
+}
+
 #[derive(Debug, Serialize)]
 struct Cleaned {
+    /// The VMs listed (and confirmed).
+    planned: Vec<PlannedVm>,
+    /// The paths deleted.
     removed: Vec<String>,
 }
 
@@ -658,6 +678,7 @@ async fn clean(ctx: &Context, all_tags: bool, yes: bool) -> anyhow::Result<ExitC
         );
         if ctx.global.json {
             output::json(&Cleaned {
+                planned: Vec::new(),
                 removed: Vec::new(),
             })?;
         }
@@ -706,15 +727,30 @@ async fn clean(ctx: &Context, all_tags: bool, yes: bool) -> anyhow::Result<ExitC
     }
     let task = Task::new("clean");
     task.step(&format!("deleting {} VM(s)", records.len()));
-    match cloud.sweep(&scope).await {
+    // Exactly what was listed (and confirmed): each VM is checked to be the
+    // object listed, still with vmw's marker of the tag listed.
+    match cloud.delete_listed(&records).await {
         Ok(removed) => {
             task.done(&format!("deleted {} VM(s)", removed.len()));
             if ctx.global.json {
-                output::json(&Cleaned { removed })?;
+                let planned = records
+                    .iter()
+                    .map(|r| PlannedVm {
+                        name: r.name.clone(),
+                        path: r.path.to_string(),
+                        kind: kind_word(r.kind),
+                        tag: r.tag.clone(),
+                        power_state: power_word(&r.power_state),
+                    })
+                    .collect();
+                output::json(&Cleaned {
+                    planned,
+                    removed: removed.iter().map(ToString::to_string).collect(),
+                })?;
             } else {
                 let mut text = String::new();
-                for name in &removed {
-                    text.push_str(name);
+                for vm in &removed {
+                    text.push_str(vm.name());
                     text.push('\n');
                 }
                 output::print(&text)?;

@@ -117,6 +117,24 @@ impl Context {
             .await
     }
 
+    /// The cloud, with a clone grace period other than the default.
+    pub(crate) async fn cloud_with_grace(
+        &self,
+        wait_timeout: Option<Duration>,
+        grace: Duration,
+    ) -> anyhow::Result<Cloud<ProcessGovc>> {
+        let loaded = self.load()?;
+        let mut settings = self.settings(wait_timeout);
+        settings.clone_grace = grace;
+        Ok(CloudBuilder::new(self.base_tag())
+            .timestamp(!self.global.no_timestamp)
+            .config(loaded.config)
+            .environment(self.env.clone())
+            .settings(settings)
+            .build()
+            .await?)
+    }
+
     /// The cloud, with another tag.
     pub(crate) async fn cloud_tagged(
         &self,

@@ -125,6 +125,7 @@ pub(crate) struct ImportArgs {
     pub(crate) datastore: Option<String>,
     pub(crate) folder: Option<String>,
     pub(crate) replace: bool,
+    pub(crate) force: bool,
     pub(crate) save_spec: Option<Utf8PathBuf>,
 }
 
@@ -152,6 +153,7 @@ pub(crate) async fn import(ctx: &Context, args: ImportArgs) -> anyhow::Result<Ex
                 datastore: args.datastore.clone(),
                 folder: args.folder.clone(),
                 replace: args.replace,
+                force: args.force,
             },
         )
         .await;

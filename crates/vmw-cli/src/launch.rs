@@ -1,44 +1,42 @@
-//! `vmw launch`: one lane per instance (clone and power on, then the waits
-//! asked for), with progress, and a rollback of everything half made when
-//! Ctrl-C comes.
+//! `vmw launch`: the library's fleet launch (one lane per instance: clone,
+//! configure, power on, the waits asked for, and a rollback of whatever
+//! fails), with progress, and signals mapped to the library's
+//! cancellation.
+//!
+//! SIGINT, SIGTERM and SIGHUP cancel the launch: every lane removes what it
+//! made, and clones under way are awaited (for `--clone-grace`) and removed
+//! too. A second signal stops waiting: what is left is listed, with the
+//! command that removes it.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::signal::unix::{SignalKind, signal};
-use vmw_cloud::{Cloud, CloudError, Instance, LaunchOptions, Step, StepHook, WaitStage};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use vmw_cloud::{Cloud, CloudError, LaunchOptions, Step, StepHook, WaitStage};
 use vmw_govc::ProcessGovc;
 
 use crate::cli::LaunchArgs;
 use crate::context::Context;
 use crate::error::{CliError, EXIT_INTERRUPTED};
 use crate::output;
-use crate::progress::{Counter, Task};
-
-/// How long an interrupted launch waits for clones that vCenter may still
-/// finish after govc was stopped, to remove them too.
-const INTERRUPTED_CLONE_GRACE: Duration = Duration::from_secs(20);
+use crate::progress::Task;
 
 /// One launched instance, as printed.
 #[derive(Debug, Serialize)]
 struct Launched {
     name: String,
+    path: String,
     ip: Option<IpAddr>,
+    /// The image's name.
     image: String,
+    /// The image's inventory path.
+    image_path: String,
     tag: String,
-}
-
-/// Names of the VMs whose clone call is under way.
-type InFlight = Arc<Mutex<BTreeSet<String>>>;
-
-fn in_flight(set: &InFlight) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
-    set.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Reads the user data: a file, or standard input for `-`.
@@ -62,27 +60,113 @@ fn read_user_data(arg: Option<&str>) -> Result<Option<Vec<u8>>, CliError> {
     })
 }
 
+/// The signals that stop a launch: Ctrl-C, `kill`/CI cancellation and
+/// `timeout`, and a closed terminal.
+pub(crate) struct Stops {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl Stops {
+    /// Listens for SIGINT, SIGTERM and SIGHUP from now on.
+    pub(crate) fn listen() -> std::io::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal, with the exit code it calls for (128 + its
+    /// number) and its name.
+    pub(crate) async fn next(&mut self) -> (u8, &'static str) {
+        tokio::select! {
+            _ = self.int.recv() => (EXIT_INTERRUPTED, "SIGINT"),
+            _ = self.term.recv() => (143, "SIGTERM"),
+            _ = self.hup.recv() => (129, "SIGHUP"),
+        }
+    }
+}
+
+/// Progress spinners by VM name, made as the library names the VMs.
+#[derive(Clone, Default)]
+struct Tasks(Arc<Mutex<HashMap<String, Arc<Task>>>>);
+
+impl Tasks {
+    fn get(&self, name: &str) -> Arc<Task> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(Task::new(name)))
+            .clone()
+    }
+
+    fn take(&self, name: &str) -> Option<Arc<Task>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
+    fn rest(&self) -> Vec<Arc<Task>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, t)| t)
+            .collect()
+    }
+}
+
 /// Runs `vmw launch`.
 pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitCode> {
     let wait = args.wait_stage();
     let user_data = read_user_data(args.user_data.as_deref())?;
+    let cancel = CancellationToken::new();
+    let tasks = Tasks::default();
+    let count = args.count as usize;
+    let hook_tasks = tasks.clone();
     let options = LaunchOptions {
         user_data,
-        wait: WaitStage::None,
+        wait,
         cpus: args.cpus,
         memory_mb: args.memory,
         extra_config: args.extra_config.clone(),
         linked_clone: args.linked,
+        cancel: Some(cancel.clone()),
+        on_step: Some(StepHook::new(move |name, step| {
+            let task = hook_tasks.get(name);
+            task.step(&match step {
+                Step::Clone => "cloning".to_owned(),
+                Step::WriteGuestinfo | Step::Configure => {
+                    "setting guestinfo and extraConfig".to_owned()
+                }
+                Step::PowerOn => "powering on".to_owned(),
+                Step::WaitIp => "waiting for an IP address".to_owned(),
+                Step::WaitSsh => "waiting for SSH".to_owned(),
+                Step::WaitReady => "waiting for cloud-init to finish".to_owned(),
+                other => other.to_string(),
+            });
+        })),
         ..LaunchOptions::default()
     };
     // Bad options are usage errors, found before anything is touched.
     options.hardware()?;
     options.check_extra_config()?;
 
-    let cloud = ctx.cloud(args.wait_timeout).await?;
+    // Listen before anything is made, so no signal is missed.
+    let mut stops = Stops::listen()?;
+    let cloud = match args.clone_grace {
+        Some(grace) => ctx.cloud_with_grace(args.wait_timeout, grace).await?,
+        None => ctx.cloud(args.wait_timeout).await?,
+    };
     let image = match (&args.release, &args.image) {
-        (Some(release), _) => cloud.released_image(release).await?.name,
-        (None, Some(image)) => image.clone(),
+        (Some(release), _) => cloud.released_image(release).await?.path,
+        (None, Some(image)) => cloud
+            .vm_ref(image)
+            .map_err(|e| CliError::usage(e.to_string(), None))?,
         (None, None) => {
             return Err(CliError::usage(
                 "give --release or --image",
@@ -94,57 +178,69 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
             .into());
         }
     };
-    let count = args.count as usize;
-    let names: Vec<String> = (1..=count)
-        .map(|n| format!("{}-{n}", cloud.tag()))
-        .collect();
-    let concurrency = vmw_cloud::Settings::default().concurrency;
-    let flight: InFlight = Arc::default();
-    let counter = Counter::new("launching", count as u64);
     tracing::info!(
         "launching {count} instance(s) of {image} with tag {}",
         cloud.tag()
     );
 
-    // Listen before anything is made, so no Ctrl-C is missed.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let lanes = names.iter().map(|name| {
-        let options = LaunchOptions {
-            name: Some(name.clone()),
-            ..options.clone()
-        };
-        lane(
-            cloud.clone(),
-            image.clone(),
-            options,
-            wait,
-            flight.clone(),
-            counter.clone(),
-        )
-    });
-    let mut all = Box::pin(
-        futures_util::stream::iter(lanes)
-            .buffered(concurrency)
-            .collect::<Vec<_>>(),
-    );
-    let results = tokio::select! {
-        results = &mut all => results,
-        _ = interrupt.recv() => {
-            // Dropping the lanes kills their govc processes.
-            drop(all);
-            return interrupted(&cloud, &flight, &mut interrupt).await;
+    let launch = cloud.launch_many(image.as_str(), count, &options);
+    tokio::pin!(launch);
+    let mut signalled = None;
+    let fleet = loop {
+        tokio::select! {
+            fleet = &mut launch => break fleet?,
+            (code, name) = stops.next() => {
+                if signalled.is_some() {
+                    // A second signal: stop waiting for the rollback.
+                    return Err(left_behind(&cloud, code, name).into());
+                }
+                crate::progress::suspend(|| {
+                    eprintln!(
+                        "{name}: removing what this launch made (clones under way are awaited first); send it again to stop waiting"
+                    );
+                });
+                cancel.cancel();
+                signalled = Some((code, name));
+            }
         }
     };
-    counter.finish();
 
     let mut launched = Vec::new();
-    let mut failures = Vec::new();
-    for (name, result) in names.iter().zip(results) {
-        match result {
-            Ok(l) => launched.push(l),
-            Err(e) => failures.push((name.clone(), e)),
+    for instance in &fleet.instances {
+        if let Some(task) = tasks.take(instance.name()) {
+            let what = match wait {
+                WaitStage::None => "powered on",
+                WaitStage::Ip => "has an address",
+                WaitStage::Ssh => "answers over SSH",
+                WaitStage::Ready => "ready",
+            };
+            let at = instance
+                .cached_ip()
+                .map(|ip| format!(" at {ip}"))
+                .unwrap_or_default();
+            task.done(&format!("{what}{at}"));
+        }
+        launched.push(Launched {
+            name: instance.name().to_owned(),
+            path: instance.vm().to_string(),
+            ip: instance.cached_ip(),
+            image: image.name().to_owned(),
+            image_path: image.to_string(),
+            tag: cloud.tag().to_string(),
+        });
+    }
+    for (_, e) in &fleet.failures {
+        if let CloudError::Step { vm, step, .. } = e {
+            let name = vm.rsplit('/').next().unwrap_or(vm);
+            if let Some(task) = tasks.take(name) {
+                task.failed(&format!("at step \"{step}\""));
+            }
         }
     }
+    for task in tasks.rest() {
+        task.failed("name taken meanwhile; moved on to the next number");
+    }
+
     if ctx.global.json {
         output::json(&launched)?;
     } else {
@@ -155,10 +251,14 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
         }
         output::print(&text)?;
     }
-    if failures.is_empty() {
+    if let Some((code, name)) = signalled {
+        return Err(interrupted(&cloud, &fleet.failures, code, name).into());
+    }
+    if fleet.failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     // Every lane failed the same way before touching a VM: one error.
+    let failures = fleet.failures;
     if launched.is_empty() && failures.iter().all(|(_, e)| e.step().is_none()) {
         if let Some((_, e)) = failures.into_iter().next() {
             return Err(e.into());
@@ -166,8 +266,10 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     let total = failures.len();
-    for (name, e) in failures {
-        crate::error::report(&anyhow::Error::new(e).context(format!("launching {name} failed")));
+    for (i, e) in failures {
+        crate::error::report(
+            &anyhow::Error::new(e).context(format!("launching instance {} failed", i + 1)),
+        );
     }
     Err(CliError::failed(
         format!("{total} of {count} instance(s) failed to launch"),
@@ -179,210 +281,74 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
     .into())
 }
 
-/// One instance: clone, configure and power on (rolled back by the library
-/// on failure), then the waits, rolled back here on failure.
-async fn lane(
-    cloud: Cloud<ProcessGovc>,
-    image: String,
-    options: LaunchOptions,
-    wait: WaitStage,
-    flight: InFlight,
-    counter: Counter,
-) -> Result<Launched, CloudError> {
-    let name = options.name.clone().unwrap_or_default();
-    let task = Task::new(&name);
-    let started = Instant::now();
-    let result = async {
-        let hook_task = task.clone();
-        let source = image.clone();
-        let options = LaunchOptions {
-            on_step: Some(StepHook::new(move |_, step| {
-                hook_task.step(&match step {
-                    Step::Clone => format!("cloning {source}"),
-                    Step::WriteGuestinfo | Step::Configure => {
-                        "setting guestinfo and extraConfig".to_owned()
-                    }
-                    Step::PowerOn => "powering on".to_owned(),
-                    other => other.to_string(),
-                });
-            })),
-            ..options
-        };
-        in_flight(&flight).insert(name.clone());
-        let launched = cloud.launch(&image, &options).await;
-        in_flight(&flight).remove(&name);
-        let instance = launched?;
-        let mut ip = None;
-        if wait >= WaitStage::Ip {
-            task.step("waiting for an IP address");
-            ip = Some(guarded(&instance, Step::WaitIp, instance.ip()).await?);
-        }
-        if wait >= WaitStage::Ssh {
-            task.step(&format!(
-                "waiting for SSH at {}",
-                ip.map(|i| i.to_string()).unwrap_or_default()
-            ));
-            guarded(&instance, Step::WaitSsh, instance.wait_for(WaitStage::Ssh)).await?;
-        }
-        if wait >= WaitStage::Ready {
-            task.step("waiting for cloud-init to finish");
-            guarded(
-                &instance,
-                Step::WaitReady,
-                instance.wait_for(WaitStage::Ready),
-            )
-            .await?;
-        }
-        Ok::<_, CloudError>(Launched {
-            name: name.clone(),
-            ip,
-            image: image.clone(),
-            tag: cloud.tag().to_string(),
-        })
-    }
-    .await;
-    counter.inc();
-    match &result {
-        Ok(l) => {
-            let at = l.ip.map(|ip| format!(" at {ip}")).unwrap_or_default();
-            let what = match wait {
-                WaitStage::None => "powered on",
-                WaitStage::Ip => "has an address",
-                WaitStage::Ssh => "answers over SSH",
-                WaitStage::Ready => "ready",
-            };
-            task.done(&format!("{what}{at} ({:.1?})", started.elapsed()));
-        }
-        Err(e) => task.failed(
-            &e.step()
-                .map_or_else(|| "not launched".to_owned(), |s| format!("at step \"{s}\"")),
-        ),
-    }
-    result
-}
-
-/// Runs a wait of a launched instance; when it fails, the instance is
-/// deleted and the error names the step, as the library does for the
-/// steps before.
-async fn guarded<T>(
-    instance: &Instance<ProcessGovc>,
-    step: Step,
-    wait: impl Future<Output = Result<T, CloudError>>,
-) -> Result<T, CloudError> {
-    match wait.await {
-        Ok(v) => Ok(v),
-        Err(source) => {
-            let rollback = instance.delete().await.err().map(Box::new);
-            Err(CloudError::Step {
-                vm: instance.name().to_owned(),
-                step,
-                source: Box::new(source),
-                removed: rollback.is_none(),
-                rollback,
-            })
-        }
-    }
-}
-
-/// After Ctrl-C: removes every VM the launch made, waits a little for
-/// clones vCenter may still finish, and exits 130. A second Ctrl-C stops
-/// the cleanup.
-async fn interrupted(
+/// After a signal, once the library's rollback finished: the launch was
+/// rolled back, or what could not be removed is named.
+fn interrupted(
     cloud: &Cloud<ProcessGovc>,
-    flight: &InFlight,
-    interrupt: &mut tokio::signal::unix::Signal,
-) -> anyhow::Result<ExitCode> {
-    let tracked: BTreeSet<String> = cloud.tracked_instances().into_iter().collect();
-    let pending: BTreeSet<String> = in_flight(flight)
+    failures: &[(usize, CloudError)],
+    code: u8,
+    signal: &str,
+) -> CliError {
+    let mut problems: Vec<String> = failures
         .iter()
-        .filter(|n| !tracked.contains(*n))
-        .cloned()
+        .filter_map(|(_, e)| match e {
+            CloudError::Step {
+                rollback: Some(r),
+                vm,
+                ..
+            } => Some(format!("{vm}: {r}")),
+            _ => None,
+        })
         .collect();
-    crate::progress::suspend(|| {
-        eprintln!(
-            "interrupted: removing what this launch made ({} instance(s){}); Ctrl-C again to stop",
-            tracked.len(),
-            if pending.is_empty() {
-                String::new()
-            } else {
-                format!(", and {} clone(s) under way", pending.len())
-            }
-        );
-    });
-    let cleanup = async {
-        let mut problems = Vec::new();
-        if let Err(e) = cloud.clean().await {
-            problems.push(e.to_string());
-        }
-        let leftover = remove_pending_clones(cloud, pending).await;
-        (problems, leftover)
-    };
-    let (problems, leftover) = tokio::select! {
-        r = cleanup => r,
-        _ = interrupt.recv() => {
-            return Err(CliError {
-                message: "interrupted twice: the cleanup was stopped".to_owned(),
-                hint: Some(format!("`vmw clean --tag {}` removes what is left", cloud.tag())),
-                code: EXIT_INTERRUPTED,
-            }.into());
-        }
-    };
-    let mut message = "interrupted; the launch was rolled back".to_owned();
-    let mut hint = None;
-    if !problems.is_empty() || !leftover.is_empty() {
-        message = "interrupted; the launch was not fully rolled back".to_owned();
-        for p in &problems {
-            message.push('\n');
-            message.push_str(p);
-        }
-        if !leftover.is_empty() {
-            message.push_str(&format!(
-                "\nclone(s) may still finish on the vCenter: {}",
-                leftover.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        hint = Some(format!(
-            "`vmw clean --tag {} --no-timestamp` removes what is left (the VMs carry vmw's annotation)",
+    let left: Vec<String> = cloud
+        .tracked_instances()
+        .iter()
+        .chain(cloud.tracked_images().iter())
+        .map(ToString::to_string)
+        .collect();
+    if problems.is_empty() && left.is_empty() {
+        return CliError {
+            message: format!("interrupted ({signal}): the launch was stopped and rolled back"),
+            hint: None,
+            code,
+        };
+    }
+    problems.extend(left.iter().map(|vm| format!("{vm} may be left")));
+    CliError {
+        message: format!(
+            "interrupted ({signal}): the launch was stopped but not fully rolled back:\n{}",
+            problems.join("\n")
+        ),
+        hint: Some(format!(
+            "`vmw clean --tag {} --no-timestamp --yes` removes what is left (the VMs carry vmw's marker)",
             cloud.tag()
-        ));
+        )),
+        code,
     }
-    Err(CliError {
-        message,
-        hint,
-        code: EXIT_INTERRUPTED,
-    }
-    .into())
 }
 
-/// Clones whose govc call was stopped may still be completed by vCenter:
-/// waits for them to appear (for a while) and removes them. Returns those
-/// that never appeared.
-async fn remove_pending_clones(
-    cloud: &Cloud<ProcessGovc>,
-    mut pending: BTreeSet<String>,
-) -> BTreeSet<String> {
-    let started = Instant::now();
-    while !pending.is_empty() && started.elapsed() < INTERRUPTED_CLONE_GRACE {
-        let mut removed = Vec::new();
-        for name in &pending {
-            match cloud.get_instance(name).await {
-                Ok(instance) => match instance.delete().await {
-                    Ok(()) => {
-                        tracing::info!("{name}: removed (its clone finished after the interrupt)");
-                        removed.push(name.clone());
-                    }
-                    Err(e) => tracing::debug!("{name}: not removable yet: {e}"),
-                },
-                Err(CloudError::NoSuchVm { .. }) => {}
-                Err(e) => tracing::debug!("{name}: {e}"),
+/// After a second signal: the rollback was not waited for; names what may
+/// be left.
+fn left_behind(cloud: &Cloud<ProcessGovc>, code: u8, signal: &str) -> CliError {
+    let left: Vec<String> = cloud
+        .tracked_instances()
+        .iter()
+        .chain(cloud.tracked_images().iter())
+        .map(ToString::to_string)
+        .collect();
+    CliError {
+        message: format!(
+            "interrupted ({signal} again): stopped waiting for the rollback; {}",
+            if left.is_empty() {
+                "nothing of this launch is known to be left".to_owned()
+            } else {
+                format!("these may be left:\n{}", left.join("\n"))
             }
-        }
-        for name in removed {
-            pending.remove(&name);
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        ),
+        hint: Some(format!(
+            "`vmw clean --tag {} --no-timestamp --yes` removes what is left (the VMs carry vmw's marker)",
+            cloud.tag()
+        )),
+        code,
     }
-    pending
 }

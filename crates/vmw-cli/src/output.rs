@@ -71,11 +71,12 @@ pub(crate) fn power_word(state: &PowerState) -> String {
     }
 }
 
-/// `instance` or `image`.
+/// `instance`, `image` or `template`.
 pub(crate) fn kind_word(kind: Kind) -> &'static str {
     match kind {
         Kind::Instance => "instance",
         Kind::Image => "image",
+        Kind::Template => "template",
     }
 }
 

@@ -74,43 +74,6 @@ impl Task {
     }
 }
 
-/// A bar counting finished tasks of a fleet (only shown for more than one).
-#[derive(Clone, Debug)]
-pub(crate) struct Counter {
-    bar: Option<ProgressBar>,
-}
-
-impl Counter {
-    /// A counter up to `total`, labelled `what`.
-    pub(crate) fn new(what: &str, total: u64) -> Self {
-        let bar = MULTI.get().filter(|_| total > 1).map(|m| {
-            let bar = m.insert(0, ProgressBar::new(total));
-            bar.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(what.to_owned());
-            bar
-        });
-        Self { bar }
-    }
-
-    /// One more task finished.
-    pub(crate) fn inc(&self) {
-        if let Some(bar) = &self.bar {
-            bar.inc(1);
-        }
-    }
-
-    /// All finished.
-    pub(crate) fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish();
-        }
-    }
-}
-
 /// The writer of log lines: stderr, with the bars hidden while writing.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LogWriter;

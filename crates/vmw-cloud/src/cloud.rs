@@ -2,22 +2,26 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use futures_util::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
 use vmw_config::{Environment, VmwareConfig};
 use vmw_govc::parse::PowerState;
 use vmw_govc::requests::{Find, ObjectType, VmChange, VmClone, VmInfo};
-use vmw_govc::{ErrorKind, Govc, GovcExt, ProcessGovc, ops};
+use vmw_govc::{ErrorKind, Govc, GovcExt, ProcessGovc, VmRef, ops};
 use vmw_ssh::{PrivateKey, ReadyTimeouts, SshConfig};
 use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
 
 use crate::error::{CleanError, Step};
-use crate::options::{StepHook, check_vm_name};
-use crate::tag::{Kind, annotation, annotation_glob, annotation_prefix_for, parse_annotation};
+use crate::options::StepHook;
+use crate::ownership::{Expect, Removal, Tracked};
+use crate::tag::{
+    Kind, annotation, annotation_glob, annotation_prefix_for, new_launch_id, parse_marker,
+};
 use crate::{CloudError, Instance, KeyPair, LaunchOptions, Tag, WaitStage};
 
 /// Source VMs vmw launches from are named `TEMPLATE-cloud-init-<release>`.
@@ -44,6 +48,13 @@ pub struct Settings {
     /// cached) that it is not a vSphere template and carries no OVF
     /// environment, and fail early if it does. On by default.
     pub check_sources: bool,
+    /// How long a clone whose outcome is unknown is waited for, so that it
+    /// can be removed: after a cancellation (the clone in flight is awaited
+    /// this long), after a lost connection or a stopped govc (the VM is
+    /// looked for this long). vCenter finishes a clone it received even
+    /// when its client is gone; real clones take minutes. Default: 10
+    /// minutes.
+    pub clone_grace: Duration,
 }
 
 impl Default for Settings {
@@ -57,6 +68,7 @@ impl Default for Settings {
             ssh: SshConfig::default(),
             ready: ReadyTimeouts::default(),
             check_sources: true,
+            clone_grace: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -64,8 +76,10 @@ impl Default for Settings {
 /// An image: a source VM that [`Cloud::launch`] can clone.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Image {
-    /// The VM's name in the cloud's folder.
+    /// The VM's name.
     pub name: String,
+    /// Its inventory path.
+    pub path: VmRef,
 }
 
 impl std::fmt::Display for Image {
@@ -75,8 +89,9 @@ impl std::fmt::Display for Image {
 }
 
 impl AsRef<str> for Image {
+    /// The inventory path: what [`Cloud::launch`] takes.
     fn as_ref(&self) -> &str {
-        &self.name
+        self.path.as_str()
     }
 }
 
@@ -128,10 +143,17 @@ fn is_timestamp(s: &str) -> bool {
 pub struct VmRecord {
     /// Its name.
     pub name: String,
+    /// Its inventory path.
+    pub path: VmRef,
+    /// Its managed object id (e.g. `vm-42`): [`Cloud::delete_listed`]
+    /// destroys exactly this object.
+    pub moref: String,
     /// The tag of the cloud that made it.
     pub tag: String,
     /// Instance or image.
     pub kind: Kind,
+    /// The id of the launch that made it, from its marker.
+    pub launch: Option<String>,
     /// Its power state.
     pub power_state: PowerState,
     /// Its guest address, when VMware Tools reports one.
@@ -149,12 +171,6 @@ pub struct Fleet<G: Govc> {
     pub failures: Vec<(usize, CloudError)>,
 }
 
-#[derive(Default)]
-struct Tracker {
-    instances: Vec<String>,
-    images: Vec<String>,
-}
-
 pub(crate) struct Inner<G: Govc> {
     pub(crate) govc: G,
     pub(crate) config: VmwareConfig,
@@ -164,43 +180,84 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) settings: Settings,
     templates: tokio::sync::OnceCell<Vec<String>>,
     checked_sources: Mutex<BTreeSet<String>>,
-    tracker: Mutex<Tracker>,
+    tracker: Mutex<Vec<Tracked>>,
+    /// The next instance number to try; found with one search of the
+    /// folder on first use.
+    next_number: tokio::sync::Mutex<Option<u64>>,
 }
 
 impl<G: Govc> Inner<G> {
-    /// Inventory path of a VM in the cloud's folder.
-    pub(crate) fn vm_path(&self, name: &str) -> String {
-        if name.starts_with('/') {
-            name.to_owned()
-        } else {
-            format!("{}/{name}", self.config.folder.trim_end_matches('/'))
-        }
+    /// The VM a user means by `text`: an absolute inventory path, or else
+    /// the VM of that name in the cloud's folder. Never a search.
+    pub(crate) fn vm_ref(&self, text: &str) -> Result<VmRef, CloudError> {
+        Ok(VmRef::resolve(&self.config.folder, text)?)
     }
 
-    fn tracked(&self) -> std::sync::MutexGuard<'_, Tracker> {
+    fn tracked(&self) -> std::sync::MutexGuard<'_, Vec<Tracked>> {
         self.tracker.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn track_instance(&self, name: &str) {
-        self.tracked().instances.push(name.to_owned());
+    /// Starts tracking a VM about to be cloned.
+    pub(crate) fn track(&self, vm: &VmRef, kind: Kind, launch: &str) {
+        self.tracked().push(Tracked {
+            vm: vm.clone(),
+            kind,
+            launch: launch.to_owned(),
+            cloning: true,
+        });
     }
 
-    pub(crate) fn untrack_instance(&self, name: &str) {
-        self.tracked().instances.retain(|n| n != name);
+    /// The clone of `vm` by `launch` is known to have finished.
+    pub(crate) fn mark_made(&self, vm: &VmRef, launch: &str) {
+        for t in self.tracked().iter_mut() {
+            if t.vm == *vm && t.launch == launch {
+                t.cloning = false;
+            }
+        }
     }
 
-    fn track_image(&self, name: &str) {
-        self.tracked().images.push(name.to_owned());
+    /// Stops tracking what `launch` made at `vm`.
+    pub(crate) fn untrack(&self, vm: &VmRef, launch: &str) {
+        self.tracked()
+            .retain(|t| !(t.vm == *vm && t.launch == launch));
     }
 
-    fn untrack_image(&self, name: &str) {
-        self.tracked().images.retain(|n| n != name);
+    /// Stops tracking whatever is tracked at `vm`.
+    pub(crate) fn untrack_path(&self, vm: &VmRef) {
+        self.tracked().retain(|t| t.vm != *vm);
+    }
+
+    /// The launch id this cloud used for the VM at `vm`, if it made it.
+    pub(crate) fn launch_of(&self, vm: &VmRef) -> Option<String> {
+        self.tracked()
+            .iter()
+            .find(|t| t.vm == *vm)
+            .map(|t| t.launch.clone())
+    }
+
+    /// Removes a tracked VM: destroyed when it carries the launch's
+    /// marker; a clone that may still be under way is looked for up to
+    /// `grace`. Untracked once gone.
+    pub(crate) async fn remove_tracked(
+        &self,
+        t: &Tracked,
+        grace: Duration,
+    ) -> Result<(), CloudError> {
+        let result = if t.cloning {
+            self.settle_unknown_clone(&t.vm, &t.launch, grace)
+                .await
+                .map(|_| ())
+        } else {
+            self.destroy_checked(&t.vm, Expect::Launch(&t.launch))
+                .await
+                .map(|_| ())
+        };
+        if result.is_ok() {
+            self.untrack(&t.vm, &t.launch);
+        }
+        result
     }
 }
-
-/// Instance numbers, unique in the process: two clouds with the same tag,
-/// or many tasks launching at once, never pick the same name.
-static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 /// A vSphere "cloud": a configuration, a tag naming what it makes, an SSH key
 /// pair, and a govc backend. Everything it creates is tracked until deleted,
@@ -218,15 +275,119 @@ impl<G: Govc> Clone for Cloud<G> {
 }
 
 /// Everything [`Cloud::launch`] checked and computed before touching a VM.
+#[derive(Clone)]
 struct Prepared {
-    name: String,
+    fixed_name: Option<String>,
+    /// The instance number reserved for this lane (a fleet numbers its
+    /// instances in order).
+    number: Option<u64>,
     on_step: Option<StepHook>,
+    cancel: Option<CancellationToken>,
     cpus: Option<u32>,
     memory_mb: Option<u64>,
-    guestinfo: GuestInfo,
+    /// The user data with the key injected.
+    user_data: Vec<u8>,
+    metadata: Option<serde_yaml_ng::Mapping>,
+    vendor_data: Option<Vec<u8>>,
     extra_config: Vec<(String, String)>,
     linked: bool,
     wait: WaitStage,
+}
+
+impl Prepared {
+    /// The guestinfo values of the VM `name`.
+    fn guestinfo(&self, name: &str) -> Result<GuestInfo, CloudError> {
+        let mut metadata = Metadata::for_vm(name);
+        if let Some(extra) = &self.metadata {
+            metadata = metadata.extra(extra.clone());
+        }
+        Ok(encode(
+            &metadata,
+            &self.user_data,
+            self.vendor_data.as_deref(),
+        )?)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+}
+
+/// How many taken names a launch skips before it gives up.
+const MAX_NAME_ATTEMPTS: u32 = 100;
+
+/// Why [`Cloud::clone_tracked`] failed.
+enum CloneFailure {
+    /// The name is taken: nothing was made, the VM there is not ours.
+    Duplicate(CloudError),
+    /// Anything else (with the rollback's outcome in the error).
+    Failed(CloudError),
+}
+
+/// What a clone that did not simply succeed may have left.
+enum Outcome {
+    /// The clone finished, but the launch was cancelled meanwhile.
+    Made,
+    /// Unknown: the request may have reached vCenter.
+    Unknown(Option<vmw_govc::GovcError>),
+}
+
+/// Removes a launch's VM when the launch's future is dropped half-way
+/// (neither finished nor rolled back): a task on the current tokio runtime
+/// waits out the clone grace and destroys what carries the launch's
+/// marker. The VM stays tracked until then, so [`Cloud::clean`] finds it
+/// too.
+struct LaunchGuard<G: Govc + 'static> {
+    inner: Arc<Inner<G>>,
+    vm: VmRef,
+    launch: String,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl<G: Govc + 'static> LaunchGuard<G> {
+    fn new(inner: Arc<Inner<G>>, vm: VmRef, launch: String) -> Self {
+        Self {
+            inner,
+            vm,
+            launch,
+            armed: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
+}
+
+impl<G: Govc + 'static> Drop for LaunchGuard<G> {
+    fn drop(&mut self) {
+        if !self.armed.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(t) = self
+            .inner
+            .tracked()
+            .iter()
+            .find(|t| t.vm == self.vm && t.launch == self.launch)
+            .cloned()
+        else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(vm = %self.vm, "launch dropped outside a runtime; the VM stays tracked for clean()");
+            return;
+        };
+        let inner = self.inner.clone();
+        tracing::info!(vm = %self.vm, "launch dropped half-way; removing its VM in the background");
+        runtime.spawn(async move {
+            let grace = inner.settings.clone_grace;
+            if let Err(e) = inner.remove_tracked(&t, grace).await {
+                tracing::warn!(vm = %t.vm, error = %e, "could not remove the VM of a dropped launch");
+            }
+        });
+    }
 }
 
 /// What a [`CloudBuilder`] resolved.
@@ -324,6 +485,7 @@ impl CloudBuilder {
             Some(k) => k,
             None => KeyPair::resolve(&config, &env)?,
         };
+        vmw_govc::check_folder(&config.folder)?;
         let private_key = vmw_ssh::load_private_key(&key.private_path)?;
         if self.settings.concurrency == 0 {
             return Err(CloudError::InvalidOption {
@@ -351,7 +513,7 @@ impl CloudBuilder {
     }
 
     /// A cloud driving `govc` (another backend, or a mock).
-    pub fn build_with<G: Govc>(self, govc: G) -> Result<Cloud<G>, CloudError> {
+    pub fn build_with<G: Govc + 'static>(self, govc: G) -> Result<Cloud<G>, CloudError> {
         let r = self.resolve()?;
         Ok(Cloud::from_parts(govc, r))
     }
@@ -369,7 +531,7 @@ where
         .await
 }
 
-impl<G: Govc> Cloud<G> {
+impl<G: Govc + 'static> Cloud<G> {
     fn from_parts(govc: G, r: Resolved) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -381,7 +543,8 @@ impl<G: Govc> Cloud<G> {
                 settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
                 checked_sources: Mutex::new(BTreeSet::new()),
-                tracker: Mutex::new(Tracker::default()),
+                tracker: Mutex::new(Vec::new()),
+                next_number: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -406,14 +569,31 @@ impl<G: Govc> Cloud<G> {
         &self.inner.govc
     }
 
-    /// Names of the instances this cloud made and has not deleted.
-    pub fn tracked_instances(&self) -> Vec<String> {
-        self.inner.tracked().instances.clone()
+    /// Inventory paths of the instances this cloud made (or is making)
+    /// and has not deleted.
+    pub fn tracked_instances(&self) -> Vec<VmRef> {
+        self.tracked_of(Kind::Instance)
     }
 
-    /// Names of the images this cloud made and has not deleted.
-    pub fn tracked_images(&self) -> Vec<String> {
-        self.inner.tracked().images.clone()
+    /// Inventory paths of the images this cloud made and has not deleted.
+    pub fn tracked_images(&self) -> Vec<VmRef> {
+        self.tracked_of(Kind::Image)
+    }
+
+    fn tracked_of(&self, kind: Kind) -> Vec<VmRef> {
+        self.inner
+            .tracked()
+            .iter()
+            .filter(|t| t.kind == kind)
+            .map(|t| t.vm.clone())
+            .collect()
+    }
+
+    /// The VM a user means by `text`: an absolute inventory path, or the
+    /// VM of that name in the cloud's folder (never a search). Glob
+    /// characters and relative paths are refused.
+    pub fn vm_ref(&self, text: &str) -> Result<VmRef, CloudError> {
+        self.inner.vm_ref(text)
     }
 
     /// Releases that have a `TEMPLATE-cloud-init-<release>` VM in the folder
@@ -429,6 +609,7 @@ impl<G: Govc> Cloud<G> {
                     .exec(
                         &Find::new(self.inner.config.folder.clone())
                             .kind(ObjectType::VirtualMachine)
+                            .max_depth(1)
                             .name(format!("{TEMPLATE_PREFIX}*")),
                     )
                     .await?;
@@ -450,8 +631,10 @@ impl<G: Govc> Cloud<G> {
     pub async fn released_image(&self, release: &str) -> Result<Image, CloudError> {
         let releases = self.releases().await?;
         if releases.iter().any(|r| r == release) {
+            let name = format!("{TEMPLATE_PREFIX}{release}");
             Ok(Image {
-                name: format!("{TEMPLATE_PREFIX}{release}"),
+                path: self.inner.vm_ref(&name)?,
+                name,
             })
         } else {
             Err(CloudError::UnknownRelease {
@@ -475,62 +658,96 @@ impl<G: Govc> Cloud<G> {
         })
     }
 
-    fn next_name(&self) -> String {
-        let n = NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.inner.tag)
+    /// The next free instance number: on first use, one search of the
+    /// folder for `<tag>-<n>` finds the highest number taken; after that
+    /// numbers are counted up (a clone that meets an existing name moves
+    /// on to the next number).
+    async fn take_number(&self) -> Result<u64, CloudError> {
+        let inner = &self.inner;
+        let mut next = inner.next_number.lock().await;
+        let n = match *next {
+            Some(n) => n,
+            None => {
+                let prefix = format!("{}-", inner.tag);
+                let taken = inner
+                    .govc
+                    .exec(
+                        &Find::new(inner.config.folder.clone())
+                            .kind(ObjectType::VirtualMachine)
+                            .max_depth(1)
+                            .name(format!("{prefix}*")),
+                    )
+                    .await?
+                    .iter()
+                    .filter_map(|p| p.rsplit('/').next())
+                    .filter_map(|name| name.strip_prefix(&prefix))
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0);
+                taken + 1
+            }
+        };
+        *next = Some(n + 1);
+        Ok(n)
     }
 
     /// Checks `options` and computes everything a launch needs, before any
     /// VM is touched.
-    fn prepare(
-        &self,
-        options: &LaunchOptions,
-        name: Option<String>,
-    ) -> Result<Prepared, CloudError> {
+    fn prepare(&self, options: &LaunchOptions) -> Result<Prepared, CloudError> {
         let (cpus, memory_mb) = options.hardware()?;
         options.check_extra_config()?;
-        let name = match name {
-            Some(n) => {
-                check_vm_name(&n)?;
-                n
-            }
-            None => self.next_name(),
-        };
-        let user_data = inject_key(options.user_data.as_deref(), &self.inner.key.public_key)?;
-        let mut metadata = Metadata::for_vm(&name);
-        if let Some(extra) = &options.metadata {
-            metadata = metadata.extra(extra.clone());
+        if let Some(n) = &options.name {
+            VmRef::in_folder(&self.inner.config.folder, n)?;
         }
-        let guestinfo = encode(&metadata, user_data.bytes(), options.vendor_data.as_deref())?;
-        Ok(Prepared {
-            name,
+        let user_data = inject_key(options.user_data.as_deref(), &self.inner.key.public_key)?;
+        let p = Prepared {
+            fixed_name: options.name.clone(),
+            number: None,
             on_step: options.on_step.clone(),
+            cancel: options.cancel.clone(),
             cpus,
             memory_mb,
-            guestinfo,
+            user_data: user_data.bytes().to_vec(),
+            metadata: options.metadata.clone(),
+            vendor_data: options.vendor_data.clone(),
             extra_config: options.extra_config.clone(),
             linked: options.linked_clone,
             wait: options.wait,
-        })
+        };
+        // The guestinfo of a name as long as any this launch will use:
+        // size limits fail now, before anything is touched.
+        let sample = options
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", self.inner.tag, u64::MAX));
+        p.guestinfo(&sample)?;
+        Ok(p)
     }
 
     /// Launches one instance from `image` (a name in the cloud's folder, or
-    /// an inventory path): clone (powered off), one `vm.change` setting the
+    /// an absolute inventory path): clone (powered off) into the folder as
+    /// `<tag>-<n>` (the next free number), one `vm.change` setting the
     /// guestinfo (from 0600 files, never on the command line) and extra
     /// config, power on, then wait as asked. If a step after the clone
-    /// fails, the VM is destroyed before the error is returned.
+    /// fails, or [`LaunchOptions::cancel`] is cancelled, the VM this call
+    /// made is destroyed before the error is returned; a clone in flight
+    /// when the cancellation comes is awaited for
+    /// [`Settings::clone_grace`] and removed too.
     pub async fn launch(
         &self,
         image: &str,
         options: &LaunchOptions,
     ) -> Result<Instance<G>, CloudError> {
-        let prepared = self.prepare(options, options.name.clone())?;
-        self.launch_prepared(image, prepared).await
+        let source = self.inner.vm_ref(image)?;
+        let prepared = self.prepare(options)?;
+        self.launch_prepared(&source, prepared).await
     }
 
     /// Launches `count` instances, each in its own lane (clone, configure,
     /// power on, wait), at most [`Settings::concurrency`] at a time. Every
-    /// option is checked for all of them before any VM is touched.
+    /// option is checked for all of them before any VM is touched. When
+    /// [`LaunchOptions::cancel`] is cancelled, lanes not started yet never
+    /// start, and every lane under way removes what it made.
     pub async fn launch_many(
         &self,
         image: &str,
@@ -544,11 +761,18 @@ impl<G: Govc> Cloud<G> {
                 problem: "a name can only be given to a single instance".to_owned(),
             });
         }
-        let prepared = (0..count)
-            .map(|_| self.prepare(options, options.name.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let results = bounded(prepared, self.inner.settings.concurrency, |p| {
-            self.launch_prepared(image, p)
+        let source = self.inner.vm_ref(image)?;
+        let prepared = self.prepare(options)?;
+        let mut lanes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut lane = prepared.clone();
+            if lane.fixed_name.is_none() && count > 1 && !lane.is_cancelled() {
+                lane.number = Some(self.take_number().await?);
+            }
+            lanes.push(lane);
+        }
+        let results = bounded(lanes, self.inner.settings.concurrency, |p| {
+            self.launch_prepared(&source, p)
         })
         .await;
         let mut fleet = Fleet {
@@ -564,44 +788,93 @@ impl<G: Govc> Cloud<G> {
         Ok(fleet)
     }
 
-    async fn launch_prepared(&self, image: &str, p: Prepared) -> Result<Instance<G>, CloudError> {
+    async fn launch_prepared(
+        &self,
+        source: &VmRef,
+        p: Prepared,
+    ) -> Result<Instance<G>, CloudError> {
         let inner = &self.inner;
-        let clone = VmClone {
-            source: inner.vm_path(image),
-            name: p.name.clone(),
-            power_on: false,
-            datastore: Some(inner.config.datastore.clone()),
-            pool: inner.config.resource_pool.clone(),
-            folder: Some(inner.config.folder.clone()),
-            host: None,
-            network: inner.config.network.clone(),
-            annotation: Some(annotation(&inner.tag, Kind::Instance)),
-            cpus: p.cpus,
-            memory_mb: p.memory_mb,
-            linked: p.linked,
-            snapshot: None,
-            timeout: vmw_govc::requests::SLOW,
+        if p.is_cancelled() {
+            return Err(CloudError::Cancelled);
+        }
+        self.check_source(source).await?;
+        // Names already taken (by another process, another machine) are
+        // skipped; a name given by the caller is used as it is.
+        let mut attempts = 0;
+        let mut reserved = p.number;
+        let (target, launch) = loop {
+            attempts += 1;
+            let name = match (&p.fixed_name, reserved.take()) {
+                (Some(n), _) => n.clone(),
+                (None, Some(n)) => format!("{}-{n}", inner.tag),
+                (None, None) => format!("{}-{}", inner.tag, self.take_number().await?),
+            };
+            let target = VmRef::in_folder(&inner.config.folder, &name)?;
+            let launch = new_launch_id();
+            tracing::info!(vm = %target, image = %source, "launching");
+            StepHook::call(p.on_step.as_ref(), &name, Step::Clone);
+            let clone = VmClone {
+                source: source.clone(),
+                target: target.clone(),
+                power_on: false,
+                datastore: Some(inner.config.datastore.clone()),
+                pool: inner.config.resource_pool.clone(),
+                host: None,
+                network: inner.config.network.clone(),
+                annotation: Some(annotation(&inner.tag, Kind::Instance, &launch)),
+                cpus: p.cpus,
+                memory_mb: p.memory_mb,
+                linked: p.linked,
+                snapshot: None,
+                timeout: vmw_govc::requests::SLOW,
+            };
+            match self
+                .clone_tracked(&clone, Kind::Instance, &launch, p.cancel.as_ref())
+                .await
+            {
+                Ok(()) => break (target, launch),
+                Err(CloneFailure::Duplicate(_))
+                    if p.fixed_name.is_none() && attempts < MAX_NAME_ATTEMPTS =>
+                {
+                    tracing::info!(vm = %target, "name taken meanwhile; trying the next number");
+                }
+                Err(CloneFailure::Duplicate(e)) | Err(CloneFailure::Failed(e)) => return Err(e),
+            }
         };
-        tracing::info!(vm = %p.name, image, "launching");
-        self.check_source(image).await?;
-        StepHook::call(p.on_step.as_ref(), &p.name, Step::Clone);
-        self.clone_vm(&clone, Kind::Instance).await?;
-        inner.track_instance(&p.name);
-        let instance = Instance::new(p.name.clone(), self.inner.clone());
+        let instance = Instance::new(target.clone(), Some(launch.clone()), self.inner.clone());
+        let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.clone());
 
-        let result = self.finish_launch(&instance, &p).await;
+        let current = Mutex::new(Step::WriteGuestinfo);
+        let finish = self.finish_launch(&instance, &p, &current);
+        let result = match &p.cancel {
+            Some(token) => tokio::select! {
+                r = finish => r,
+                () = token.cancelled() => {
+                    let step = *current.lock().unwrap_or_else(|e| e.into_inner());
+                    Err((step, CloudError::Cancelled))
+                }
+            },
+            None => finish.await,
+        };
         match result {
-            Ok(()) => Ok(instance),
+            Ok(()) => {
+                guard.disarm();
+                Ok(instance)
+            }
             Err((step, source)) => {
-                let rollback = match inner.destroy(&p.name).await {
-                    Ok(()) => {
-                        inner.untrack_instance(&p.name);
+                let rollback = inner
+                    .destroy_checked(&target, Expect::Launch(&launch))
+                    .await;
+                guard.disarm();
+                let rollback = match rollback {
+                    Ok(_) => {
+                        inner.untrack(&target, &launch);
                         None
                     }
                     Err(e) => Some(Box::new(e)),
                 };
                 Err(CloudError::Step {
-                    vm: p.name,
+                    vm: target.to_string(),
                     step,
                     source: Box::new(source),
                     removed: rollback.is_none(),
@@ -613,21 +886,20 @@ impl<G: Govc> Cloud<G> {
 
     /// The cheap part of the source-VM requirements, once per image: not a
     /// vSphere template, no injected OVF environment.
-    async fn check_source(&self, image: &str) -> Result<(), CloudError> {
+    async fn check_source(&self, source: &VmRef) -> Result<(), CloudError> {
         let inner = &self.inner;
         if !inner.settings.check_sources {
             return Ok(());
         }
-        let path = inner.vm_path(image);
         let known = inner
             .checked_sources
             .lock()
-            .map(|c| c.contains(&path))
+            .map(|c| c.contains(source.as_str()))
             .unwrap_or(false);
         if known {
             return Ok(());
         }
-        let mut request = VmInfo::new(path.clone());
+        let mut request = VmInfo::new(source.clone());
         request.extra_config = true;
         let vm = inner
             .govc
@@ -635,7 +907,9 @@ impl<G: Govc> Cloud<G> {
             .await?
             .into_iter()
             .next()
-            .ok_or_else(|| CloudError::NoSuchVm { name: path.clone() })?;
+            .ok_or_else(|| CloudError::NoSuchVm {
+                name: source.to_string(),
+            })?;
         let mut problems = Vec::new();
         if vm.template {
             problems.push("it is a vSphere template, not a standard VM".to_owned());
@@ -648,65 +922,136 @@ impl<G: Govc> Cloud<G> {
         }
         if !problems.is_empty() {
             return Err(CloudError::BadSource {
-                image: image.to_owned(),
+                image: source.name().to_owned(),
                 problems,
             });
         }
         if let Ok(mut c) = inner.checked_sources.lock() {
-            c.insert(path);
+            c.insert(source.to_string());
         }
         Ok(())
     }
 
-    /// Clones; on failure removes whatever the clone may have left.
-    async fn clone_vm(&self, clone: &VmClone, kind: Kind) -> Result<(), CloudError> {
+    /// Clones, tracked from before the request is sent. On a failure that
+    /// may have left a VM (lost connection, govc stopped) and on
+    /// cancellation (the clone in flight is awaited for the grace period
+    /// first), whatever appears at the target with this launch's marker is
+    /// removed. A clone vCenter refused made nothing; a duplicate name
+    /// means the VM there belongs to someone else, and it is never touched.
+    async fn clone_tracked(
+        &self,
+        clone: &VmClone,
+        kind: Kind,
+        launch: &str,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<(), CloneFailure> {
         let inner = &self.inner;
-        match inner.govc.exec(clone).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = ops::explain_ambiguous_pool(&inner.govc, e).await;
-                // When govc was stopped (our deadline) the clone task may
-                // still finish on vCenter; remove the VM if it is there, and
-                // if that fails keep it tracked so clean() tries again. A
-                // clone that failed outright made nothing, and a duplicate
-                // name means the VM there is not ours: never touch it.
-                let (removed, rollback) = if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::Io)
-                {
-                    match inner.destroy(&clone.name).await {
-                        Ok(()) => (true, None),
-                        Err(r) => {
-                            match kind {
-                                Kind::Instance => inner.track_instance(&clone.name),
-                                Kind::Image => inner.track_image(&clone.name),
-                            }
-                            (false, Some(Box::new(r)))
-                        }
+        let target = &clone.target;
+        let grace = inner.settings.clone_grace;
+        inner.track(target, kind, launch);
+        let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.to_owned());
+        let request = inner.govc.exec(clone);
+        tokio::pin!(request);
+        let (result, cancelled) = match cancel {
+            Some(token) => tokio::select! {
+                r = &mut request => (Some(r), false),
+                () = token.cancelled() => {
+                    // vCenter goes on with a clone it received: wait for it
+                    // (up to the grace period), then remove what it made.
+                    match tokio::time::timeout(grace, &mut request).await {
+                        Ok(r) => (Some(r), true),
+                        Err(_) => (None, true),
                     }
-                } else {
-                    (false, None)
-                };
-                Err(CloudError::Step {
-                    vm: clone.name.clone(),
-                    step: Step::Clone,
-                    source: Box::new(e.into()),
-                    removed,
-                    rollback,
-                })
+                }
+            },
+            None => (Some(request.await), false),
+        };
+        let failure =
+            |source: CloudError, removed: bool, rollback: Option<CloudError>| CloudError::Step {
+                vm: target.to_string(),
+                step: Step::Clone,
+                source: Box::new(source),
+                removed,
+                rollback: rollback.map(Box::new),
+            };
+        let outcome = match result {
+            Some(Ok(())) if !cancelled => {
+                inner.mark_made(target, launch);
+                guard.disarm();
+                return Ok(());
             }
-        }
+            Some(Ok(())) => Outcome::Made,
+            Some(Err(e)) => {
+                if Inner::<G>::clone_outcome_unknown(&e) {
+                    Outcome::Unknown(Some(e))
+                } else {
+                    // Refused by vCenter: nothing was made.
+                    inner.untrack(target, launch);
+                    guard.disarm();
+                    let duplicate = e.kind() == ErrorKind::DuplicateName;
+                    let e = ops::explain_ambiguous_pool(&inner.govc, e).await;
+                    let err = failure(
+                        if cancelled {
+                            CloudError::Cancelled
+                        } else {
+                            e.into()
+                        },
+                        false,
+                        None,
+                    );
+                    return Err(if duplicate && !cancelled {
+                        CloneFailure::Duplicate(err)
+                    } else {
+                        CloneFailure::Failed(err)
+                    });
+                }
+            }
+            None => Outcome::Unknown(None),
+        };
+        // Something may exist at the target: remove it if this launch made it.
+        let settled = match outcome {
+            Outcome::Made => {
+                inner.mark_made(target, launch);
+                inner
+                    .destroy_checked(target, Expect::Launch(launch))
+                    .await
+                    .map(|r| r == Removal::Destroyed)
+            }
+            Outcome::Unknown(_) => inner.settle_unknown_clone(target, launch, grace).await,
+        };
+        guard.disarm();
+        let source = match (cancelled, outcome) {
+            (true, _) => CloudError::Cancelled,
+            (false, Outcome::Unknown(Some(e))) => e.into(),
+            (false, _) => CloudError::Cancelled,
+        };
+        Err(CloneFailure::Failed(match settled {
+            Ok(removed) => {
+                inner.untrack(target, launch);
+                failure(source, removed, None)
+            }
+            // Still tracked: clean() tries again.
+            Err(e) => failure(source, false, Some(e)),
+        }))
     }
 
     async fn finish_launch(
         &self,
         instance: &Instance<G>,
         p: &Prepared,
+        current: &Mutex<Step>,
     ) -> Result<(), (Step, CloudError)> {
         let inner = &self.inner;
-        let step = |s: Step| StepHook::call(p.on_step.as_ref(), &p.name, s);
+        let name = instance.name().to_owned();
+        let step = |s: Step| {
+            *current.lock().unwrap_or_else(|e| e.into_inner()) = s;
+            StepHook::call(p.on_step.as_ref(), &name, s);
+        };
         step(Step::WriteGuestinfo);
-        let files = write_guestinfo(&p.guestinfo).map_err(|e| (Step::WriteGuestinfo, e))?;
-        let mut change = VmChange::new(&p.name);
-        for entry in p.guestinfo.entries() {
+        let guestinfo = p.guestinfo(&name).map_err(|e| (Step::WriteGuestinfo, e))?;
+        let files = write_guestinfo(&guestinfo).map_err(|e| (Step::WriteGuestinfo, e))?;
+        let mut change = VmChange::new(instance.vm().clone());
+        for entry in guestinfo.entries() {
             match files.paths.iter().find(|(k, _)| *k == entry.key()) {
                 Some((_, path)) => change = change.extra_file(entry.key(), path.clone()),
                 None => change = change.extra(entry.key(), String::from_utf8_lossy(entry.value())),
@@ -745,116 +1090,125 @@ impl<G: Govc> Cloud<G> {
         Ok(())
     }
 
-    /// The VM `name` as an instance (not tracked: this cloud did not make
-    /// it); an error if it does not exist.
+    /// The VM `name` (a name in the cloud's folder, or an absolute
+    /// inventory path) as an instance; an error if it does not exist.
+    /// When this cloud made it, the instance knows its launch id.
     pub async fn get_instance(&self, name: &str) -> Result<Instance<G>, CloudError> {
-        let found = self
-            .inner
-            .govc
-            .exec(&VmInfo::new(self.inner.vm_path(name)))
-            .await?;
-        if found.is_empty() {
+        let vm = self.inner.vm_ref(name)?;
+        if self.inner.lookup(&vm).await?.is_none() {
             return Err(CloudError::NoSuchVm {
-                name: name.to_owned(),
+                name: vm.to_string(),
             });
         }
-        Ok(Instance::new(name.to_owned(), self.inner.clone()))
+        let launch = self.inner.launch_of(&vm);
+        Ok(Instance::new(vm, launch, self.inner.clone()))
     }
 
-    /// Clones `instance` into the image `<name>-image` (powered off),
-    /// tracked for [`Cloud::clean`] and usable by [`Cloud::launch`]. With
-    /// `clean`, the guest is cleaned first over SSH
+    /// Clones `instance` into the image `<name>-image` (powered off) in the
+    /// cloud's folder, tracked for [`Cloud::clean`] and usable by
+    /// [`Cloud::launch`]. With `clean`, the guest is cleaned first over SSH
     /// ([`Instance::clean_guest`]: cloud-init's state and logs, the machine
     /// id, the syslog), so instances launched from the image boot as new.
+    /// An existing VM of the image's name is never touched: the snapshot
+    /// fails instead.
     pub async fn snapshot(&self, instance: &Instance<G>, clean: bool) -> Result<Image, CloudError> {
+        self.snapshot_with(instance, clean, None).await
+    }
+
+    /// [`Cloud::snapshot`], cancellable: on cancellation the clone in
+    /// flight is awaited for [`Settings::clone_grace`] and removed.
+    pub async fn snapshot_with(
+        &self,
+        instance: &Instance<G>,
+        clean: bool,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Image, CloudError> {
+        let inner = &self.inner;
+        let name = format!("{}-image", instance.name());
+        let target = VmRef::in_folder(&inner.config.folder, &name)?;
         if clean {
             instance.clean_guest().await.map_err(|e| CloudError::Step {
-                vm: format!("{}-image", instance.name()),
+                vm: target.to_string(),
                 step: Step::CleanGuest,
                 source: Box::new(e),
                 removed: false,
                 rollback: None,
             })?;
         }
-        let inner = &self.inner;
-        let name = format!("{}-image", instance.name());
+        let launch = new_launch_id();
         let clone = VmClone {
-            source: inner.vm_path(instance.name()),
-            name: name.clone(),
+            source: instance.vm().clone(),
+            target: target.clone(),
             power_on: false,
             datastore: Some(inner.config.datastore.clone()),
             pool: inner.config.resource_pool.clone(),
-            folder: Some(inner.config.folder.clone()),
             host: None,
             network: None,
-            annotation: Some(annotation(&inner.tag, Kind::Image)),
+            annotation: Some(annotation(&inner.tag, Kind::Image, &launch)),
             cpus: None,
             memory_mb: None,
             linked: false,
             snapshot: None,
             timeout: vmw_govc::requests::SLOW,
         };
-        self.clone_vm(&clone, Kind::Image).await?;
-        inner.track_image(&name);
-        Ok(Image { name })
+        match self
+            .clone_tracked(&clone, Kind::Image, &launch, cancel)
+            .await
+        {
+            Ok(()) => Ok(Image { name, path: target }),
+            Err(CloneFailure::Duplicate(e) | CloneFailure::Failed(e)) => Err(e),
+        }
     }
 
-    /// Deletes an image; an absent image is success. Source templates
-    /// (`TEMPLATE-cloud-init-*`) are refused.
-    pub async fn delete_image(&self, name: &str) -> Result<(), CloudError> {
-        let base = name.rsplit('/').next().unwrap_or(name);
-        if base.starts_with(TEMPLATE_PREFIX) {
-            return Err(CloudError::TemplateProtected {
-                name: name.to_owned(),
-            });
-        }
-        self.inner.destroy(name).await?;
-        self.inner.untrack_image(name);
-        Ok(())
+    /// Deletes an image: the VM of that name in the folder, or at that
+    /// absolute path. It must carry vmw's marker unless `force`; templates
+    /// are refused whatever the path. An absent image is success.
+    pub async fn delete_image(&self, name: &str, force: bool) -> Result<Removal, CloudError> {
+        self.delete_vm(name, force).await
+    }
+
+    /// Deletes the VM `name` (in the folder, or at an absolute path),
+    /// checked right before: vSphere templates and `TEMPLATE-cloud-init-*`
+    /// VMs are never deleted; a VM without vmw's marker only with `force`.
+    /// An absent VM is success.
+    pub async fn delete_vm(&self, name: &str, force: bool) -> Result<Removal, CloudError> {
+        let vm = self.inner.vm_ref(name)?;
+        let launch = self.inner.launch_of(&vm);
+        let expect = match (&launch, force) {
+            (_, true) => Expect::Forced,
+            (Some(l), false) => Expect::Launch(l),
+            (None, false) => Expect::Marker,
+        };
+        let removal = self.inner.destroy_checked(&vm, expect).await?;
+        self.inner.untrack_path(&vm);
+        Ok(removal)
     }
 
     /// Deletes every tracked instance, then every tracked image, several at
-    /// a time, trying all of them and returning every error. What could not
-    /// be deleted stays tracked; a second `clean` after a successful one
-    /// does nothing.
+    /// a time, trying all of them and returning every error. Each VM is
+    /// destroyed only if it still carries the marker of the launch that
+    /// made it; a clone whose outcome is unknown is looked for first. What
+    /// could not be deleted stays tracked; a second `clean` after a
+    /// successful one does nothing.
     pub async fn clean(&self) -> Result<(), CleanError> {
-        let (instances, images) = {
-            let t = self.inner.tracked();
-            (t.instances.clone(), t.images.clone())
-        };
-        let (_, errors) = self.destroy_in_order([instances, images]).await;
+        let tracked = self.inner.tracked().clone();
+        let (instances, images): (Vec<_>, Vec<_>) =
+            tracked.into_iter().partition(|t| t.kind == Kind::Instance);
+        let mut errors = Vec::new();
+        for group in [instances, images] {
+            let results = bounded(group, self.inner.settings.concurrency, |t| async move {
+                // A clone still unaccounted for after its launch ended is
+                // looked for once, not waited for.
+                self.inner.remove_tracked(&t, Duration::ZERO).await
+            })
+            .await;
+            errors.extend(results.into_iter().filter_map(Result::err));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(CleanError { errors })
         }
-    }
-
-    /// Destroys the VMs of each group, a group after the other (instances
-    /// before the images they may come from), several at a time within a
-    /// group, trying every one. What is gone is no longer tracked. Returns
-    /// the names removed and the errors.
-    async fn destroy_in_order(&self, groups: [Vec<String>; 2]) -> (Vec<String>, Vec<CloudError>) {
-        let mut removed = Vec::new();
-        let mut errors = Vec::new();
-        for names in groups {
-            let results = bounded(names, self.inner.settings.concurrency, |name| async move {
-                let r = self.inner.destroy(&name).await;
-                (name, r)
-            })
-            .await;
-            for (name, r) in results {
-                match r {
-                    Ok(()) => {
-                        self.inner.untrack_instance(&name);
-                        self.inner.untrack_image(&name);
-                        removed.push(name);
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
-        }
-        (removed, errors)
     }
 
     /// The annotation glob that finds the VMs of `scope` (a superset for
@@ -868,40 +1222,61 @@ impl<G: Govc> Cloud<G> {
         }
     }
 
-    /// vmw's VMs in the folder (found by their annotation), with power state
-    /// and address: two govc calls however many there are.
+    /// vmw's VMs in the folder (found by their marker; not in subfolders),
+    /// with power state and address: two govc calls however many there
+    /// are.
     pub async fn list(&self, scope: &Scope) -> Result<Vec<VmRecord>, CloudError> {
+        let folder = &self.inner.config.folder;
         let paths = self
             .inner
             .govc
             .exec(
-                &Find::new(self.inner.config.folder.clone())
+                &Find::new(folder.clone())
                     .kind(ObjectType::VirtualMachine)
+                    .max_depth(1)
                     .property("config.annotation", self.scope_glob(scope)),
             )
             .await?;
-        if paths.is_empty() {
+        let refs: Vec<VmRef> = paths
+            .iter()
+            .filter_map(|p| match VmRef::parse(p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("skipping {p}: {e}");
+                    None
+                }
+            })
+            .collect();
+        if refs.is_empty() {
             return Ok(Vec::new());
         }
         let infos = self
             .inner
             .govc
             .exec(&VmInfo {
-                vms: paths,
+                vms: refs.clone(),
                 extra_config: false,
             })
             .await?;
         let mut records: Vec<VmRecord> = infos
             .into_iter()
             .filter_map(|vm| {
-                let (tag, kind) = parse_annotation(&vm.annotation)?;
-                if !scope.matches(&tag, &self.inner.tag) {
+                let marker = parse_marker(&vm.annotation)?;
+                if !scope.matches(&marker.tag, &self.inner.tag) {
+                    return None;
+                }
+                // Names are unique within the folder searched.
+                let path = refs.iter().find(|r| r.name() == vm.name)?.clone();
+                if crate::ownership::is_protected(&path, &vm) {
                     return None;
                 }
                 Some(VmRecord {
                     name: vm.name,
-                    tag,
-                    kind,
+                    path,
+                    moref: vm.moref,
+                    tag: marker.tag,
+                    kind: marker.kind,
+                    launch: marker.launch,
                     power_state: vm.power_state,
                     ip: vm.ip_address,
                 })
@@ -911,25 +1286,51 @@ impl<G: Govc> Cloud<G> {
         Ok(records)
     }
 
-    /// Deletes vmw's VMs of `scope` (instances first, then images), whether
-    /// or not this process made them: the way to remove what a crashed run
-    /// left behind. Returns the names removed; every deletion is tried.
-    pub async fn sweep(&self, scope: &Scope) -> Result<Vec<String>, CleanError> {
-        let records = self
-            .list(scope)
-            .await
-            .map_err(|e| CleanError { errors: vec![e] })?;
+    /// Deletes exactly the VMs of `records` (as [`Cloud::list`] gave them
+    /// and the user confirmed): instances first, then images; each only if
+    /// it is still the object listed, with vmw's marker of the tag listed.
+    /// Returns the paths removed; every deletion is tried.
+    pub async fn delete_listed(&self, records: &[VmRecord]) -> Result<Vec<VmRef>, CleanError> {
         let (images, instances): (Vec<_>, Vec<_>) =
-            records.into_iter().partition(|r| r.kind == Kind::Image);
-        let names = |group: Vec<VmRecord>| group.into_iter().map(|r| r.name).collect();
-        let (removed, errors) = self
-            .destroy_in_order([names(instances), names(images)])
+            records.iter().partition(|r| r.kind == Kind::Image);
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        for group in [instances, images] {
+            let results = bounded(group, self.inner.settings.concurrency, |r| async move {
+                let expect = Expect::Listed {
+                    tag: &r.tag,
+                    moref: &r.moref,
+                };
+                (r, self.inner.destroy_checked(&r.path, expect).await)
+            })
             .await;
+            for (r, result) in results {
+                match result {
+                    Ok(_) => {
+                        self.inner.untrack_path(&r.path);
+                        removed.push(r.path.clone());
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
         if errors.is_empty() {
             Ok(removed)
         } else {
             Err(CleanError { errors })
         }
+    }
+
+    /// Deletes vmw's VMs of `scope` (instances first, then images), whether
+    /// or not this process made them: the way to remove what a crashed run
+    /// left behind. Lists them, then deletes exactly those listed. Returns
+    /// the paths removed; every deletion is tried.
+    pub async fn sweep(&self, scope: &Scope) -> Result<Vec<VmRef>, CleanError> {
+        let records = self
+            .list(scope)
+            .await
+            .map_err(|e| CleanError { errors: vec![e] })?;
+        self.delete_listed(&records).await
     }
 }
 

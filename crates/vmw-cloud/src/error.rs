@@ -138,7 +138,7 @@ pub enum CloudError {
 
     /// The operation is refused on a source template.
     #[error(
-        "{name} is a source template (TEMPLATE-cloud-init-*); vmw does not delete templates\nhint: delete it with govc if you really mean to"
+        "{name} is a template (a vSphere template or a TEMPLATE-cloud-init-* source VM); vmw does not delete templates\nhint: delete it with govc if you really mean to"
     )]
     TemplateProtected {
         /// The template.
@@ -154,6 +154,36 @@ pub enum CloudError {
         waited: Duration,
         /// Unusable addresses it reported (link-local IPv6).
         seen: Vec<String>,
+    },
+
+    /// A destructive operation met a VM without vmw's marker (or with the
+    /// marker of another launch, tag or object than expected), and was
+    /// not forced.
+    #[error(
+        "VM {vm} was not destroyed: {reason}\nhint: vmw destroys only VMs carrying its marker (the annotation `made by vmw (...)`); pass --force (in the library: a forced deletion) if it really is to go"
+    )]
+    NotOurs {
+        /// The VM's inventory path.
+        vm: String,
+        /// What its marker says, or that it has none.
+        reason: String,
+    },
+
+    /// The operation was cancelled (a cancellation token, a signal).
+    #[error("cancelled")]
+    Cancelled,
+
+    /// A clone whose outcome is unknown (the connection broke, govc was
+    /// stopped, the operation was cancelled) had not appeared within the
+    /// grace period; vCenter may still finish it.
+    #[error(
+        "the clone of {vm} may still finish on vCenter (it had not appeared after {waited:?})\nhint: `vmw clean --all-tags` removes it once it is there (it carries vmw's marker)"
+    )]
+    MayExist {
+        /// The VM's inventory path.
+        vm: String,
+        /// How long vmw looked for it.
+        waited: Duration,
     },
 
     /// After a redundant power operation the VM is not in the wanted state.
@@ -197,12 +227,22 @@ fn step_text(
     let mut s = format!("making VM {vm} failed at step \"{step}\": {source}");
     match (rollback, removed) {
         (Some(r), _) => s.push_str(&format!(
-            "\nremoving the half-made VM {vm} failed too: {r}\nhint: remove it with `govc vm.destroy {vm}` or `vmw clean`"
+            "\nremoving the half-made VM {vm} failed too: {r}\nhint: `vmw clean` or `vmw delete {vm}` removes it later"
         )),
         (None, true) => s.push_str(&format!("\nthe half-made VM {vm} was removed")),
         (None, false) => s.push_str("\nvmw created nothing, so there was nothing to remove"),
     }
     s
+}
+
+impl From<vmw_govc::VmRefError> for CloudError {
+    fn from(e: vmw_govc::VmRefError) -> Self {
+        CloudError::InvalidOption {
+            option: e.what,
+            value: e.value,
+            problem: e.problem,
+        }
+    }
 }
 
 impl CloudError {

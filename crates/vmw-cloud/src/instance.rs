@@ -6,18 +6,21 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 use vmw_govc::parse::{PowerState, is_link_local_v6};
-use vmw_govc::requests::{ObjectCollect, PowerOp, VmDestroy, VmIp, VmPower};
-use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt};
+use vmw_govc::requests::{ObjectCollect, PowerOp, VmIp, VmPower};
+use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt, VmRef};
 use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest};
 
 use crate::cloud::Inner;
+use crate::ownership::{Expect, Removal};
 use crate::{CloudError, WaitStage};
 
 /// A VM of the cloud: launched by it, or found with
 /// [`crate::Cloud::get_instance`]. Cloning an `Instance` gives another handle
 /// on the same VM (sharing the cached address).
 pub struct Instance<G: Govc> {
-    name: String,
+    vm: VmRef,
+    /// The launch id in the marker, when this cloud made the VM.
+    launch: Option<String>,
     cloud: Arc<Inner<G>>,
     ip: Arc<Mutex<Option<IpAddr>>>,
     ssh: Arc<Mutex<Option<SshConfig>>>,
@@ -27,7 +30,8 @@ pub struct Instance<G: Govc> {
 impl<G: Govc> Clone for Instance<G> {
     fn clone(&self) -> Self {
         Self {
-            name: self.name.clone(),
+            vm: self.vm.clone(),
+            launch: self.launch.clone(),
             cloud: self.cloud.clone(),
             ip: self.ip.clone(),
             ssh: self.ssh.clone(),
@@ -39,7 +43,7 @@ impl<G: Govc> Clone for Instance<G> {
 impl<G: Govc> std::fmt::Debug for Instance<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instance")
-            .field("name", &self.name)
+            .field("vm", &self.vm)
             .field("ip", &self.cached_ip())
             .finish()
     }
@@ -59,9 +63,10 @@ pub fn usable_address(ips: &[IpAddr]) -> Option<IpAddr> {
 }
 
 impl<G: Govc> Instance<G> {
-    pub(crate) fn new(name: String, cloud: Arc<Inner<G>>) -> Self {
+    pub(crate) fn new(vm: VmRef, launch: Option<String>, cloud: Arc<Inner<G>>) -> Self {
         Self {
-            name,
+            vm,
+            launch,
             cloud,
             ip: Arc::new(Mutex::new(None)),
             ssh: Arc::new(Mutex::new(None)),
@@ -71,12 +76,22 @@ impl<G: Govc> Instance<G> {
 
     /// The VM's name.
     pub fn name(&self) -> &str {
-        &self.name
+        self.vm.name()
     }
 
     /// The VM's id, which on vSphere is its name (as in pycloudlib).
     pub fn id(&self) -> &str {
-        &self.name
+        self.vm.name()
+    }
+
+    /// The VM's inventory path: what every govc call about it is given.
+    pub fn vm(&self) -> &VmRef {
+        &self.vm
+    }
+
+    /// The launch id in the VM's marker, when this cloud made the VM.
+    pub fn launch_id(&self) -> Option<&str> {
+        self.launch.as_deref()
     }
 
     /// The address found by the last successful [`Instance::ip`], if any.
@@ -107,7 +122,12 @@ impl<G: Govc> Instance<G> {
                 return Err(self.ip_timeout(seen));
             }
             let wait = remaining.max(Duration::from_millis(100));
-            match self.cloud.govc.exec(&VmIp::new(&self.name, wait)).await {
+            match self
+                .cloud
+                .govc
+                .exec(&VmIp::new(self.vm.clone(), wait))
+                .await
+            {
                 Ok(ips) => {
                     if let Some(ip) = usable_address(&ips) {
                         if let Ok(mut g) = self.ip.lock() {
@@ -116,7 +136,7 @@ impl<G: Govc> Instance<G> {
                         return Ok(ip);
                     }
                     seen = ips.iter().map(IpAddr::to_string).collect();
-                    tracing::debug!(vm = %self.name, ?ips, "only unusable addresses so far");
+                    tracing::debug!(vm = %self.vm, ?ips, "only unusable addresses so far");
                     tokio::time::sleep(settings.ip_poll.min(remaining)).await;
                 }
                 Err(GovcError::NoIp { .. }) => return Err(self.ip_timeout(seen)),
@@ -127,7 +147,7 @@ impl<G: Govc> Instance<G> {
 
     fn ip_timeout(&self, seen: Vec<String>) -> CloudError {
         CloudError::IpTimeout {
-            vm: self.name.clone(),
+            vm: self.vm.to_string(),
             waited: self.cloud.settings.ip_wait,
             seen,
         }
@@ -197,7 +217,7 @@ impl<G: Govc> Instance<G> {
             return Ok(g.clone());
         }
         let g = Arc::new(SshGuest::new(
-            self.name.clone(),
+            self.vm.name().to_owned(),
             ip,
             self.ssh_config(),
             self.cloud.private_key.clone(),
@@ -260,7 +280,7 @@ impl<G: Govc> Instance<G> {
 
     /// The VM's power state.
     pub async fn power_state(&self) -> Result<PowerState, CloudError> {
-        let request = ObjectCollect::new(self.cloud.vm_path(&self.name), ["runtime.powerState"]);
+        let request = ObjectCollect::new(self.vm.as_str(), ["runtime.powerState"]);
         let props = self.cloud.govc.exec(&request).await?;
         props.power_state().ok_or_else(|| {
             GovcError::parse(
@@ -323,7 +343,12 @@ impl<G: Govc> Instance<G> {
         wanted: PowerState,
         wanted_text: &'static str,
     ) -> Result<(), CloudError> {
-        match self.cloud.govc.exec(&VmPower::new(&self.name, op)).await {
+        match self
+            .cloud
+            .govc
+            .exec(&VmPower::new(self.vm.clone(), op))
+            .await
+        {
             Ok(()) => Ok(()),
             // vCenter says the state is wrong for the operation; vcsim does
             // not say which state it is, so ask.
@@ -333,7 +358,7 @@ impl<G: Govc> Instance<G> {
                     Ok(())
                 } else {
                     Err(CloudError::PowerState {
-                        vm: self.name.clone(),
+                        vm: self.vm.to_string(),
                         wanted: wanted_text,
                         found: format!("{found:?}"),
                     })
@@ -345,23 +370,28 @@ impl<G: Govc> Instance<G> {
 
     /// Deletes the VM (govc powers a running VM off first); a VM that is
     /// already gone is success. Whatever its power state, the VM is not left
-    /// behind.
-    pub async fn delete(&self) -> Result<(), CloudError> {
-        self.cloud.destroy(&self.name).await?;
-        self.cloud.untrack_instance(&self.name);
-        self.forget_ip();
-        Ok(())
+    /// behind. Checked right before: a VM this cloud made must still carry
+    /// its launch's marker, any other VM vmw's marker; templates are never
+    /// deleted. [`Instance::delete_forced`] deletes a VM without the marker.
+    pub async fn delete(&self) -> Result<Removal, CloudError> {
+        let expect = match &self.launch {
+            Some(l) => Expect::Launch(l),
+            None => Expect::Marker,
+        };
+        self.delete_expecting(expect).await
     }
-}
 
-impl<G: Govc> Inner<G> {
-    /// `vm.destroy`, with "already gone" as success.
-    pub(crate) async fn destroy(&self, name: &str) -> Result<(), CloudError> {
-        match self.govc.exec(&VmDestroy::new(name)).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+    /// Deletes the VM even when it does not carry vmw's marker (never a
+    /// template).
+    pub async fn delete_forced(&self) -> Result<Removal, CloudError> {
+        self.delete_expecting(Expect::Forced).await
+    }
+
+    async fn delete_expecting(&self, expect: Expect<'_>) -> Result<Removal, CloudError> {
+        let removal = self.cloud.destroy_checked(&self.vm, expect).await?;
+        self.cloud.untrack_path(&self.vm);
+        self.forget_ip();
+        Ok(removal)
     }
 }
 

@@ -44,6 +44,7 @@ mod error;
 mod instance;
 mod keys;
 mod options;
+mod ownership;
 mod tag;
 mod template;
 
@@ -52,9 +53,10 @@ pub use error::{CleanError, CloudError, Step};
 pub use instance::{Instance, usable_address};
 pub use keys::{KeyPair, expand_home};
 pub use options::{InstanceType, LaunchOptions, StepFn, StepHook, WaitStage, check_vm_name};
+pub use ownership::Removal;
 pub use tag::{
-    Kind, MAX_TAG_LEN, Tag, annotation, annotation_glob, annotation_prefix_for, parse_annotation,
-    tag_problems, timestamp_suffix,
+    Kind, MAX_TAG_LEN, Marker, Tag, annotation, annotation_glob, annotation_prefix_for,
+    new_launch_id, parse_annotation, parse_marker, tag_problems, timestamp_suffix,
 };
 pub use template::{
     Check, ImportedTemplate, OVF_ENV_KEY, Requirement, TemplateImport, TemplateReport, prepare_spec,

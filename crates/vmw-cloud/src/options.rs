@@ -119,6 +119,11 @@ pub struct LaunchOptions {
     /// Called with the VM's name as each step of the launch begins (for
     /// progress displays).
     pub on_step: Option<StepHook>,
+    /// Cancels the launch: lanes not started yet do not start, and every
+    /// lane under way removes what it made (a clone in flight is awaited
+    /// for [`crate::Settings::clone_grace`] first) and fails with
+    /// [`crate::CloudError::Cancelled`] as its source.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// The function behind a [`StepHook`]: the VM's name and the step.
@@ -214,24 +219,7 @@ impl LaunchOptions {
 
 /// Checks a VM name given by the caller.
 pub fn check_vm_name(name: &str) -> Result<(), CloudError> {
-    let bad = |problem: &str| CloudError::InvalidOption {
-        option: "VM name",
-        value: name.to_owned(),
-        problem: problem.to_owned(),
-    };
-    if name.is_empty() {
-        return Err(bad("it is empty"));
-    }
-    if name.chars().count() > 80 {
-        return Err(bad("vSphere allows at most 80 characters"));
-    }
-    if name.contains('/') || name.contains('\\') || name.contains('%') {
-        return Err(bad("'/', '\\' and '%' are not allowed in vSphere VM names"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(bad("control characters are not allowed"));
-    }
-    Ok(())
+    Ok(vmw_govc::check_vm_name(name)?)
 }
 
 #[cfg(test)]
@@ -308,7 +296,15 @@ mod tests {
             assert!(o.check_extra_config().is_err(), "{key}");
         }
         assert!(check_vm_name("ok-name 1").is_ok());
-        for bad in ["", "a/b", &"x".repeat(81), "tab\there"] {
+        for bad in [
+            "",
+            "a/b",
+            &"x".repeat(81),
+            "tab\there",
+            "web-*",
+            "a?",
+            "[x]",
+        ] {
             assert!(check_vm_name(bad).is_err(), "{bad}");
         }
         assert_eq!("ip".parse::<WaitStage>().unwrap(), WaitStage::Ip);

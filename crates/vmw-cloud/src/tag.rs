@@ -123,6 +123,9 @@ pub enum Kind {
     Instance,
     /// An image made by a snapshot.
     Image,
+    /// A source template imported by vmw (never deleted by delete, clean
+    /// or sweep; only replaced by an import).
+    Template,
 }
 
 impl Kind {
@@ -130,17 +133,68 @@ impl Kind {
         match self {
             Kind::Instance => "instance",
             Kind::Image => "image",
+            Kind::Template => "template",
         }
     }
 }
 
 const ANNOTATION_PREFIX: &str = "made by vmw (tag: ";
 
-/// The annotation (vSphere "notes") vmw writes on the VMs it makes, so that
-/// [`crate::Cloud::list`] and [`crate::Cloud::sweep`] find them later, even
-/// after a crash: `made by vmw (tag: <tag>, kind: instance)`.
-pub fn annotation(tag: &Tag, kind: Kind) -> String {
-    format!("{ANNOTATION_PREFIX}{tag}, kind: {})", kind.as_str())
+/// The annotation (vSphere "notes") vmw writes on the VMs it makes: vmw's
+/// marker. [`crate::Cloud::list`] and [`crate::Cloud::sweep`] find VMs by
+/// it, even after a crash, and nothing without it is destroyed unless the
+/// caller forces it: `made by vmw (tag: <tag>, kind: instance, launch:
+/// <id>)`. The launch id is new for every clone vmw makes, so a rollback
+/// removes only the VM its own call created, never another run's VM that
+/// happens to have the same name.
+pub fn annotation(tag: &Tag, kind: Kind, launch: &str) -> String {
+    format!(
+        "{ANNOTATION_PREFIX}{tag}, kind: {}, launch: {launch})",
+        kind.as_str()
+    )
+}
+
+/// A new launch id: 16 random hex digits.
+pub fn new_launch_id() -> String {
+    let n: u64 = rand::random();
+    format!("{n:016x}")
+}
+
+/// vmw's marker, read from a VM's annotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// The tag of the cloud that made the VM.
+    pub tag: String,
+    /// Instance or image.
+    pub kind: Kind,
+    /// The id of the clone that made it (absent in annotations written
+    /// before launch ids existed).
+    pub launch: Option<String>,
+}
+
+/// Reads vmw's marker from an annotation.
+pub fn parse_marker(text: &str) -> Option<Marker> {
+    let rest = text.trim().strip_prefix(ANNOTATION_PREFIX)?;
+    let (tag, rest) = rest.split_once(", kind: ")?;
+    let rest = rest.strip_suffix(')')?;
+    let (kind, launch) = match rest.split_once(", launch: ") {
+        Some((k, l)) => (k, Some(l)),
+        None => (rest, None),
+    };
+    let kind = match kind {
+        "instance" => Kind::Instance,
+        "image" => Kind::Image,
+        "template" => Kind::Template,
+        _ => return None,
+    };
+    if tag.is_empty() || launch.is_some_and(|l| l.is_empty() || l.contains([',', ')'])) {
+        return None;
+    }
+    Some(Marker {
+        tag: tag.to_owned(),
+        kind,
+        launch: launch.map(str::to_owned),
+    })
 }
 
 /// The start of the annotation of VMs whose tag starts with `base`.
@@ -156,16 +210,9 @@ pub fn annotation_glob(tag: Option<&Tag>) -> String {
     }
 }
 
-/// Reads an annotation written by [`annotation`].
+/// The tag and kind of an annotation written by [`annotation`].
 pub fn parse_annotation(text: &str) -> Option<(String, Kind)> {
-    let rest = text.trim().strip_prefix(ANNOTATION_PREFIX)?;
-    let (tag, rest) = rest.split_once(", kind: ")?;
-    let kind = match rest.strip_suffix(')')? {
-        "instance" => Kind::Instance,
-        "image" => Kind::Image,
-        _ => return None,
-    };
-    Some((tag.to_owned(), kind))
+    parse_marker(text).map(|m| (m.tag, m.kind))
 }
 
 #[cfg(test)]
@@ -217,12 +264,25 @@ mod tests {
     #[test]
     fn annotations_round_trip_and_globs_match_them() {
         let tag = Tag::parse("me-1123-211405").unwrap();
-        let a = annotation(&tag, Kind::Image);
-        assert_eq!(a, "made by vmw (tag: me-1123-211405, kind: image)");
+        let a = annotation(&tag, Kind::Image, "00ff");
+        assert_eq!(
+            a,
+            "made by vmw (tag: me-1123-211405, kind: image, launch: 00ff)"
+        );
         assert_eq!(
             parse_annotation(&a),
             Some(("me-1123-211405".to_owned(), Kind::Image))
         );
+        assert_eq!(
+            parse_marker(&a).and_then(|m| m.launch).as_deref(),
+            Some("00ff")
+        );
+        // Written before launch ids: still vmw's, with no launch id.
+        let old = parse_marker("made by vmw (tag: me, kind: instance)").unwrap();
+        assert_eq!((old.tag.as_str(), old.launch), ("me", None));
+        assert_eq!(parse_marker("made by vmw (tag: me, kind: vm)"), None);
+        assert_ne!(new_launch_id(), new_launch_id());
+        assert_eq!(new_launch_id().len(), 16);
         assert_eq!(parse_annotation("some user's notes"), None);
         assert_eq!(
             annotation_glob(Some(&tag)),

@@ -7,12 +7,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use vmw_govc::parse::{ImportOptions, PowerState};
 use vmw_govc::requests::{
-    Find, Import, ImportSpec, ObjectCollect, ObjectRename, ObjectType, VmInfo,
+    Find, Import, ImportSpec, ObjectCollect, ObjectRename, ObjectType, VmDestroy, VmInfo,
 };
-use vmw_govc::{Govc, GovcExt};
+use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::CloudError;
 use crate::cloud::{Cloud, TEMPLATE_PREFIX};
+use crate::tag::{Kind, annotation, new_launch_id, parse_marker};
 
 /// The extraConfig key an injected OVF environment leaves on a VM.
 pub const OVF_ENV_KEY: &str = "guestinfo.ovfEnv";
@@ -97,9 +98,13 @@ pub struct TemplateImport {
     pub datastore: Option<String>,
     /// Another folder than the configured one.
     pub folder: Option<String>,
-    /// Replace an existing template of that name: the new one is imported
-    /// under a temporary name, checked, and only then swapped in.
+    /// Replace the existing template of that name in the target folder
+    /// (only there): the new one is imported under a temporary name,
+    /// checked, and only then swapped in.
     pub replace: bool,
+    /// With `replace`: replace the old template even when vmw did not
+    /// import it (it carries no vmw marker).
+    pub force: bool,
 }
 
 /// What [`Cloud::import_template`] did.
@@ -113,11 +118,6 @@ pub struct ImportedTemplate {
     pub report: TemplateReport,
     /// Whether an older template was replaced.
     pub replaced: bool,
-}
-
-/// The path of a VM's folder, and its name.
-fn split_path(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
 }
 
 fn check_release(release: &str) -> Result<(), CloudError> {
@@ -160,40 +160,57 @@ pub fn prepare_spec(mut spec: ImportOptions, name: &str, network: &str) -> Impor
     spec
 }
 
-impl<G: Govc> Cloud<G> {
+/// The last element of an inventory path.
+fn last_element(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+impl<G: Govc + 'static> Cloud<G> {
     fn folder_path(&self) -> String {
-        let folder = self.config().folder.trim_end_matches('/');
-        if folder.starts_with('/') {
-            folder.to_owned()
-        } else {
-            format!("/{}/{folder}", self.config().datacenter.trim_matches('/'))
-        }
+        self.config().folder.trim_end_matches('/').to_owned()
     }
 
-    /// Inventory paths of VMs named `name`, anywhere.
-    async fn find_vm(&self, name: &str) -> Result<Vec<String>, CloudError> {
+    /// Inventory paths of VMs matching the glob `pattern`, anywhere (a
+    /// read: nothing found this way is ever changed).
+    async fn find_vms(&self, pattern: &str) -> Result<Vec<VmRef>, CloudError> {
         Ok(self
             .govc()
-            .exec(&Find::new("/").kind(ObjectType::VirtualMachine).name(name))
-            .await?)
+            .exec(
+                &Find::new("/")
+                    .kind(ObjectType::VirtualMachine)
+                    .name(pattern),
+            )
+            .await?
+            .iter()
+            .filter_map(|p| VmRef::parse(p).ok())
+            .collect())
     }
 
-    /// Checks the five requirements on the source VM `name` (found
-    /// anywhere in the inventory, so a VM in the wrong folder is reported
-    /// as such).
+    /// Checks the five requirements on the source VM `name`: an absolute
+    /// path, or a name looked for in the whole inventory (so a VM in the
+    /// wrong folder is reported as such).
     pub async fn check_template(&self, name: &str) -> Result<TemplateReport, CloudError> {
-        let paths = self.find_vm(name).await?;
-        let Some(path) = paths.first() else {
-            return Err(CloudError::NoSuchVm {
-                name: name.to_owned(),
-            });
+        let path = if name.starts_with('/') {
+            VmRef::parse(name)?
+        } else {
+            crate::options::check_vm_name(name)?;
+            let mut paths = self.find_vms(name).await?;
+            paths.sort();
+            match paths.into_iter().next() {
+                Some(p) => p,
+                None => {
+                    return Err(CloudError::NoSuchVm {
+                        name: name.to_owned(),
+                    });
+                }
+            }
         };
-        self.check_path(path).await
+        self.check_path(&path).await
     }
 
     /// Checks every `TEMPLATE-cloud-init-*` VM in the inventory.
     pub async fn check_templates(&self) -> Result<Vec<TemplateReport>, CloudError> {
-        let mut paths = self.find_vm(&format!("{TEMPLATE_PREFIX}*")).await?;
+        let mut paths = self.find_vms(&format!("{TEMPLATE_PREFIX}*")).await?;
         paths.sort();
         let mut reports = Vec::new();
         for p in paths {
@@ -202,8 +219,9 @@ impl<G: Govc> Cloud<G> {
         Ok(reports)
     }
 
-    async fn check_path(&self, path: &str) -> Result<TemplateReport, CloudError> {
-        let mut info = VmInfo::new(path);
+    async fn check_path(&self, vm_ref: &VmRef) -> Result<TemplateReport, CloudError> {
+        let path = vm_ref.as_str();
+        let mut info = VmInfo::new(vm_ref.clone());
         info.extra_config = true;
         let vm = self
             .govc()
@@ -229,7 +247,7 @@ impl<G: Govc> Cloud<G> {
                     .collect(),
                 _ => Vec::new(),
             };
-        let (folder, name) = split_path(path);
+        let (folder, name) = (vm_ref.folder(), vm_ref.name());
         let wanted_folder = self.folder_path();
         let mut checks = Vec::new();
 
@@ -294,6 +312,33 @@ impl<G: Govc> Cloud<G> {
         })
     }
 
+    /// Destroys the template at exactly `vm`: the one this import made
+    /// (`launch`: it must carry that launch's marker), or the old one being
+    /// replaced (checked by the caller). Absent is success.
+    async fn remove_template(&self, vm: &VmRef, launch: Option<&str>) -> Result<(), CloudError> {
+        let Some(info) = self.inner.lookup(vm).await? else {
+            return Ok(());
+        };
+        if let Some(launch) = launch {
+            let ours = parse_marker(&info.annotation)
+                .and_then(|m| m.launch)
+                .is_some_and(|l| l == launch);
+            if !ours {
+                return Err(CloudError::NotOurs {
+                    vm: vm.to_string(),
+                    reason: "it was not made by this import".to_owned(),
+                });
+            }
+        }
+        match self.govc().exec(&VmDestroy::new(vm.clone())).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_vm_not_found(vm.as_str()) && self.inner.lookup(vm).await?.is_none() => {
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The network an import maps every OVF network to.
     async fn import_network(&self, asked: Option<&str>) -> Result<String, CloudError> {
         if let Some(n) = asked.or(self.config().network.as_deref()) {
@@ -304,14 +349,14 @@ impl<G: Govc> Cloud<G> {
             .exec(&Find::new("/").kind(ObjectType::Network))
             .await?;
         match nets.as_slice() {
-            [only] => Ok(split_path(only).1.to_owned()),
+            [only] => Ok(last_element(only).to_owned()),
             _ => Err(CloudError::InvalidOption {
                 option: "network",
                 value: String::new(),
                 problem: format!(
                     "several networks exist, say which one the template uses: {}",
                     nets.iter()
-                        .map(|n| split_path(n).1)
+                        .map(|n| last_element(n))
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -344,25 +389,44 @@ impl<G: Govc> Cloud<G> {
             .name
             .clone()
             .unwrap_or_else(|| format!("{TEMPLATE_PREFIX}{}", options.release));
-        crate::options::check_vm_name(&name)?;
         let folder = options.folder.clone().unwrap_or_else(|| self.folder_path());
-        let existing = self.find_vm(&name).await?;
-        if !existing.is_empty() && !options.replace {
-            return Err(CloudError::InvalidOption {
-                option: "template name",
-                value: name,
-                problem: format!(
-                    "a VM of that name exists ({}); pass replace (--replace) to swap in the new image",
-                    existing.join(", ")
-                ),
-            });
+        let target = VmRef::in_folder(&folder, &name)?;
+        // Only the template at exactly that path is ever replaced.
+        let existing = self.inner.lookup(&target).await?;
+        if let Some(old) = &existing {
+            if !options.replace {
+                return Err(CloudError::InvalidOption {
+                    option: "template name",
+                    value: name,
+                    problem: format!(
+                        "a VM of that name exists ({target}); pass replace (--replace) to swap in the new image"
+                    ),
+                });
+            }
+            if !options.force && parse_marker(&old.annotation).is_none() {
+                return Err(CloudError::NotOurs {
+                    vm: target.to_string(),
+                    reason:
+                        "the template to replace was not imported by vmw (it carries no vmw marker)"
+                            .to_owned(),
+                });
+            }
         }
         let network = self.import_network(options.network.as_deref()).await?;
-        let import_name = if existing.is_empty() {
+        let launch = new_launch_id();
+        let import_name = if existing.is_none() {
             name.clone()
         } else {
-            format!("{name}-vmw-import")
+            format!("{name}-vmw-import-{}", &launch[..8])
         };
+        let imported = VmRef::in_folder(&folder, &import_name)?;
+        if self.inner.lookup(&imported).await?.is_some() {
+            return Err(CloudError::InvalidOption {
+                option: "template name",
+                value: import_name,
+                problem: format!("{imported} exists already (a previous import?); remove it first"),
+            });
+        }
 
         let spec = self
             .govc()
@@ -370,7 +434,8 @@ impl<G: Govc> Cloud<G> {
                 file: file.to_owned(),
             })
             .await?;
-        let spec = prepare_spec(spec, &import_name, &network);
+        let mut spec = prepare_spec(spec, &import_name, &network);
+        spec.annotation = Some(annotation(self.tag(), Kind::Template, &launch));
         let dir = tempfile::Builder::new()
             .prefix("vmw-import-")
             .tempdir()
@@ -404,20 +469,20 @@ impl<G: Govc> Cloud<G> {
         );
         import.pool = self.config().resource_pool.clone();
         import.folder = Some(folder.clone());
-        let imported_path = format!("{folder}/{import_name}");
         if let Err(e) = self.govc().exec(&import).await {
-            // Remove whatever a half-done import left; the old template stays.
-            let _ = self.inner.destroy(&imported_path).await;
+            // Remove whatever a half-done import left (only if this import
+            // made it); the old template stays.
+            let _ = self.remove_template(&imported, Some(&launch)).await;
             return Err(e.into());
         }
 
-        let mut report = self.check_path(&imported_path).await?;
+        let mut report = self.check_path(&imported).await?;
         let naming_ok = report
             .checks
             .iter()
             .filter(|c| c.requirement != Requirement::Named)
             .all(|c| c.passed);
-        if existing.is_empty() {
+        if existing.is_none() {
             return Ok(ImportedTemplate {
                 name,
                 spec,
@@ -426,7 +491,7 @@ impl<G: Govc> Cloud<G> {
             });
         }
         if !naming_ok {
-            let _ = self.inner.destroy(&imported_path).await;
+            let _ = self.remove_template(&imported, Some(&launch)).await;
             return Err(CloudError::InvalidOption {
                 option: "imported image",
                 value: import_name,
@@ -440,16 +505,14 @@ impl<G: Govc> Cloud<G> {
                 ),
             });
         }
-        for old in &existing {
-            self.inner.destroy(old).await?;
-        }
+        self.remove_template(&target, None).await?;
         self.govc()
             .exec(&ObjectRename {
-                path: imported_path,
+                path: imported.to_string(),
                 name: name.clone(),
             })
             .await?;
-        report = self.check_path(&format!("{folder}/{name}")).await?;
+        report = self.check_path(&target).await?;
         Ok(ImportedTemplate {
             name,
             spec,

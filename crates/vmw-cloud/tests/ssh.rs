@@ -65,7 +65,7 @@ async fn chain(agent: bool, ready: Duration) -> Chain {
 
 /// The `ssh_authorized_keys` a VM's guestinfo user data carries.
 async fn keys_in_guestinfo(sim: &Vcsim, vm: &str) -> Vec<String> {
-    let mut r = VmInfo::new(format!("/DC0/vm/{vm}"));
+    let mut r = VmInfo::new(vmw_govc::VmRef::in_folder("/DC0/vm", vm).unwrap());
     r.extra_config = true;
     let info = sim.govc().exec(&r).await.unwrap().remove(0);
     let user_data = decode(
@@ -273,6 +273,6 @@ async fn snapshot_with_clean_cleans_the_guest_then_clones() {
             .iter()
             .any(|l| l.contains("clean --logs"))
     );
-    assert_eq!(c.cloud.tracked_images(), std::slice::from_ref(&image.name));
+    assert_eq!(c.cloud.tracked_images(), std::slice::from_ref(&image.path));
     c.cloud.clean().await.unwrap();
 }

@@ -8,8 +8,8 @@ use vmw_cloud::{
     Cloud, CloudBuilder, CloudError, LaunchOptions, Requirement, TemplateImport, WaitStage,
 };
 use vmw_govc::requests::{Import, ImportSpec, MarkAsTemplate, PowerOp, VmPower};
-use vmw_govc::{Govc, GovcExt, ProcessGovc};
-use vmw_testbed::{Vcsim, ova};
+use vmw_govc::{Govc, GovcExt, ProcessGovc, VmRef};
+use vmw_testbed::{Vcsim, VcsimOptions, ova};
 
 struct Bed {
     sim: Vcsim,
@@ -18,7 +18,9 @@ struct Bed {
 }
 
 async fn bed() -> Bed {
-    let sim = Vcsim::start().await.unwrap();
+    let sim = Vcsim::start_with(VcsimOptions::new().datastores(2))
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = camino::Utf8Path::from_path(dir.path()).unwrap();
     let cloud = CloudBuilder::new("tpl")
@@ -110,7 +112,7 @@ async fn each_violated_requirement_is_named() {
 
     // 1. A vSphere template.
     govc.exec(&MarkAsTemplate {
-        vm: "TEMPLATE-cloud-init-focal".into(),
+        vm: at("TEMPLATE-cloud-init-focal"),
     })
     .await
     .unwrap();
@@ -123,7 +125,7 @@ async fn each_violated_requirement_is_named() {
     assert!(r.checks[0].fix.as_deref().unwrap().contains("vm.markasvm"));
 
     // 2. Powered on.
-    govc.exec(&VmPower::new("TEMPLATE-cloud-init-jammy", PowerOp::On))
+    govc.exec(&VmPower::new(at("TEMPLATE-cloud-init-jammy"), PowerOp::On))
         .await
         .unwrap();
     let r = bed
@@ -231,8 +233,20 @@ async fn an_existing_template_is_kept_unless_replaced_and_a_failed_replace_keeps
         .status()
         .unwrap();
     assert!(status.success());
+    // The seeded template was not imported by vmw: replacing it takes force.
+    let unforced = TemplateImport {
+        replace: true,
+        ..Bed::import("jammy")
+    };
+    let err = bed
+        .cloud
+        .import_template(&ova, &unforced)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::NotOurs { .. }), "{err}");
     let replace = TemplateImport {
         replace: true,
+        force: true,
         ..Bed::import("jammy")
     };
     let err = bed
@@ -268,9 +282,9 @@ async fn an_existing_template_is_kept_unless_replaced_and_a_failed_replace_keeps
     let before = bed
         .sim
         .govc()
-        .exec(&vmw_govc::requests::VmInfo::new(
+        .exec(&vmw_govc::requests::VmInfo::new(at(
             "TEMPLATE-cloud-init-jammy",
-        ))
+        )))
         .await
         .unwrap();
     let imported = bed.cloud.import_template(&ova, &replace).await.unwrap();
@@ -278,12 +292,59 @@ async fn an_existing_template_is_kept_unless_replaced_and_a_failed_replace_keeps
     let after = bed
         .sim
         .govc()
-        .exec(&vmw_govc::requests::VmInfo::new(
+        .exec(&vmw_govc::requests::VmInfo::new(at(
             "TEMPLATE-cloud-init-jammy",
-        ))
+        )))
         .await
         .unwrap();
     assert_eq!(after.len(), 1);
     assert_ne!(before[0].moref, after[0].moref, "a new VM");
     assert_eq!(after[0].memory_mb, 1024, "the OVA's hardware");
+
+    // Imported by vmw, it carries vmw's marker: replacing it again needs no
+    // force, and delete/clean never touch it.
+    let again = bed.cloud.import_template(&ova, &unforced).await.unwrap();
+    assert!(again.replaced);
+    let err = bed
+        .cloud
+        .delete_vm("TEMPLATE-cloud-init-jammy", true)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::TemplateProtected { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn replace_touches_only_the_template_in_the_target_folder() {
+    let bed = bed().await;
+    let govc = bed.sim.govc();
+    // A same-named VM in another folder, made by someone else.
+    let theirs = "/DC0/vm/theirs";
+    govc.run(&vmw_govc::Command::new("folder.create").arg(theirs))
+        .await
+        .unwrap();
+    let mut other = vmw_govc::requests::VmCreate::new(
+        VmRef::in_folder(theirs, "TEMPLATE-cloud-init-jammy").unwrap(),
+    );
+    other.pool = Some(vmw_testbed::CLUSTER_POOL.to_owned());
+    other.datastore = Some("LocalDS_1".to_owned());
+    other.network = Some(vmw_testbed::NETWORK.to_owned());
+    govc.exec(&other).await.unwrap();
+    let ova = bed.ova("jammy-new");
+    let replace = TemplateImport {
+        replace: true,
+        force: true,
+        ..Bed::import("jammy")
+    };
+    bed.cloud.import_template(&ova, &replace).await.unwrap();
+    let left = govc
+        .exec(&vmw_govc::requests::VmInfo::new(
+            VmRef::in_folder(theirs, "TEMPLATE-cloud-init-jammy").unwrap(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "the other folder's VM survives");
+}
+
+fn at(name: &str) -> VmRef {
+    VmRef::in_folder("/DC0/vm", name).unwrap()
 }

@@ -80,7 +80,7 @@ async fn bed() -> Bed {
 }
 
 async fn info(sim: &Vcsim, name: &str) -> vmw_govc::parse::VmInfo {
-    let mut r = VmInfo::new(format!("/DC0/vm/{name}"));
+    let mut r = VmInfo::new(vmw_govc::VmRef::resolve("/DC0/vm", name).unwrap());
     r.extra_config = true;
     let mut v = sim.govc().exec(&r).await.unwrap();
     assert_eq!(v.len(), 1, "{name} should exist");
@@ -89,7 +89,9 @@ async fn info(sim: &Vcsim, name: &str) -> vmw_govc::parse::VmInfo {
 
 async fn exists(sim: &Vcsim, name: &str) -> bool {
     !sim.govc()
-        .exec(&VmInfo::new(format!("/DC0/vm/{name}")))
+        .exec(&VmInfo::new(
+            vmw_govc::VmRef::resolve("/DC0/vm", name).unwrap(),
+        ))
         .await
         .unwrap()
         .is_empty()
@@ -121,7 +123,9 @@ async fn launch_without_user_data_injects_the_key_and_unique_metadata() {
 
     for inst in [&a, &b] {
         let vm = info(&bed.sim, inst.name()).await;
-        assert_eq!(vm.annotation, "made by vmw (tag: it, kind: instance)");
+        let marker = vmw_cloud::parse_marker(&vm.annotation).unwrap();
+        assert_eq!(marker.tag, "it");
+        assert_eq!(marker.launch.as_deref(), inst.launch_id());
         assert_eq!(vm.power_state, PowerState::On);
         let metadata = String::from_utf8(guestinfo(&vm, Field::Metadata)).unwrap();
         let md: serde_yaml_ng::Value = serde_yaml_ng::from_str(&metadata).unwrap();
@@ -358,11 +362,16 @@ async fn snapshot_to_image_then_launch_from_it() {
     let image = bed.cloud.snapshot(&inst, false).await.unwrap();
     assert_eq!(image.name, format!("{}-image", inst.name()));
     let vm = info(&bed.sim, &image.name).await;
-    assert_eq!(vm.annotation, "made by vmw (tag: it, kind: image)");
+    let marker = vmw_cloud::parse_marker(&vm.annotation).unwrap();
+    assert_eq!(
+        (marker.tag.as_str(), marker.kind),
+        ("it", vmw_cloud::Kind::Image)
+    );
+    assert!(marker.launch.is_some(), "{}", vm.annotation);
     assert_eq!(vm.power_state, PowerState::Off);
     assert_eq!(
         bed.cloud.tracked_images(),
-        std::slice::from_ref(&image.name)
+        std::slice::from_ref(&image.path)
     );
 
     let child = bed.cloud.launch(&image.name, &ip_wait()).await.unwrap();
@@ -371,9 +380,9 @@ async fn snapshot_to_image_then_launch_from_it() {
         "127.0.0.1".parse::<IpAddr>().unwrap()
     );
 
-    bed.cloud.delete_image(&image.name).await.unwrap();
+    bed.cloud.delete_image(&image.name, false).await.unwrap();
     assert!(!exists(&bed.sim, &image.name).await);
-    bed.cloud.delete_image(&image.name).await.unwrap();
+    bed.cloud.delete_image(&image.name, false).await.unwrap();
     assert!(bed.cloud.tracked_images().is_empty());
 }
 
@@ -384,7 +393,8 @@ async fn delete_image_refuses_templates() {
         "TEMPLATE-cloud-init-jammy",
         "/DC0/vm/TEMPLATE-cloud-init-focal",
     ] {
-        let err = bed.cloud.delete_image(t).await.unwrap_err();
+        // Not even forced.
+        let err = bed.cloud.delete_image(t, true).await.unwrap_err();
         assert!(matches!(err, CloudError::TemplateProtected { .. }), "{err}");
     }
     assert!(exists(&bed.sim, "TEMPLATE-cloud-init-jammy").await);

@@ -125,14 +125,14 @@ fn find_lines() {
 
 #[test]
 fn vm_ip_output_and_its_silent_timeout() {
-    let req = requests::VmIp::new("me-1", Duration::from_secs(5));
+    let req = requests::VmIp::new(vm("/DC0/vm/me-1"), Duration::from_secs(5));
     let cmd = req.command();
     let ips = req.parse(&cmd, fixture!("vm_ip.txt")).unwrap();
     assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
 
     let err = req.parse(&cmd, fixture!("vm_ip_timeout.txt")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    assert!(matches!(err, GovcError::NoIp { ref vm, .. } if vm == "me-1"));
+    assert!(matches!(err, GovcError::NoIp { ref vm, .. } if vm == "/DC0/vm/me-1"));
     assert!(err.to_string().contains("within 5s"), "{err}");
 }
 
@@ -188,7 +188,32 @@ fn vcenter_wordings_classify_like_vcsim_ones() {
         ),
         (
             "govc: ServerFaultCode: The object 'vim.VirtualMachine:vm-9' has already been deleted or has not been completely created",
-            ErrorKind::NotFound,
+            ErrorKind::InventoryChanged,
+        ),
+        (
+            "govc: ServerFaultCode: ManagedObjectNotFound: vm-9",
+            ErrorKind::InventoryChanged,
+        ),
+        (
+            "govc: Post \"https://10.0.0.9/sdk\": EOF",
+            ErrorKind::ConnectionLost,
+        ),
+        ("govc: EOF", ErrorKind::ConnectionLost),
+        ("govc: *types.FileAlreadyExists", ErrorKind::DuplicateName),
+        (
+            "govc: read tcp 10.0.0.1:5000->10.0.0.9:443: read: connection reset by peer",
+            ErrorKind::ConnectionLost,
+        ),
+        ("govc: context deadline exceeded", ErrorKind::ConnectionLost),
+        (
+            "govc: Post \"https://10.0.0.9/sdk\": dial tcp 10.0.0.9:443: connect: connection refused",
+            ErrorKind::Unreachable,
+        ),
+        // Sentences that merely hold "not found" say nothing about a VM.
+        ("govc: license not found for feature", ErrorKind::Other),
+        (
+            "govc: ServerFaultCode: Datastore file not found: x.vmdk",
+            ErrorKind::Other,
         ),
         (
             "/usr/local/bin/govc: Post \"https://vc.example.com/sdk\": dial tcp: lookup vc.example.com: no such host",
@@ -203,6 +228,61 @@ fn vcenter_wordings_classify_like_vcsim_ones() {
     for (stderr, kind) in cases {
         assert_eq!(classify(stderr), kind, "{stderr}");
     }
+}
+
+#[test]
+fn not_found_names_the_path_and_only_that_path_counts() {
+    let cmd = requests::VmDestroy::new(vm("/DC0/vm/mine/a")).command();
+    let e = GovcError::failed(
+        cmd.clone(),
+        Some(1),
+        "govc: vm '/DC0/vm/mine/a' not found\n",
+    );
+    assert_eq!(
+        e.not_found_path(),
+        Some(("vm".to_owned(), "/DC0/vm/mine/a".to_owned()))
+    );
+    assert!(e.is_vm_not_found("/DC0/vm/mine/a"));
+    assert!(!e.is_vm_not_found("/DC0/vm/theirs/a"));
+    let other = GovcError::failed(
+        cmd.clone(),
+        Some(1),
+        "govc: folder '/DC0/vm/mine' not found",
+    );
+    assert!(other.is_not_found());
+    assert!(!other.is_vm_not_found("/DC0/vm/mine/a"));
+    let path = GovcError::failed(cmd.clone(), Some(1), fixture!("stderr_not_found_path.txt"));
+    assert_eq!(
+        path.not_found_path(),
+        Some(("object".to_owned(), "/DC0/vm/nope".to_owned()))
+    );
+    let gone = GovcError::failed(
+        cmd,
+        Some(1),
+        "govc: ServerFaultCode: The object 'vim.VirtualMachine:vm-9' has already been deleted or has not been completely created",
+    );
+    assert!(!gone.is_not_found());
+    assert!(gone.not_found_path().is_none());
+    assert!(!gone.may_have_reached_server());
+}
+
+#[test]
+fn lost_connections_may_have_reached_the_server_refusals_did_not() {
+    let cmd = requests::VmClone::new(vm("/DC0/vm/T"), vm("/DC0/vm/x")).command();
+    let lost = GovcError::failed(
+        cmd.clone(),
+        Some(1),
+        "govc: Post \"http://127.0.0.1:1/sdk\": EOF",
+    );
+    assert!(lost.may_have_reached_server());
+    let refused = GovcError::failed(
+        cmd.clone(),
+        Some(1),
+        fixture!("stderr_connection_refused.txt"),
+    );
+    assert!(!refused.may_have_reached_server());
+    let dup = GovcError::failed(cmd, Some(1), fixture!("stderr_duplicate_name.txt"));
+    assert!(!dup.may_have_reached_server());
 }
 
 #[test]
@@ -222,7 +302,7 @@ fn message_strips_the_program_prefix_and_usage() {
 
 #[test]
 fn failed_errors_keep_command_code_and_stderr() {
-    let cmd = requests::VmPower::new("me-1", requests::PowerOp::On).command();
+    let cmd = requests::VmPower::new(vm("/DC0/vm/me-1"), requests::PowerOp::On).command();
     let err = GovcError::failed(
         cmd.clone(),
         Some(1),
@@ -236,7 +316,7 @@ fn failed_errors_keep_command_code_and_stderr() {
     );
     assert_eq!(
         err.to_string(),
-        "`govc vm.power -on=true -- me-1` failed (invalid power state, exit code 1): *types.InvalidPowerState"
+        "`govc vm.power -on=true -- /DC0/vm/me-1` failed (invalid power state, exit code 1): *types.InvalidPowerState"
     );
 }
 
@@ -260,7 +340,10 @@ async fn the_mock_answers_typed_requests() {
     let pools = crate::ops::resource_pools(&mock).await.unwrap();
     assert_eq!(pools.len(), 2);
     let err = mock
-        .exec(&requests::VmPower::new("nope", requests::PowerOp::On))
+        .exec(&requests::VmPower::new(
+            vm("/DC0/vm/nope"),
+            requests::PowerOp::On,
+        ))
         .await
         .unwrap_err();
     assert!(err.is_not_found());
@@ -272,7 +355,7 @@ async fn ambiguous_pool_errors_list_the_pools() {
     mock.expect_run()
         .times(1)
         .returning(|_| Ok(Output::stdout(fixture!("find_pools.txt"))));
-    let clone = requests::VmClone::new("/DC0/vm/T", "x").command();
+    let clone = requests::VmClone::new(vm("/DC0/vm/T"), vm("/DC0/vm/x")).command();
     let err = GovcError::failed(clone, Some(1), fixture!("stderr_ambiguous_pool.txt"));
     let err = crate::ops::explain_ambiguous_pool(&mock, err).await;
     let msg = err.to_string();
@@ -283,4 +366,8 @@ async fn ambiguous_pool_errors_list_the_pools() {
         "{msg}"
     );
     assert!(msg.contains("hint: set `resource_pool`"), "{msg}");
+}
+
+fn vm(path: &str) -> crate::VmRef {
+    crate::VmRef::parse(path).unwrap()
 }

@@ -18,15 +18,27 @@ use crate::Command;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The VM or inventory object does not exist.
+    /// govc's finder found nothing at the path it was given
+    /// (`vm '/DC0/vm/x' not found`). [`GovcError::not_found_path`] says which
+    /// path; only that path is known to be absent.
     NotFound,
+    /// vCenter met an object that was being deleted or created while it
+    /// answered ("has already been deleted or has not been completely
+    /// created", `ManagedObjectNotFound`). The object is often another one
+    /// than the one asked for, so this never means "already gone".
+    InventoryChanged,
     /// The VM is already in the requested power state, or in one that does
     /// not allow the operation.
     InvalidPowerState,
     /// vCenter refused the user name or password.
     Authentication,
-    /// Nothing answered at the vCenter address (refused, no route, DNS).
+    /// Nothing answered at the vCenter address (refused, no route, DNS):
+    /// no request reached vCenter.
     Unreachable,
+    /// The connection broke after it was made (EOF, reset, a deadline in
+    /// the middle of a call): a request may have reached vCenter, and a
+    /// task it started may still finish there.
+    ConnectionLost,
     /// The TLS handshake failed, usually an untrusted certificate.
     Tls,
     /// An object of that name already exists.
@@ -53,9 +65,11 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ErrorKind::NotFound => "not found",
+            ErrorKind::InventoryChanged => "inventory changed during the call",
             ErrorKind::InvalidPowerState => "invalid power state",
             ErrorKind::Authentication => "authentication failed",
             ErrorKind::Unreachable => "vCenter unreachable",
+            ErrorKind::ConnectionLost => "connection lost",
             ErrorKind::Tls => "TLS/certificate error",
             ErrorKind::DuplicateName => "name already exists",
             ErrorKind::AmbiguousResourcePool => "ambiguous resource pool",
@@ -222,9 +236,36 @@ impl GovcError {
         }
     }
 
-    /// Whether the object did not exist.
+    /// Whether govc's finder found nothing at some path (see
+    /// [`GovcError::not_found_path`] for which one).
     pub fn is_not_found(&self) -> bool {
         self.kind() == ErrorKind::NotFound
+    }
+
+    /// For a [`ErrorKind::NotFound`] failure, the object type and path govc
+    /// names: `vm '/DC0/vm/x' not found` gives `("vm", "/DC0/vm/x")`.
+    pub fn not_found_path(&self) -> Option<(String, String)> {
+        if self.kind() != ErrorKind::NotFound {
+            return None;
+        }
+        not_found_object(&govc_message(self.stderr()?))
+    }
+
+    /// Whether this is govc saying that the VM at exactly `path` does not
+    /// exist (not some other object, not a changing inventory).
+    pub fn is_vm_not_found(&self, path: &str) -> bool {
+        self.not_found_path()
+            .is_some_and(|(kind, p)| kind == "vm" && p == path)
+    }
+
+    /// Whether the call may have reached vCenter although it failed
+    /// without a fault from vCenter: a lost connection, a deadline, an
+    /// I/O error while govc ran. A task it started may still finish.
+    pub fn may_have_reached_server(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::ConnectionLost | ErrorKind::Timeout | ErrorKind::Io | ErrorKind::Other
+        )
     }
 
     /// Whether the VM was in a power state that made the operation fail.
@@ -314,15 +355,27 @@ pub fn classify(stderr: &str) -> ErrorKind {
     if has("x509:") || has("tls: ") || has("certificate") && has("verify") {
         return ErrorKind::Tls;
     }
+    // A failure to connect: nothing was sent.
     if has("connection refused")
         || has("no such host")
         || has("no route to host")
         || has("network is unreachable")
-        || has("i/o timeout")
-        || has("connection reset")
         || has("dial tcp")
     {
         return ErrorKind::Unreachable;
+    }
+    // A connection that broke after requests could have been sent.
+    if lower == "eof"
+        || lower.ends_with(": eof")
+        || has("unexpected eof")
+        || has("connection reset")
+        || has("broken pipe")
+        || has("i/o timeout")
+        || has("context deadline exceeded")
+        || has("server closed idle connection")
+        || has("http: server closed")
+    {
+        return ErrorKind::ConnectionLost;
     }
     if has("login failure")
         || has("invalidlogin")
@@ -337,19 +390,42 @@ pub fn classify(stderr: &str) -> ErrorKind {
     if has("invalidpowerstate") || has("cannot be performed in the current state") {
         return ErrorKind::InvalidPowerState;
     }
-    if has("duplicatename") || has("already exists") {
+    // vcsim (and a datastore holding another folder's VM of that name)
+    // answers FileAlreadyExists: the name cannot be used there either.
+    if has("duplicatename") || has("already exists") || has("filealreadyexists") {
         return ErrorKind::DuplicateName;
     }
     if has("no such file or directory") {
         return ErrorKind::Other;
     }
-    if has(" not found")
-        || lower.starts_with("not found")
-        || has("managedobjectnotfound")
+    if has("managedobjectnotfound")
         || has("has already been deleted")
-        || has("no such vm")
+        || has("has not been completely created")
     {
+        return ErrorKind::InventoryChanged;
+    }
+    if not_found_object(&msg).is_some() {
         return ErrorKind::NotFound;
     }
     ErrorKind::Other
+}
+
+/// govc's finder's "not found" message, `<type> '<path>' not found`, as
+/// (type, path). Nothing else counts: a sentence that merely contains
+/// "not found" says nothing about which object is absent.
+fn not_found_object(msg: &str) -> Option<(String, String)> {
+    let msg = msg.lines().next()?.trim();
+    // `object.collect` and `ls` say `<path> not found`.
+    if let Some(path) = msg.strip_suffix(" not found")
+        && path.starts_with('/')
+        && !path.contains('\'')
+    {
+        return Some(("object".to_owned(), path.to_owned()));
+    }
+    let rest = msg.strip_suffix("' not found")?;
+    let (kind, path) = rest.split_once(" '")?;
+    if kind.is_empty() || kind.len() > 40 || kind.contains(':') {
+        return None;
+    }
+    Some((kind.to_owned(), path.to_owned()))
 }

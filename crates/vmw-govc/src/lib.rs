@@ -1,6 +1,10 @@
 //! The govc layer of vmw: everything vmw knows about VMware's `govc` command
 //! line, and nothing about instances or clouds.
 //!
+//! - [`VmRef`]: exactly one VM, by its absolute inventory path; every
+//!   request that reads or changes a VM takes one, so a bare name (which
+//!   govc would search for in the whole datacenter, as a pattern) cannot
+//!   reach govc.
 //! - [`Command`]: one govc invocation as an argument vector (never a shell
 //!   string), built by the typed [`requests`] (`vm.clone`, `vm.change`,
 //!   `vm.power`, `vm.ip`, `vm.destroy`, `vm.info`, `find`, `object.collect`,
@@ -19,19 +23,20 @@
 //! plain values.
 //!
 //! ```no_run
-//! use vmw_govc::{GovcExt, ProcessGovc, requests::{VmIp, VmPower, PowerOp}};
+//! use vmw_govc::{GovcExt, ProcessGovc, VmRef, requests::{VmIp, VmPower, PowerOp}};
 //! use std::time::Duration;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let env = vmw_config::Environment::from_process();
 //! let config = vmw_config::Loader::new().load()?.config;
 //! let govc = ProcessGovc::discover(&config, None, &env).await?;
-//! match govc.exec(&VmPower::new("my-vm", PowerOp::On)).await {
+//! let vm = VmRef::in_folder(&config.folder, "my-vm")?;
+//! match govc.exec(&VmPower::new(vm.clone(), PowerOp::On)).await {
 //!     Ok(()) => {}
 //!     Err(e) if e.is_invalid_power_state() => {} // already on
 //!     Err(e) => return Err(e.into()),
 //! }
-//! let ips = govc.exec(&VmIp::new("my-vm", Duration::from_secs(300))).await?;
+//! let ips = govc.exec(&VmIp::new(vm, Duration::from_secs(300))).await?;
 //! println!("{ips:?}");
 //! # Ok(()) }
 //! ```
@@ -43,6 +48,7 @@ pub mod ops;
 pub mod parse;
 mod process;
 pub mod requests;
+mod vmref;
 
 use async_trait::async_trait;
 
@@ -53,6 +59,7 @@ pub use locate::{
 };
 pub use process::{DEFAULT_TIMEOUT, ProcessGovc};
 pub use requests::Request;
+pub use vmref::{GLOB_CHARS, MAX_VM_NAME_LEN, VmRef, VmRefError, check_folder, check_vm_name};
 
 /// What a successful govc run printed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

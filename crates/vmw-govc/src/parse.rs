@@ -371,6 +371,13 @@ pub struct ImportOptions {
     /// Name of the imported VM.
     #[serde(default)]
     pub name: Option<String>,
+    /// The imported VM's annotation (notes).
+    #[serde(
+        rename = "Annotation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub annotation: Option<String>,
     /// Everything else govc printed.
     #[serde(flatten)]
     pub other: serde_json::Map<String, Value>,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 
 use crate::parse;
-use crate::{Command, GovcError, Version};
+use crate::{Command, GovcError, Version, VmRef};
 
 /// A govc command together with the parser of its output.
 pub trait Request: Send + Sync {
@@ -76,20 +76,21 @@ impl Request for GovcVersion {
 }
 
 /// `govc vm.clone`: a new VM from an existing one.
+///
+/// The new VM is given as a [`VmRef`]: govc gets its folder as `-folder`
+/// and its name as the argument, so the clone lands exactly there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmClone {
-    /// Inventory path (or name) of the source VM.
-    pub source: String,
-    /// Name of the new VM.
-    pub name: String,
+    /// The source VM.
+    pub source: VmRef,
+    /// Where the new VM goes: its folder and name.
+    pub target: VmRef,
     /// Power the clone on (`-on`); vmw always sets it explicitly.
     pub power_on: bool,
     /// `-ds`: datastore.
     pub datastore: Option<String>,
     /// `-pool`: resource pool.
     pub pool: Option<String>,
-    /// `-folder`: inventory folder.
-    pub folder: Option<String>,
     /// `-host`: host.
     pub host: Option<String>,
     /// `-net`: network of the first NIC.
@@ -109,15 +110,14 @@ pub struct VmClone {
 }
 
 impl VmClone {
-    /// Clone `source` to `name`, powered off.
-    pub fn new(source: impl Into<String>, name: impl Into<String>) -> Self {
+    /// Clone `source` to `target`, powered off.
+    pub fn new(source: VmRef, target: VmRef) -> Self {
         Self {
-            source: source.into(),
-            name: name.into(),
+            source,
+            target,
             power_on: false,
             datastore: None,
             pool: None,
-            folder: None,
             host: None,
             network: None,
             annotation: None,
@@ -138,7 +138,7 @@ impl Request for VmClone {
             .switch("on", self.power_on)
             .flag_opt("ds", self.datastore.as_ref())
             .flag_opt("pool", self.pool.as_ref())
-            .flag_opt("folder", self.folder.as_ref())
+            .flag("folder", self.target.folder())
             .flag_opt("host", self.host.as_ref())
             .flag_opt("net", self.network.as_ref())
             .flag_opt("annotation", self.annotation.as_ref())
@@ -146,7 +146,7 @@ impl Request for VmClone {
             .flag_opt("m", self.memory_mb)
             .switch("link", self.linked)
             .flag_opt("snapshot", self.snapshot.as_ref())
-            .arg(&self.name)
+            .arg(self.target.name())
             .timeout(self.timeout)
     }
 }
@@ -154,16 +154,14 @@ impl Request for VmClone {
 /// `govc vm.create`: a new, empty VM (used to seed simulators).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmCreate {
-    /// Name of the VM.
-    pub name: String,
+    /// Where the VM goes: its folder and name.
+    pub target: VmRef,
     /// Power it on.
     pub power_on: bool,
     /// `-net`.
     pub network: Option<String>,
     /// `-pool`.
     pub pool: Option<String>,
-    /// `-folder`.
-    pub folder: Option<String>,
     /// `-ds`.
     pub datastore: Option<String>,
     /// `-g`: guest OS identifier, e.g. `ubuntu64Guest`.
@@ -177,14 +175,13 @@ pub struct VmCreate {
 }
 
 impl VmCreate {
-    /// A powered-off VM named `name`.
-    pub fn new(name: impl Into<String>) -> Self {
+    /// A powered-off VM at `target`.
+    pub fn new(target: VmRef) -> Self {
         Self {
-            name: name.into(),
+            target,
             power_on: false,
             network: None,
             pool: None,
-            folder: None,
             datastore: None,
             guest_id: None,
             cpus: None,
@@ -201,23 +198,23 @@ impl Request for VmCreate {
             .switch("on", self.power_on)
             .flag_opt("net", self.network.as_ref())
             .flag_opt("pool", self.pool.as_ref())
-            .flag_opt("folder", self.folder.as_ref())
+            .flag("folder", self.target.folder())
             .flag_opt("ds", self.datastore.as_ref())
             .flag_opt("g", self.guest_id.as_ref())
             .flag_opt("c", self.cpus)
             .flag_opt("m", self.memory_mb)
             .flag_opt("annotation", self.annotation.as_ref())
-            .arg(&self.name)
+            .arg(self.target.name())
             .timeout(SLOW)
     }
 }
 
 /// `govc vm.change`: extraConfig values (from text or from files), CPUs,
 /// memory, annotation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmChange {
     /// The VM.
-    pub vm: String,
+    pub vm: VmRef,
     /// `-e key=value` pairs.
     pub extra_config: Vec<(String, String)>,
     /// `-f key=path` pairs: govc stores the file's bytes as the value,
@@ -235,10 +232,14 @@ pub struct VmChange {
 
 impl VmChange {
     /// A change of `vm` that changes nothing yet.
-    pub fn new(vm: impl Into<String>) -> Self {
+    pub fn new(vm: VmRef) -> Self {
         Self {
-            vm: vm.into(),
-            ..Self::default()
+            vm,
+            extra_config: Vec::new(),
+            extra_config_files: Vec::new(),
+            cpus: None,
+            memory_mb: None,
+            annotation: None,
         }
     }
 
@@ -324,7 +325,7 @@ impl PowerOp {
 pub struct VmPower {
     /// The VMs (govc handles several one after another; vmw runs one per
     /// call and parallelises the calls).
-    pub vms: Vec<String>,
+    pub vms: Vec<VmRef>,
     /// The operation.
     pub op: PowerOp,
     /// `-force`.
@@ -333,9 +334,9 @@ pub struct VmPower {
 
 impl VmPower {
     /// `op` on one VM.
-    pub fn new(vm: impl Into<String>, op: PowerOp) -> Self {
+    pub fn new(vm: VmRef, op: PowerOp) -> Self {
         Self {
-            vms: vec![vm.into()],
+            vms: vec![vm],
             op,
             force: false,
         }
@@ -351,7 +352,7 @@ impl Request for VmPower {
         } else {
             c
         };
-        c.args(self.vms.iter().cloned()).timeout(QUICK)
+        c.args(self.vms.iter().map(VmRef::to_string)).timeout(QUICK)
     }
 }
 
@@ -359,7 +360,7 @@ impl Request for VmPower {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmIp {
     /// The VM.
-    pub vm: String,
+    pub vm: VmRef,
     /// `-wait`: how long govc waits for an address.
     pub wait: Duration,
     /// `-v4`: only IPv4 addresses.
@@ -370,9 +371,9 @@ pub struct VmIp {
 
 impl VmIp {
     /// Wait up to `wait` for an address of `vm`.
-    pub fn new(vm: impl Into<String>, wait: Duration) -> Self {
+    pub fn new(vm: VmRef, wait: Duration) -> Self {
         Self {
-            vm: vm.into(),
+            vm,
             wait,
             v4: false,
             all: false,
@@ -386,14 +387,15 @@ impl Request for VmIp {
         let c = Command::new("vm.ip").flag("wait", go_duration(self.wait));
         let c = if self.v4 { c.switch("v4", true) } else { c };
         let c = if self.all { c.switch("a", true) } else { c };
-        c.arg(&self.vm).timeout(self.wait + Duration::from_secs(60))
+        c.arg(self.vm.as_str())
+            .timeout(self.wait + Duration::from_secs(60))
     }
     fn parse(&self, command: &Command, stdout: &str) -> Result<Vec<IpAddr>, GovcError> {
         let ips = parse::ip_list(stdout).map_err(|e| GovcError::parse(command, e, stdout))?;
         if ips.is_empty() {
             return Err(GovcError::NoIp {
                 command: Box::new(command.clone()),
-                vm: self.vm.clone(),
+                vm: self.vm.to_string(),
                 waited: self.wait,
             });
         }
@@ -405,15 +407,13 @@ impl Request for VmIp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmDestroy {
     /// The VMs.
-    pub vms: Vec<String>,
+    pub vms: Vec<VmRef>,
 }
 
 impl VmDestroy {
     /// Destroy one VM.
-    pub fn new(vm: impl Into<String>) -> Self {
-        Self {
-            vms: vec![vm.into()],
-        }
+    pub fn new(vm: VmRef) -> Self {
+        Self { vms: vec![vm] }
     }
 }
 
@@ -421,28 +421,28 @@ impl Request for VmDestroy {
     unit_output!();
     fn command(&self) -> Command {
         Command::new("vm.destroy")
-            .args(self.vms.iter().cloned())
+            .args(self.vms.iter().map(VmRef::to_string))
             .timeout(QUICK)
     }
 }
 
 /// `govc vm.info -json`: the VMs' configuration, runtime and guest state.
 ///
-/// govc exits 0 with `"virtualMachines": null` for a name that matches
+/// govc exits 0 with `"virtualMachines": null` for a path that names
 /// nothing; the output is then an empty list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmInfo {
-    /// The VMs (names, paths or globs).
-    pub vms: Vec<String>,
+    /// The VMs.
+    pub vms: Vec<VmRef>,
     /// `-e`: include extraConfig.
     pub extra_config: bool,
 }
 
 impl VmInfo {
     /// Information on one VM.
-    pub fn new(vm: impl Into<String>) -> Self {
+    pub fn new(vm: VmRef) -> Self {
         Self {
-            vms: vec![vm.into()],
+            vms: vec![vm],
             extra_config: false,
         }
     }
@@ -454,7 +454,7 @@ impl Request for VmInfo {
         Command::new("vm.info")
             .switch("json", true)
             .switch("e", self.extra_config)
-            .args(self.vms.iter().cloned())
+            .args(self.vms.iter().map(VmRef::to_string))
             .timeout(QUICK)
     }
     fn parse(&self, command: &Command, stdout: &str) -> Result<Self::Output, GovcError> {
@@ -537,6 +537,14 @@ impl Find {
     #[must_use]
     pub fn name(mut self, glob: impl Into<String>) -> Self {
         self.name = Some(glob.into());
+        self
+    }
+
+    /// Only objects at most `depth` levels below the root (`1`: the
+    /// root's children).
+    #[must_use]
+    pub fn max_depth(mut self, depth: u32) -> Self {
+        self.max_depth = Some(depth);
         self
     }
 
@@ -720,14 +728,14 @@ impl Request for ObjectRename {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarkAsTemplate {
     /// The VM.
-    pub vm: String,
+    pub vm: VmRef,
 }
 
 impl Request for MarkAsTemplate {
     unit_output!();
     fn command(&self) -> Command {
         Command::new("vm.markastemplate")
-            .arg(&self.vm)
+            .arg(self.vm.as_str())
             .timeout(QUICK)
     }
 }
@@ -737,7 +745,7 @@ impl Request for MarkAsTemplate {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarkAsVm {
     /// The template.
-    pub vm: String,
+    pub vm: VmRef,
     /// `-pool`.
     pub pool: Option<String>,
     /// `-host`.
@@ -750,7 +758,7 @@ impl Request for MarkAsVm {
         Command::new("vm.markasvm")
             .flag_opt("pool", self.pool.as_ref())
             .flag_opt("host", self.host.as_ref())
-            .arg(&self.vm)
+            .arg(self.vm.as_str())
             .timeout(QUICK)
     }
 }
@@ -759,9 +767,16 @@ impl Request for MarkAsVm {
 mod tests {
     use super::*;
 
+    fn vm(path: &str) -> VmRef {
+        VmRef::parse(path).unwrap()
+    }
+
     #[test]
     fn clone_argv() {
-        let mut r = VmClone::new("/DC0/vm/TEMPLATE-cloud-init-jammy", "me-1");
+        let mut r = VmClone::new(
+            vm("/DC0/vm/TEMPLATE-cloud-init-jammy"),
+            vm("/DC0/vm/ci/me-1"),
+        );
         r.datastore = Some("LocalDS_0".into());
         r.pool = Some("/DC0/host/DC0_C0/Resources".into());
         r.annotation = Some("made by vmw; tag=me".into());
@@ -775,6 +790,7 @@ mod tests {
                 "-on=false",
                 "-ds=LocalDS_0",
                 "-pool=/DC0/host/DC0_C0/Resources",
+                "-folder=/DC0/vm/ci",
                 "-annotation=made by vmw; tag=me",
                 "-c=2",
                 "-m=4096",
@@ -787,14 +803,14 @@ mod tests {
 
     #[test]
     fn change_argv_takes_values_and_files() {
-        let r = VmChange::new("me-1")
+        let r = VmChange::new(vm("/DC0/vm/me-1"))
             .extra("guestinfo.metadata.encoding", "base64")
             .extra_file("guestinfo.metadata", "/tmp/x/metadata");
         assert_eq!(
             r.command().argv(),
             [
                 "vm.change",
-                "-vm=me-1",
+                "-vm=/DC0/vm/me-1",
                 "-e=guestinfo.metadata.encoding=base64",
                 "-f=guestinfo.metadata=/tmp/x/metadata"
             ]
@@ -807,27 +823,32 @@ mod tests {
     #[test]
     fn power_ip_destroy_info_argv() {
         assert_eq!(
-            VmPower::new("-odd name", PowerOp::Off).command().argv(),
-            ["vm.power", "-off=true", "--", "-odd name"]
+            VmPower::new(vm("/DC0/vm/-odd name"), PowerOp::Off)
+                .command()
+                .argv(),
+            ["vm.power", "-off=true", "--", "/DC0/vm/-odd name"]
         );
-        let mut ip = VmIp::new("vm", Duration::from_secs(300));
+        let mut ip = VmIp::new(vm("/DC0/vm/a"), Duration::from_secs(300));
         ip.v4 = true;
         let c = ip.command();
-        assert_eq!(c.argv(), ["vm.ip", "-wait=300s", "-v4=true", "--", "vm"]);
+        assert_eq!(
+            c.argv(),
+            ["vm.ip", "-wait=300s", "-v4=true", "--", "/DC0/vm/a"]
+        );
         assert_eq!(c.time_limit(), Some(Duration::from_secs(360)));
         assert_eq!(
-            VmIp::new("vm", Duration::from_millis(1500))
+            VmIp::new(vm("/DC0/vm/a"), Duration::from_millis(1500))
                 .command()
                 .argv()[1],
             "-wait=1500ms"
         );
         assert_eq!(
-            VmDestroy::new("vm").command().argv(),
-            ["vm.destroy", "--", "vm"]
+            VmDestroy::new(vm("/DC0/vm/a")).command().argv(),
+            ["vm.destroy", "--", "/DC0/vm/a"]
         );
         assert_eq!(
-            VmInfo::new("vm").command().argv(),
-            ["vm.info", "-json=true", "-e=false", "--", "vm"]
+            VmInfo::new(vm("/DC0/vm/a")).command().argv(),
+            ["vm.info", "-json=true", "-e=false", "--", "/DC0/vm/a"]
         );
     }
 

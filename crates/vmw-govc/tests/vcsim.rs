@@ -12,7 +12,7 @@ use vmw_govc::requests::{
     About, Find, GovcVersion, Import, ImportSpec, MarkAsTemplate, MarkAsVm, ObjectCollect,
     ObjectType, PowerOp, VmChange, VmClone, VmDestroy, VmInfo, VmIp, VmPower,
 };
-use vmw_govc::{Command, ErrorKind, Govc, GovcError, GovcExt, ProcessGovc, Request, ops};
+use vmw_govc::{Command, ErrorKind, Govc, GovcError, GovcExt, ProcessGovc, Request, VmRef, ops};
 use vmw_testbed::{CLUSTER_POOL, HOST_POOL, TEMPLATES, VM_FOLDER, Vcsim, VcsimOptions};
 
 const FOCAL: &str = "TEMPLATE-cloud-init-focal";
@@ -21,14 +21,19 @@ fn template_path(name: &str) -> String {
     format!("{VM_FOLDER}/{name}")
 }
 
+/// The VM `name` in the test folder.
+fn at(name: &str) -> VmRef {
+    VmRef::in_folder(VM_FOLDER, name).unwrap()
+}
+
 async fn clone(govc: &ProcessGovc, name: &str) {
-    let mut r = VmClone::new(template_path(FOCAL), name);
+    let mut r = VmClone::new(at(FOCAL), at(name));
     r.pool = Some(CLUSTER_POOL.to_owned());
     govc.exec(&r).await.unwrap();
 }
 
 async fn info(govc: &ProcessGovc, name: &str) -> vmw_govc::parse::VmInfo {
-    let mut r = VmInfo::new(name);
+    let mut r = VmInfo::new(at(name));
     r.extra_config = true;
     let mut vms = govc.exec(&r).await.unwrap();
     assert_eq!(vms.len(), 1, "{name}");
@@ -129,10 +134,9 @@ async fn find_sees_the_seeded_templates_and_both_pools() {
 async fn clone_with_every_option_then_info_shows_them() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
-    let mut r = VmClone::new(template_path(FOCAL), "me-1");
+    let mut r = VmClone::new(at(FOCAL), at("me-1"));
     r.datastore = Some(vmw_testbed::DATASTORE.to_owned());
     r.pool = Some(CLUSTER_POOL.to_owned());
-    r.folder = Some(VM_FOLDER.to_owned());
     r.network = Some(vmw_testbed::NETWORK.to_owned());
     r.annotation = Some("made by vmw\ntag: me-1122-000000".to_owned());
     r.cpus = Some(4);
@@ -147,7 +151,7 @@ async fn clone_with_every_option_then_info_shows_them() {
     assert!(!vm.template);
 
     // Linked clone from the same source, powered on at once.
-    let mut linked = VmClone::new(template_path(FOCAL), "me-2");
+    let mut linked = VmClone::new(at(FOCAL), at("me-2"));
     linked.linked = true;
     linked.power_on = true;
     govc.exec(&linked).await.unwrap();
@@ -177,7 +181,7 @@ async fn names_and_values_that_look_like_flags_or_need_quoting_pass_safely() {
     let bytes = "line one\n-dash 'q' \"dq\" ü €\nno newline at end";
     std::fs::write(&file, bytes).unwrap();
     govc.exec(
-        &VmChange::new(odd)
+        &VmChange::new(at(odd))
             .extra("guestinfo.flag", "-e=x y")
             .extra("guestinfo.unicode", "ünï €")
             .extra_file("guestinfo.file", file.clone()),
@@ -189,8 +193,8 @@ async fn names_and_values_that_look_like_flags_or_need_quoting_pass_safely() {
     assert_eq!(vm.extra_config["guestinfo.unicode"], "ünï €");
     assert_eq!(vm.extra_config["guestinfo.file"], bytes);
 
-    govc.exec(&VmDestroy::new(odd)).await.unwrap();
-    assert!(govc.exec(&VmInfo::new(odd)).await.unwrap().is_empty());
+    govc.exec(&VmDestroy::new(at(odd))).await.unwrap();
+    assert!(govc.exec(&VmInfo::new(at(odd))).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -201,7 +205,7 @@ async fn change_sets_extra_config_cpus_memory_and_annotation() {
     let dir = tempfile::tempdir().unwrap();
     let file = Utf8PathBuf::from_path_buf(dir.path().join("ud")).unwrap();
     std::fs::write(&file, "with trailing newline\n").unwrap();
-    let mut change = VmChange::new("me-1")
+    let mut change = VmChange::new(at("me-1"))
         .extra("guestinfo.userdata.encoding", "base64")
         .extra_file("guestinfo.userdata", file);
     change.cpus = Some(2);
@@ -223,11 +227,13 @@ async fn power_on_off_and_redundant_operations() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    govc.exec(&VmPower::new("me-1", PowerOp::On)).await.unwrap();
+    govc.exec(&VmPower::new(at("me-1"), PowerOp::On))
+        .await
+        .unwrap();
     assert_eq!(power_state(&govc, "me-1").await, Some(PowerState::On));
 
     let again = govc
-        .exec(&VmPower::new("me-1", PowerOp::On))
+        .exec(&VmPower::new(at("me-1"), PowerOp::On))
         .await
         .unwrap_err();
     assert_eq!(again.kind(), ErrorKind::InvalidPowerState, "{again}");
@@ -237,7 +243,7 @@ async fn power_on_off_and_redundant_operations() {
             "vm.power".to_owned(),
             "-on=true".to_owned(),
             "--".to_owned(),
-            "me-1".to_owned()
+            "/DC0/vm/me-1".to_owned()
         ])
     );
     assert_eq!(
@@ -248,24 +254,25 @@ async fn power_on_off_and_redundant_operations() {
         Some(true)
     );
 
-    govc.exec(&VmPower::new("me-1", PowerOp::Reset))
+    govc.exec(&VmPower::new(at("me-1"), PowerOp::Reset))
         .await
         .unwrap();
-    govc.exec(&VmPower::new("me-1", PowerOp::Off))
+    govc.exec(&VmPower::new(at("me-1"), PowerOp::Off))
         .await
         .unwrap();
     assert_eq!(power_state(&govc, "me-1").await, Some(PowerState::Off));
     let off_again = govc
-        .exec(&VmPower::new("me-1", PowerOp::Off))
+        .exec(&VmPower::new(at("me-1"), PowerOp::Off))
         .await
         .unwrap_err();
     assert!(off_again.is_invalid_power_state(), "{off_again}");
 
     let missing = govc
-        .exec(&VmPower::new("nope", PowerOp::On))
+        .exec(&VmPower::new(at("nope"), PowerOp::On))
         .await
         .unwrap_err();
     assert!(missing.is_not_found(), "{missing}");
+    assert!(missing.is_vm_not_found("/DC0/vm/nope"), "{missing}");
 }
 
 #[tokio::test]
@@ -273,11 +280,13 @@ async fn vm_ip_reports_the_address_or_times_out() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    govc.exec(&VmPower::new("me-1", PowerOp::On)).await.unwrap();
+    govc.exec(&VmPower::new(at("me-1"), PowerOp::On))
+        .await
+        .unwrap();
 
     let started = Instant::now();
     let err = govc
-        .exec(&VmIp::new("me-1", Duration::from_secs(1)))
+        .exec(&VmIp::new(at("me-1"), Duration::from_secs(1)))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
@@ -285,15 +294,15 @@ async fn vm_ip_reports_the_address_or_times_out() {
     assert!(started.elapsed() >= Duration::from_secs(1));
 
     // Play VMware Tools: report a guest address.
-    govc.exec(&VmChange::new("me-1").extra("SET.guest.ipAddress", "127.0.0.1"))
+    govc.exec(&VmChange::new(at("me-1")).extra("SET.guest.ipAddress", "127.0.0.1"))
         .await
         .unwrap();
     let ips = govc
-        .exec(&VmIp::new("me-1", Duration::from_secs(10)))
+        .exec(&VmIp::new(at("me-1"), Duration::from_secs(10)))
         .await
         .unwrap();
     assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
-    let mut v4 = VmIp::new("me-1", Duration::from_secs(10));
+    let mut v4 = VmIp::new(at("me-1"), Duration::from_secs(10));
     v4.v4 = true;
     assert_eq!(govc.exec(&v4).await.unwrap().len(), 1);
     assert_eq!(
@@ -307,10 +316,17 @@ async fn destroy_a_running_vm_then_it_is_gone() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    govc.exec(&VmPower::new("me-1", PowerOp::On)).await.unwrap();
-    govc.exec(&VmDestroy::new("me-1")).await.unwrap();
-    assert!(govc.exec(&VmInfo::new("me-1")).await.unwrap().is_empty());
-    let again = govc.exec(&VmDestroy::new("me-1")).await.unwrap_err();
+    govc.exec(&VmPower::new(at("me-1"), PowerOp::On))
+        .await
+        .unwrap();
+    govc.exec(&VmDestroy::new(at("me-1"))).await.unwrap();
+    assert!(
+        govc.exec(&VmInfo::new(at("me-1")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = govc.exec(&VmDestroy::new(at("me-1"))).await.unwrap_err();
     assert!(again.is_not_found(), "{again}");
 
     let collect = govc
@@ -334,7 +350,12 @@ async fn rename_a_vm() {
     })
     .await
     .unwrap();
-    assert!(govc.exec(&VmInfo::new("me-1")).await.unwrap().is_empty());
+    assert!(
+        govc.exec(&VmInfo::new(at("me-1")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(info(&govc, "me renamed").await.name, "me renamed");
 }
 
@@ -343,14 +364,10 @@ async fn mark_as_template_and_back() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    govc.exec(&MarkAsTemplate {
-        vm: "me-1".to_owned(),
-    })
-    .await
-    .unwrap();
+    govc.exec(&MarkAsTemplate { vm: at("me-1") }).await.unwrap();
     assert!(info(&govc, "me-1").await.template);
     govc.exec(&MarkAsVm {
-        vm: "me-1".to_owned(),
+        vm: at("me-1"),
         pool: Some(CLUSTER_POOL.to_owned()),
         host: None,
     })
@@ -465,7 +482,7 @@ async fn duplicate_names_are_classified() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    let mut again = VmClone::new(template_path(FOCAL), "me-1");
+    let mut again = VmClone::new(at(FOCAL), at("me-1"));
     again.pool = Some(CLUSTER_POOL.to_owned());
     let err = govc.exec(&again).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::DuplicateName, "{err}");
@@ -478,7 +495,7 @@ async fn ambiguous_resource_pool_is_explained_with_the_pools_found() {
     config.resource_pool = None;
     let govc = sim.govc_for(&config);
     let err = govc
-        .exec(&VmClone::new(template_path(FOCAL), "me-1"))
+        .exec(&VmClone::new(at(FOCAL), at("me-1")))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AmbiguousResourcePool, "{err}");
@@ -491,7 +508,7 @@ async fn ambiguous_resource_pool_is_explained_with_the_pools_found() {
 
     // With the pool in the config (GOVC_RESOURCE_POOL), no -pool is needed.
     sim.govc()
-        .exec(&VmClone::new(template_path(FOCAL), "me-1"))
+        .exec(&VmClone::new(at(FOCAL), at("me-1")))
         .await
         .unwrap();
 }
@@ -505,7 +522,7 @@ async fn a_single_pool_model_needs_no_pool() {
     config.resource_pool = None;
     let govc = sim.govc_for(&config);
     assert_eq!(ops::resource_pools(&govc).await.unwrap(), [CLUSTER_POOL]);
-    govc.exec(&VmClone::new(template_path(FOCAL), "me-1"))
+    govc.exec(&VmClone::new(at(FOCAL), at("me-1")))
         .await
         .unwrap();
 }
@@ -563,7 +580,7 @@ async fn a_deadline_shorter_than_the_method_kills_govc() {
         .unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    let cmd = VmPower::new("me-1", PowerOp::On)
+    let cmd = VmPower::new(at("me-1"), PowerOp::On)
         .command()
         .timeout(Duration::from_millis(700));
     let started = Instant::now();

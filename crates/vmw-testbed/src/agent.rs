@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use vmw_govc::VmRef;
 use vmw_govc::requests::{Find, ObjectType, VmChange};
 use vmw_govc::{GovcExt, ProcessGovc};
 
@@ -124,7 +125,12 @@ async fn report(
     reported: Arc<Mutex<Vec<String>>>,
 ) {
     tokio::time::sleep(options.delay).await;
-    let set = |ip: String| VmChange::new(path.clone()).extra("SET.guest.ipAddress", ip);
+    // Paths come from `govc find`; one that could not address exactly one
+    // VM (glob characters in its name) is not served.
+    let Ok(vm) = VmRef::parse(&path) else {
+        return;
+    };
+    let set = |ip: String| VmChange::new(vm.clone()).extra("SET.guest.ipAddress", ip);
     if let Some(after) = options.link_local_first {
         if govc.exec(&set(LINK_LOCAL.to_owned())).await.is_err() {
             return;

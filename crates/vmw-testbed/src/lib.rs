@@ -50,7 +50,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use vmw_config::{Secret, VmwareConfig};
 use vmw_govc::requests::VmCreate;
-use vmw_govc::{GovcError, GovcExt, ProcessGovc};
+use vmw_govc::{GovcError, GovcExt, ProcessGovc, VmRef};
 
 pub use agent::{AgentOptions, GuestAgent};
 pub use sshd::{CloudInitMode, Sshd, SshdOptions};
@@ -135,6 +135,8 @@ pub struct VcsimOptions {
     credentials: Option<(String, String)>,
     method_delays: Vec<(String, u32)>,
     no_templates: bool,
+    datastores: Option<u32>,
+    datacenters: Option<u32>,
 }
 
 impl VcsimOptions {
@@ -164,6 +166,22 @@ impl VcsimOptions {
         self
     }
 
+    /// `-ds N`: N local datastores (`LocalDS_0` ...). vcsim keeps a VM's
+    /// files at `[datastore] NAME/`, so two VMs of one name in different
+    /// folders need different datastores.
+    #[must_use]
+    pub fn datastores(mut self, n: u32) -> Self {
+        self.datastores = Some(n);
+        self
+    }
+
+    /// `-dc N`: N datacenters (`DC0`, `DC1`, ...).
+    #[must_use]
+    pub fn datacenters(mut self, n: u32) -> Self {
+        self.datacenters = Some(n);
+        self
+    }
+
     /// Do not seed the templates.
     #[must_use]
     pub fn without_templates(mut self) -> Self {
@@ -175,6 +193,12 @@ impl VcsimOptions {
         let mut argv = vec!["-l".to_owned(), "127.0.0.1:0".to_owned()];
         if let Some(n) = self.standalone_hosts {
             argv.push(format!("-standalone-host={n}"));
+        }
+        if let Some(n) = self.datastores {
+            argv.push(format!("-ds={n}"));
+        }
+        if let Some(n) = self.datacenters {
+            argv.push(format!("-dc={n}"));
         }
         if let Some((u, p)) = &self.credentials {
             argv.push(format!("-username={u}"));
@@ -293,20 +317,24 @@ impl Vcsim {
 
     async fn seed_templates(&self) -> Result<(), TestbedError> {
         let govc = self.govc();
-        let creates = TEMPLATES.map(|name| {
-            let mut r = VmCreate::new(name);
+        let mut creates = Vec::new();
+        for name in TEMPLATES {
+            let target = VmRef::in_folder(VM_FOLDER, name)
+                .map_err(|e| TestbedError::Io(std::io::Error::other(e.to_string())))?;
+            let mut r = VmCreate::new(target);
             r.network = Some(NETWORK.to_owned());
             r.pool = Some(CLUSTER_POOL.to_owned());
-            r.folder = Some(VM_FOLDER.to_owned());
             r.datastore = Some(DATASTORE.to_owned());
             r.guest_id = Some("ubuntu64Guest".to_owned());
-            r
-        });
-        let [a, b] = &creates;
-        tokio::try_join!(govc.exec(a), govc.exec(b)).map_err(|source| TestbedError::Seed {
-            source,
-            stderr: std::fs::read_to_string(self.dir_path.join("vcsim.stderr")).unwrap_or_default(),
-        })?;
+            creates.push(r);
+        }
+        futures_util::future::try_join_all(creates.iter().map(|r| govc.exec(r)))
+            .await
+            .map_err(|source| TestbedError::Seed {
+                source,
+                stderr: std::fs::read_to_string(self.dir_path.join("vcsim.stderr"))
+                    .unwrap_or_default(),
+            })?;
         Ok(())
     }
 }

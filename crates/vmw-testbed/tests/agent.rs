@@ -5,17 +5,23 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vmw_govc::GovcExt;
 use vmw_govc::parse::is_link_local_v6;
 use vmw_govc::requests::{PowerOp, VmClone, VmIp, VmPower};
+use vmw_govc::{GovcExt, VmRef};
 use vmw_testbed::{AgentOptions, Vcsim};
 
 async fn launch(sim: &Vcsim, name: &str) {
     let govc = sim.govc();
-    govc.exec(&VmClone::new("/DC0/vm/TEMPLATE-cloud-init-jammy", name))
+    govc.exec(&VmClone::new(vm("TEMPLATE-cloud-init-jammy"), vm(name)))
         .await
         .unwrap();
-    govc.exec(&VmPower::new(name, PowerOp::On)).await.unwrap();
+    govc.exec(&VmPower::new(vm(name), PowerOp::On))
+        .await
+        .unwrap();
+}
+
+fn vm(name: &str) -> VmRef {
+    VmRef::in_folder("/DC0/vm", name).unwrap()
 }
 
 async fn wait_for(done: impl Fn() -> bool) {
@@ -36,7 +42,7 @@ async fn powered_on_vms_get_an_address_after_the_delay() {
     launch(&sim, "vm-1").await;
     let ips = sim
         .govc()
-        .exec(&VmIp::new("vm-1", Duration::from_secs(20)))
+        .exec(&VmIp::new(vm("vm-1"), Duration::from_secs(20)))
         .await
         .unwrap();
     assert_eq!(ips, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
@@ -46,11 +52,13 @@ async fn powered_on_vms_get_an_address_after_the_delay() {
 
     // Off and on again: reported again.
     let govc = sim.govc();
-    govc.exec(&VmPower::new("vm-1", PowerOp::Off))
+    govc.exec(&VmPower::new(vm("vm-1"), PowerOp::Off))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    govc.exec(&VmPower::new("vm-1", PowerOp::On)).await.unwrap();
+    govc.exec(&VmPower::new(vm("vm-1"), PowerOp::On))
+        .await
+        .unwrap();
     wait_for(|| agent.reported().len() >= 2).await;
     assert_eq!(agent.reported(), ["/DC0/vm/vm-1", "/DC0/vm/vm-1"]);
 }
@@ -66,11 +74,11 @@ async fn link_local_first_mode_reports_fe80_then_ipv4() {
     launch(&sim, "vm-1").await;
     let govc = sim.govc();
     let first = govc
-        .exec(&VmIp::new("vm-1", Duration::from_secs(20)))
+        .exec(&VmIp::new(vm("vm-1"), Duration::from_secs(20)))
         .await
         .unwrap();
     assert!(is_link_local_v6(&first[0]), "{first:?}");
-    let mut v4 = VmIp::new("vm-1", Duration::from_secs(20));
+    let mut v4 = VmIp::new(vm("vm-1"), Duration::from_secs(20));
     v4.v4 = true;
     let later = govc.exec(&v4).await.unwrap();
     assert_eq!(later, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
