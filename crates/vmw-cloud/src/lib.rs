@@ -61,3 +61,5 @@ pub use tag::{
 pub use template::{
     Check, ImportedTemplate, OVF_ENV_KEY, Requirement, TemplateImport, TemplateReport, prepare_spec,
 };
+/// The cancellation token [`LaunchOptions::cancel`] takes (from tokio-util).
+pub use tokio_util::sync::CancellationToken;

@@ -675,3 +675,122 @@ async fn build_finds_and_checks_govc_or_says_what_is_wrong() {
         .unwrap_err();
     assert!(matches!(err, CloudError::InvalidTag { .. }), "{err}");
 }
+
+/// A bed whose clones take `clone_ms` (vcsim's method delay).
+async fn slow_clone_bed(clone_ms: u32) -> Bed {
+    let sim = Vcsim::start_with(VcsimOptions::new().method_delay("CloneVM_Task", clone_ms))
+        .await
+        .unwrap();
+    let seeded = all_vms(&sim).await;
+    let agent = sim.guest_agent(AgentOptions::default());
+    let keys = tempfile::tempdir().unwrap();
+    let cloud = cloud_on(&sim, &keys, "it", fast_settings());
+    Bed {
+        sim,
+        _agent: Some(agent),
+        _keys: keys,
+        cloud,
+        seeded,
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_fleet_mid_clone_awaits_the_clones_and_removes_them() {
+    let bed = slow_clone_bed(2000).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let options = LaunchOptions {
+        cancel: Some(token.clone()),
+        ..ip_wait()
+    };
+    let canceller = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        token.cancel();
+    };
+    let (fleet, ()) = tokio::join!(
+        bed.cloud
+            .launch_many("TEMPLATE-cloud-init-jammy", 3, &options),
+        canceller
+    );
+    let fleet = fleet.unwrap();
+    assert!(fleet.instances.is_empty());
+    assert_eq!(fleet.failures.len(), 3);
+    for (_, e) in &fleet.failures {
+        let CloudError::Step {
+            step,
+            source,
+            removed,
+            rollback,
+            ..
+        } = e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*step, Step::Clone, "{e}");
+        assert!(matches!(**source, CloudError::Cancelled), "{e}");
+        assert!(*removed && rollback.is_none(), "{e}");
+    }
+    assert!(bed.cloud.tracked_instances().is_empty());
+    // The clones vCenter finished were removed; none appears later.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(all_vms(&bed.sim).await, bed.seeded);
+}
+
+#[tokio::test]
+async fn cancelling_after_the_clone_rolls_back_and_a_cancelled_launch_never_starts() {
+    let bed = bed().await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let options = LaunchOptions {
+        cancel: Some(token.clone()),
+        wait: WaitStage::Ssh,
+        ..LaunchOptions::default()
+    };
+    let canceller = async {
+        // Long enough for clone and power-on; the SSH wait never succeeds.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        token.cancel();
+    };
+    let (result, ()) = tokio::join!(
+        bed.cloud.launch("TEMPLATE-cloud-init-jammy", &options),
+        canceller
+    );
+    let err = result.unwrap_err();
+    let CloudError::Step {
+        source, removed, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(matches!(**source, CloudError::Cancelled), "{err}");
+    assert!(*removed, "{err}");
+    assert_eq!(all_vms(&bed.sim).await, bed.seeded);
+
+    // Already cancelled: nothing is even looked up.
+    let err = bed
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &options)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::Cancelled), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_dropped_mid_clone_removes_its_vm_in_the_background() {
+    let bed = slow_clone_bed(1500).await;
+    let options = ip_wait();
+    let launch = bed.cloud.launch("TEMPLATE-cloud-init-jammy", &options);
+    // Dropped while the clone is under way (as a caller's timeout or a
+    // select! would).
+    let dropped = tokio::time::timeout(Duration::from_millis(600), launch).await;
+    assert!(dropped.is_err(), "the launch should still be cloning");
+    assert_eq!(bed.cloud.tracked_instances().len(), 1);
+    // vCenter finishes the clone; the background removal finds and
+    // destroys it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline
+        && (!bed.cloud.tracked_instances().is_empty() || all_vms(&bed.sim).await != bed.seeded)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(bed.cloud.tracked_instances().is_empty());
+    assert_eq!(all_vms(&bed.sim).await, bed.seeded);
+}

@@ -44,14 +44,29 @@ pub async fn bed() -> Bed {
 }
 
 pub async fn bed_with(options: VcsimOptions) -> Bed {
+    bed_in(options, None).await
+}
+
+/// A bed whose configured folder is `folder` (created first).
+pub async fn bed_in(options: VcsimOptions, folder: Option<&str>) -> Bed {
     let sim = Vcsim::start_with(options).await.unwrap();
+    let mut config = sim.config();
+    if let Some(folder) = folder {
+        use vmw_govc::Govc;
+        sim.govc()
+            .run(&vmw_govc::Command::new("folder.create").arg(folder))
+            .await
+            .unwrap();
+        config.folder = folder.to_owned();
+    }
     let agent = sim.guest_agent(AgentOptions::default());
     let dir = tempfile::tempdir().unwrap();
     let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
     let home = root.join("home");
     std::fs::create_dir_all(&home).unwrap();
+    let config_text = toml(&config);
     let config = root.join("pycloudlib.toml");
-    std::fs::write(&config, toml(&sim.config())).unwrap();
+    std::fs::write(&config, config_text).unwrap();
     Bed {
         sim,
         agent,
