@@ -52,6 +52,7 @@ fn config_for(sshd: &Sshd) -> SshConfig {
         port: sshd.port(),
         connect_timeout: Duration::from_secs(5),
         banner_timeout: Duration::from_secs(10),
+        ..SshConfig::default()
     }
 }
 
