@@ -6,9 +6,20 @@
 //! `~/.ssh/id_ed25519.pub`; else an ed25519 pair that vmw generates once in
 //! its cache directory (`~/.cache/vmw/ssh/id_ed25519`, private key mode
 //! 0600) and reuses afterwards, so that launching and SSH work out of the box.
+//!
+//! Several vmw processes may need the generated pair at once. Generation
+//! happens under an exclusive advisory lock on `id_ed25519.lock` beside the
+//! pair, and only when the pair is still missing once the lock is held, so
+//! one process generates and the others use its pair. Both halves are
+//! written to unique temporary names, synced, and renamed into place: a
+//! leftover public half is removed first, then the private half lands, then
+//! the public half. The pair counts as present only when both files exist,
+//! so nobody ever sees a public key without its private key or halves of two
+//! different pairs.
 
+use std::fs::File;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use russh::keys::ssh_key::{Algorithm, LineEnding, PrivateKey};
@@ -123,13 +134,19 @@ impl KeyPair {
         })
     }
 
-    /// The ed25519 pair in `dir`, generated when absent.
+    /// The ed25519 pair in `dir`, generated when absent (see the module
+    /// docs: safe with several processes at once).
     pub fn generated_in(dir: &Utf8Path, name: String) -> Result<Self, CloudError> {
-        let private_path = dir.join("id_ed25519");
-        let public_path = dir.join("id_ed25519.pub");
-        if !(private_path.is_file() && public_path.is_file()) {
-            generate(dir, &private_path, &public_path, &name)?;
-            tracing::info!(key = %public_path, "generated an SSH key pair for vmw instances");
+        let private_path = dir.join(PRIVATE_NAME);
+        let public_path = dir.join(format!("{PRIVATE_NAME}.pub"));
+        let present = || private_path.is_file() && public_path.is_file();
+        if !present() {
+            let _lock = lock_dir(dir)?;
+            // Another process may have made the pair while this one waited.
+            if !present() {
+                generate(dir, &private_path, &public_path, &name)?;
+                tracing::info!(key = %public_path, "generated an SSH key pair for vmw instances");
+            }
         }
         let mut pair = Self::from_files(&public_path, Some(&private_path), name)?;
         pair.generated = true;
@@ -137,19 +154,43 @@ impl KeyPair {
     }
 }
 
+/// The file name of the generated private key.
+const PRIVATE_NAME: &str = "id_ed25519";
+
+fn io_err(what: String, source: std::io::Error) -> CloudError {
+    CloudError::Io { what, source }
+}
+
+/// Creates `dir` (mode 0700) and takes the exclusive generation lock in it;
+/// the lock lasts as long as the returned file is open.
+fn lock_dir(dir: &Utf8Path) -> Result<File, CloudError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_err(format!("creating {dir}"), e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_err(format!("securing {dir}"), e))?;
+    let path = dir.join(format!("{PRIVATE_NAME}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_err(format!("opening the lock file {path}"), e))?;
+    lock.lock()
+        .map_err(|e| io_err(format!("locking {path}"), e))?;
+    Ok(lock)
+}
+
+/// Writes a new pair; the caller holds the lock.
 fn generate(
     dir: &Utf8Path,
     private_path: &Utf8Path,
     public_path: &Utf8Path,
     name: &str,
 ) -> Result<(), CloudError> {
-    let io = |what: &str, source: std::io::Error| CloudError::Io {
-        what: format!("{what} {dir}"),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io("creating", e))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| io("securing", e))?;
     let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
         .map_err(|e| key_err(private_path, format!("generating a key failed: {e}")))?;
     key.set_comment(format!("vmw-{name}"));
@@ -160,25 +201,47 @@ fn generate(
         .public_key()
         .to_openssh()
         .map_err(|e| key_err(public_path, format!("encoding the key failed: {e}")))?;
-    // Write to temporary names, then rename: a crash leaves no half pair.
-    let tmp_private = dir.join(".id_ed25519.tmp");
-    let tmp_public = dir.join(".id_ed25519.pub.tmp");
-    let write = |path: &Utf8Path, data: &[u8], mode: u32| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(path)?;
-        f.write_all(data)?;
-        f.sync_all()
-    };
-    write(&tmp_private, private.as_bytes(), 0o600).map_err(|e| io("writing a key into", e))?;
-    write(&tmp_public, format!("{public}\n").as_bytes(), 0o644)
-        .map_err(|e| io("writing a key into", e))?;
-    std::fs::rename(&tmp_private, private_path).map_err(|e| io("writing a key into", e))?;
-    std::fs::rename(&tmp_public, public_path).map_err(|e| io("writing a key into", e))?;
+
+    // Both halves complete under unique names first.
+    let tmp_private = write_temporary(dir, private.as_bytes(), 0o600)?;
+    let tmp_public = write_temporary(dir, format!("{public}\n").as_bytes(), 0o644)?;
+    // A public half left without its private half (a crash, a user) must
+    // not pair with the new private half, even for a moment.
+    match std::fs::remove_file(public_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err(format!("removing the stale {public_path}"), e));
+        }
+        _ => {}
+    }
+    tmp_private
+        .persist(private_path)
+        .map_err(|e| io_err(format!("writing {private_path}"), e.error))?;
+    tmp_public
+        .persist(public_path)
+        .map_err(|e| io_err(format!("writing {public_path}"), e.error))?;
+    // The renames themselves survive a crash once the directory is synced.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(format!("syncing {dir}"), e))?;
     Ok(())
+}
+
+/// `data` in a new file of `dir` with a unique name and `mode`, synced.
+fn write_temporary(
+    dir: &Utf8Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<tempfile::NamedTempFile, CloudError> {
+    let io = |e| io_err(format!("writing a key into {dir}"), e);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{PRIVATE_NAME}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(data).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    Ok(tmp)
 }
 
 #[cfg(test)]
@@ -232,6 +295,150 @@ mod tests {
         );
         let again = KeyPair::resolve(&config(), &env).unwrap();
         assert_eq!(again.public_key, pair.public_key, "reused, not regenerated");
+    }
+
+    /// The environment variable that makes `child_generator` generate:
+    /// `<base dir>|<rounds>|<start, in ms since the epoch>`.
+    const CHILD_ENV: &str = "VMW_KEYS_CHILD";
+
+    fn now_ms() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    }
+
+    /// Waits until `start`, then gets the pair of `base/round-N` for each
+    /// round: the public key each one returned.
+    fn generate_rounds(base: &Utf8Path, rounds: usize, start: u128) -> Vec<String> {
+        while now_ms() < start {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        (0..rounds)
+            .map(|r| {
+                KeyPair::generated_in(&base.join(format!("round-{r}")), "me".into())
+                    .unwrap()
+                    .public_key
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Not a test on its own: a generating process of
+    /// `processes_and_threads_at_once_end_with_one_consistent_pair`, which
+    /// runs this test binary again with `CHILD_ENV` set. Prints one public
+    /// key per round.
+    #[test]
+    fn child_generator() {
+        let Ok(spec) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let parts: Vec<&str> = spec.split('|').collect();
+        let keys = generate_rounds(
+            Utf8Path::new(parts[0]),
+            parts[1].parse().unwrap(),
+            parts[2].parse().unwrap(),
+        );
+        for key in keys {
+            println!("KEY {key}");
+        }
+    }
+
+    /// The pair on disk: the public key derived from the private file must
+    /// be the public file's.
+    fn assert_consistent(dir: &Utf8Path) -> String {
+        let private = std::fs::read_to_string(dir.join("id_ed25519")).unwrap();
+        let derived = PrivateKey::from_openssh(&private)
+            .unwrap()
+            .public_key()
+            .to_openssh()
+            .unwrap();
+        let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+        assert_eq!(derived, public.trim(), "mismatched halves in {dir}");
+        let mode = std::fs::metadata(dir.join("id_ed25519"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["id_ed25519", "id_ed25519.lock", "id_ed25519.pub"],
+            "no temporary file is left"
+        );
+        derived
+    }
+
+    #[test]
+    fn processes_and_threads_at_once_end_with_one_consistent_pair() {
+        const ROUNDS: usize = 30;
+        const THREADS: usize = 6;
+        const PROCESSES: usize = 3;
+        let tmp = tempfile::tempdir().unwrap();
+        let base = utf8(tmp.path());
+        // Everyone starts at the same moment, once the processes are up.
+        let start = now_ms() + 1500;
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "keys::tests::child_generator",
+                        "--nocapture",
+                        "--test-threads",
+                        "1",
+                    ])
+                    .env(CHILD_ENV, format!("{base}|{ROUNDS}|{start}"))
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut seen: Vec<Vec<String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| scope.spawn(|| generate_rounds(&base, ROUNDS, start)))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success());
+            let keys: Vec<String> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                // The test harness's own "test … ... " may precede the first.
+                .filter_map(|l| l.split_once("KEY ").map(|(_, key)| key.to_owned()))
+                .collect();
+            assert_eq!(keys.len(), ROUNDS, "the child generated every round");
+            seen.push(keys);
+        }
+        assert!(now_ms() > start, "the processes were up before the start");
+        for round in 0..ROUNDS {
+            let on_disk = assert_consistent(&base.join(format!("round-{round}")));
+            for keys in &seen {
+                assert_eq!(
+                    keys[round].split_whitespace().nth(1),
+                    on_disk.split_whitespace().nth(1),
+                    "round {round}: everyone uses the pair on disk"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_public_half_without_its_private_half_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = utf8(tmp.path()).join("ssh");
+        let first = KeyPair::generated_in(&dir, "me".into()).unwrap();
+        std::fs::remove_file(&first.private_path).unwrap();
+        let again = KeyPair::generated_in(&dir, "me".into()).unwrap();
+        assert_ne!(again.public_key, first.public_key, "a new pair");
+        assert_consistent(&dir);
     }
 
     #[test]

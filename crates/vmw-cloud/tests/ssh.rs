@@ -32,6 +32,7 @@ fn settings(sshd: &Sshd, ready: Duration) -> Settings {
             port: sshd.port(),
             connect_timeout: Duration::from_secs(5),
             banner_timeout: Duration::from_secs(10),
+            ..SshConfig::default()
         },
         ready: ReadyTimeouts {
             ready,

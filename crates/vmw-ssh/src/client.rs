@@ -1,7 +1,6 @@
 //! [`SshGuest`]: the [`Guest`] reached over SSH with russh.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +13,37 @@ use russh::keys::{
 use russh::{ChannelMsg, Disconnect};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::known_hosts::{HostKeyCheck, KnownHosts, fingerprint};
 use crate::{Cmd, ExecOptions, ExecResult, Guest, SshError, Stage};
+
+/// How a guest's SSH host key is trusted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// The key presented first is accepted and pinned in memory for the
+    /// life of the [`SshGuest`]; a different key later is refused. Nothing
+    /// is remembered across vmw runs.
+    #[default]
+    Session,
+    /// The key is checked against `store` under `identity`: recorded on
+    /// the identity's first contact, and required from then on, by every
+    /// vmw run (see [`KnownHosts`]).
+    Known {
+        /// The store.
+        store: KnownHosts,
+        /// The VM's identity (e.g. its inventory path and instance UUID).
+        identity: String,
+    },
+}
+
+impl HostKeyPolicy {
+    /// [`HostKeyPolicy::Known`] with `identity` in `store`.
+    pub fn known(store: KnownHosts, identity: impl Into<String>) -> Self {
+        Self::Known {
+            store,
+            identity: identity.into(),
+        }
+    }
+}
 
 /// How to reach a guest over SSH.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +57,9 @@ pub struct SshConfig {
     /// Limit for the SSH handshake (banner, key exchange) and
     /// authentication.
     pub banner_timeout: Duration,
+    /// How the guest's host key is trusted (default: pinned for the life
+    /// of the [`SshGuest`]).
+    pub host_key: HostKeyPolicy,
 }
 
 impl Default for SshConfig {
@@ -37,6 +69,7 @@ impl Default for SshConfig {
             port: 22,
             connect_timeout: Duration::from_secs(10),
             banner_timeout: Duration::from_secs(30),
+            host_key: HostKeyPolicy::Session,
         }
     }
 }
@@ -61,24 +94,47 @@ pub fn load_private_key(path: &Utf8Path) -> Result<Arc<PrivateKey>, SshError> {
     }
 }
 
-/// The host key seen on first contact with an instance, and whether a later
-/// contact presented another one.
+/// The host key accepted on first contact with an instance, and why a
+/// later key was refused.
 #[derive(Default)]
 struct HostKeyPin {
     key: Mutex<Option<PublicKey>>,
-    changed: AtomicBool,
+    refused: Mutex<Option<String>>,
+}
+
+impl HostKeyPin {
+    fn key(&self) -> Option<PublicKey> {
+        self.key.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_key(&self, key: PublicKey) {
+        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+    }
+
+    fn refuse(&self, reason: String) {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
+    fn take_refusal(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
 }
 
 struct Handler {
     pin: Arc<HostKeyPin>,
+    policy: HostKeyPolicy,
+    addr: SocketAddr,
 }
 
 impl client::Handler for Handler {
     type Error = russh::Error;
 
-    /// Trust on first use, for the life of the instance: VMs are new, so
-    /// their first key is accepted and remembered; a different key later
-    /// means something else answers at that address, and is refused.
+    /// Trust on first use: a new VM's first key is accepted and remembered
+    /// (for this guest, or in the known-hosts store); a different key
+    /// later means something else answers, and is refused.
     async fn check_server_key(
         &mut self,
         server: &PublicKeyOrCertificate,
@@ -87,16 +143,59 @@ impl client::Handler for Handler {
             PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
             PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
         };
-        let mut pinned = self.pin.key.lock().unwrap_or_else(|e| e.into_inner());
-        match &*pinned {
-            None => {
-                *pinned = Some(presented);
-                Ok(true)
+        match &self.policy {
+            HostKeyPolicy::Session => {
+                let mut pinned = self.pin.key.lock().unwrap_or_else(|e| e.into_inner());
+                match &*pinned {
+                    None => {
+                        *pinned = Some(presented);
+                        Ok(true)
+                    }
+                    Some(known) if known.key_data() == presented.key_data() => Ok(true),
+                    Some(known) => {
+                        self.pin.refuse(format!(
+                            "the server presented the host key {}, not {} seen first; refusing to talk to it\nhint: if the instance was rebuilt, get it again from the cloud",
+                            fingerprint(&presented),
+                            fingerprint(known)
+                        ));
+                        Ok(false)
+                    }
+                }
             }
-            Some(known) if known.key_data() == presented.key_data() => Ok(true),
-            Some(_) => {
-                self.pin.changed.store(true, Ordering::SeqCst);
-                Ok(false)
+            HostKeyPolicy::Known { store, identity } => {
+                let (store, identity, addr) = (store.clone(), identity.clone(), self.addr);
+                let key = presented.clone();
+                // The store reads files and may wait for another process's
+                // lock: not on the runtime's threads.
+                let checked = tokio::task::spawn_blocking(move || {
+                    let result = store.check(&identity, addr, &key);
+                    (identity, result)
+                })
+                .await;
+                match checked {
+                    Ok((identity, Ok(outcome))) => {
+                        match outcome {
+                            HostKeyCheck::Recorded => {
+                                tracing::info!(%identity, %addr, fingerprint = %fingerprint(&presented), "ssh: host key recorded on first contact")
+                            }
+                            HostKeyCheck::Moved { from } => {
+                                tracing::debug!(%identity, %addr, %from, "ssh: known host key at a new address")
+                            }
+                            HostKeyCheck::Matched => {}
+                        }
+                        self.pin.set_key(presented);
+                        Ok(true)
+                    }
+                    Ok((_, Err(e))) => {
+                        self.pin.refuse(e.to_string());
+                        Ok(false)
+                    }
+                    Err(e) => {
+                        self.pin
+                            .refuse(format!("checking the known hosts failed: {e}"));
+                        Ok(false)
+                    }
+                }
             }
         }
     }
@@ -142,10 +241,10 @@ impl SshGuest {
         }
     }
 
-    /// The host key pinned on first contact, as an OpenSSH line.
+    /// The host key accepted on this guest's first contact, as an OpenSSH
+    /// line (`ssh-ed25519 AAAA…`); `None` before the first connection.
     pub fn host_key(&self) -> Option<String> {
-        let pinned = self.pin.key.lock().unwrap_or_else(|e| e.into_inner());
-        pinned.as_ref().and_then(|k| k.to_openssh().ok())
+        self.pin.key().and_then(|k| k.to_openssh().ok())
     }
 
     fn err(&self, stage: Stage, message: impl Into<String>) -> SshError {
@@ -178,6 +277,8 @@ impl SshGuest {
         });
         let handler = Handler {
             pin: self.pin.clone(),
+            policy: self.config.host_key.clone(),
+            addr: self.addr,
         };
         let handshake = tokio::time::timeout(
             self.config.banner_timeout,
@@ -192,14 +293,8 @@ impl SshGuest {
                 ));
             }
             Ok(Err(e)) => {
-                if self.pin.changed.swap(false, Ordering::SeqCst) {
-                    return Err(self.err(
-                        Stage::HostKey,
-                        format!(
-                            "the server presented a host key other than the one seen first ({}); refusing to talk to it\nhint: if the instance was rebuilt, get it again from the cloud",
-                            self.host_key().unwrap_or_default()
-                        ),
-                    ));
+                if let Some(reason) = self.pin.take_refusal() {
+                    return Err(self.err(Stage::HostKey, reason));
                 }
                 return Err(self.err(Stage::Connect, e.to_string()));
             }

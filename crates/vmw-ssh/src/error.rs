@@ -117,6 +117,22 @@ impl SshError {
         }
     }
 
+    /// Whether trying again later may help: the guest may be booting,
+    /// rebooting or have dropped the connection (connection and handshake
+    /// failures, refused authentication while cloud-init installs the key,
+    /// channels, commands and transfers cut off, waits that timed out).
+    /// A host key other than the pinned one, an unusable private key, a
+    /// local file and a command that failed are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SshError::Transport { stage, .. } => {
+                !matches!(stage, Stage::HostKey | Stage::Key | Stage::LocalFile)
+            }
+            SshError::Timeout { .. } => true,
+            SshError::Failed { .. } => false,
+        }
+    }
+
     /// What a timed-out wait was waiting for.
     pub fn waiting_for(&self) -> Option<WaitFor> {
         match self {

@@ -181,28 +181,10 @@ pub trait GuestExt: Guest {
 
     /// Waits until a command succeeds over SSH (connection refused, reset,
     /// authentication failures while the guest boots are retried), within
-    /// `timeouts.ready`.
+    /// `timeouts.ready`. Errors that waiting cannot cure (a changed host
+    /// key, an unusable private key) end the wait at once.
     async fn wait_ssh(&self, timeouts: ReadyTimeouts) -> Result<(), SshError> {
-        let started = Instant::now();
-        let remaining = || timeouts.ready.saturating_sub(started.elapsed());
-        let mut last = None;
-        loop {
-            if remaining().is_zero() {
-                return Err(self.timed_out(WaitFor::Ssh, timeouts.ready, last));
-            }
-            match tokio::time::timeout(
-                remaining(),
-                self.execute(&Cmd::from("true"), &ExecOptions::default()),
-            )
-            .await
-            {
-                Ok(Ok(r)) if r.ok() => return Ok(()),
-                Ok(Ok(r)) => last = Some(r.describe()),
-                Ok(Err(e)) => last = Some(e.to_string()),
-                Err(_) => return Err(self.timed_out(WaitFor::Ssh, timeouts.ready, last)),
-            }
-            tokio::time::sleep(timeouts.poll.min(remaining())).await;
-        }
+        ssh_until(self, Instant::now(), timeouts).await
     }
 
     /// A [`SshError::Timeout`] of this guest.
@@ -220,66 +202,58 @@ pub trait GuestExt: Guest {
     /// finished: `systemctl is-active cloud-init.target` is polled while
     /// systemd runs, then `cloud-init status --wait --long` must report
     /// done (exit 0; exit 2, "degraded", is done with recoverable errors
-    /// and is logged). The whole wait is bounded by `timeouts.ready`; a
-    /// timeout says which stage did not finish.
+    /// and is logged).
+    ///
+    /// The guest may reboot meanwhile (cloud-init's `power_state`, or
+    /// `package_reboot_if_required`): when the connection drops, is
+    /// refused or times out, or `cloud-init status` is killed by a signal,
+    /// the wait reconnects and starts over from the SSH stage. A
+    /// `cloud-init status` that reports an error is still an error, and
+    /// so are a changed host key and an unusable private key.
+    ///
+    /// The whole wait is bounded by `timeouts.ready`; a timeout says which
+    /// stage did not finish, and what was seen last.
     async fn wait_ready(&self, timeouts: ReadyTimeouts) -> Result<(), SshError> {
         let started = Instant::now();
         let remaining = || timeouts.ready.saturating_sub(started.elapsed());
-        let timeout = |waiting_for: WaitFor, last: Option<String>| {
-            self.timed_out(waiting_for, timeouts.ready, last)
-        };
-
-        // 1. A command succeeds.
-        self.wait_ssh(timeouts).await?;
-
-        // 2. systemd's view, when systemd runs.
-        let systemd = self
-            .execute(
-                &Cmd::from("test -d /run/systemd/system"),
-                &ExecOptions::default(),
-            )
-            .await?
-            .ok();
-        if systemd {
-            loop {
-                let r = self
-                    .execute(
-                        &Cmd::from(["systemctl", "is-active", "cloud-init.target"]),
-                        &ExecOptions::default(),
-                    )
-                    .await?;
-                if r.stdout.trim() == "active" {
-                    break;
+        // The stage the guest went away at, and how, when it did.
+        let mut dropped: Option<(WaitFor, String)> = None;
+        loop {
+            match ready_pass(self, started, timeouts).await {
+                Ok(()) => return Ok(()),
+                Err(Halt::Stop(SshError::Timeout {
+                    waiting_for,
+                    last: None,
+                    ..
+                })) if dropped.is_some() => {
+                    // Out of time before the guest said anything new: the
+                    // drop is the last news, and when SSH never answered
+                    // again, the stage it interrupted is what did not
+                    // finish.
+                    let (stage, why) = dropped.unwrap_or((waiting_for, String::new()));
+                    let stage = if waiting_for == WaitFor::Ssh {
+                        stage
+                    } else {
+                        waiting_for
+                    };
+                    return Err(self.timed_out(stage, timeouts.ready, Some(why)));
                 }
-                if remaining().is_zero() {
-                    return Err(timeout(WaitFor::CloudInitTarget, Some(r.stdout)));
+                Err(Halt::Stop(e)) => return Err(e),
+                Err(Halt::Retry { stage, why }) => {
+                    tracing::info!(
+                        instance = self.instance(),
+                        waiting_for = %stage,
+                        error = %why,
+                        "guest went away while waiting (rebooting?); reconnecting"
+                    );
+                    self.disconnect().await;
+                    if remaining().is_zero() {
+                        return Err(self.timed_out(stage, timeouts.ready, Some(why)));
+                    }
+                    tokio::time::sleep(timeouts.poll.min(remaining())).await;
+                    dropped = Some((stage, why));
                 }
-                tokio::time::sleep(timeouts.poll.min(remaining())).await;
             }
-        }
-
-        // 3. cloud-init itself.
-        let status = tokio::time::timeout(
-            remaining(),
-            self.execute(
-                &Cmd::from(["cloud-init", "status", "--wait", "--long"]),
-                &ExecOptions::default(),
-            ),
-        )
-        .await
-        .map_err(|_| timeout(WaitFor::CloudInit, None))??;
-        match status.exit_status {
-            Some(0) => Ok(()),
-            Some(2) => {
-                tracing::warn!(instance = self.instance(), output = %status.stdout, "cloud-init finished with recoverable errors");
-                Ok(())
-            }
-            _ => Err(SshError::Failed {
-                instance: self.instance().to_owned(),
-                address: self.address(),
-                what: "cloud-init".to_owned(),
-                detail: format!("{}\n{}", status.describe(), status.stdout),
-            }),
         }
     }
 
@@ -328,6 +302,9 @@ pub trait GuestExt: Guest {
             match tokio::time::timeout(remaining, self.boot_id()).await {
                 Ok(Ok(id)) if id != before => break,
                 Ok(Ok(id)) => last = Some(format!("boot id still {id}")),
+                Ok(Err(e @ SshError::Transport { .. })) if !e.is_transient() => {
+                    return Err(e.into());
+                }
                 Ok(Err(e)) => last = Some(e.to_string()),
                 Err(_) => continue,
             }
@@ -342,3 +319,127 @@ pub trait GuestExt: Guest {
 }
 
 impl<G: Guest + ?Sized> GuestExt for G {}
+
+/// Why one pass of [`GuestExt::wait_ready`] ended early.
+enum Halt {
+    /// The guest went away at `stage` (it may be rebooting): try again.
+    Retry {
+        /// The stage that was interrupted.
+        stage: WaitFor,
+        /// What happened.
+        why: String,
+    },
+    /// The wait is over: this is its outcome.
+    Stop(SshError),
+}
+
+/// Retries a command until it succeeds over SSH, until `timeouts.ready`
+/// after `started`.
+async fn ssh_until<G: Guest + ?Sized>(
+    guest: &G,
+    started: Instant,
+    timeouts: ReadyTimeouts,
+) -> Result<(), SshError> {
+    let remaining = || timeouts.ready.saturating_sub(started.elapsed());
+    let mut last = None;
+    loop {
+        if remaining().is_zero() {
+            return Err(guest.timed_out(WaitFor::Ssh, timeouts.ready, last));
+        }
+        match tokio::time::timeout(
+            remaining(),
+            guest.execute(&Cmd::from("true"), &ExecOptions::default()),
+        )
+        .await
+        {
+            Ok(Ok(r)) if r.ok() => return Ok(()),
+            Ok(Ok(r)) => last = Some(r.describe()),
+            Ok(Err(e)) if !e.is_transient() => return Err(e),
+            Ok(Err(e)) => last = Some(e.to_string()),
+            Err(_) => return Err(guest.timed_out(WaitFor::Ssh, timeouts.ready, last)),
+        }
+        tokio::time::sleep(timeouts.poll.min(remaining())).await;
+    }
+}
+
+/// One pass of the readiness wait, from the SSH stage to cloud-init's
+/// answer, within `timeouts.ready` after `started`.
+async fn ready_pass<G: Guest + ?Sized>(
+    guest: &G,
+    started: Instant,
+    timeouts: ReadyTimeouts,
+) -> Result<(), Halt> {
+    let remaining = || timeouts.ready.saturating_sub(started.elapsed());
+    // A command of `stage`, bounded by what is left of the wait; transport
+    // failures that may pass are retried by the caller.
+    let run = |stage: WaitFor, cmd: Cmd| async move {
+        match tokio::time::timeout(remaining(), guest.execute(&cmd, &ExecOptions::default())).await
+        {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) if e.is_transient() => Err(Halt::Retry {
+                stage,
+                why: e.to_string(),
+            }),
+            Ok(Err(e)) => Err(Halt::Stop(e)),
+            Err(_) => Err(Halt::Stop(guest.timed_out(stage, timeouts.ready, None))),
+        }
+    };
+
+    // 1. A command succeeds.
+    ssh_until(guest, started, timeouts)
+        .await
+        .map_err(Halt::Stop)?;
+
+    // 2. systemd's view, when systemd runs.
+    let systemd = run(
+        WaitFor::CloudInitTarget,
+        Cmd::from("test -d /run/systemd/system"),
+    )
+    .await?
+    .ok();
+    if systemd {
+        loop {
+            let r = run(
+                WaitFor::CloudInitTarget,
+                Cmd::from(["systemctl", "is-active", "cloud-init.target"]),
+            )
+            .await?;
+            if r.stdout.trim() == "active" {
+                break;
+            }
+            if remaining().is_zero() {
+                return Err(Halt::Stop(guest.timed_out(
+                    WaitFor::CloudInitTarget,
+                    timeouts.ready,
+                    Some(r.stdout),
+                )));
+            }
+            tokio::time::sleep(timeouts.poll.min(remaining())).await;
+        }
+    }
+
+    // 3. cloud-init itself.
+    let status = run(
+        WaitFor::CloudInit,
+        Cmd::from(["cloud-init", "status", "--wait", "--long"]),
+    )
+    .await?;
+    match (status.exit_status, &status.signal) {
+        (Some(0), _) => Ok(()),
+        (Some(2), _) => {
+            tracing::warn!(instance = guest.instance(), output = %status.stdout, "cloud-init finished with recoverable errors");
+            Ok(())
+        }
+        // Killed, as processes are when the guest shuts down to reboot.
+        (None, Some(_)) => Err(Halt::Retry {
+            stage: WaitFor::CloudInit,
+            why: format!("cloud-init status: {}", status.describe()),
+        }),
+        _ => Err(Halt::Stop(SshError::Failed {
+            instance: guest.instance().to_owned(),
+            address: guest.address(),
+            what: "cloud-init".to_owned(),
+            detail: format!("{}\n{}", status.describe(), status.stdout),
+        })),
+    }
+}

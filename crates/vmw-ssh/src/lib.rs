@@ -15,9 +15,16 @@
 //! [`ExecResult`], not an error; errors are transport failures, naming the
 //! instance, the address and the [`Stage`].
 //!
-//! Host keys: the key an instance presents on first contact is accepted and
-//! pinned for the life of the [`SshGuest`] (new VMs have new keys that no
-//! `known_hosts` can hold); a different key later is refused.
+//! Host keys: the key an instance presents on first contact is accepted (new
+//! VMs have new keys that no `known_hosts` can hold beforehand) and a
+//! different key later is refused. [`HostKeyPolicy::Session`] pins it for
+//! the life of the [`SshGuest`]; [`HostKeyPolicy::Known`] records it in a
+//! [`KnownHosts`] store under the VM's identity, so every later vmw run, and
+//! OpenSSH's `ssh` ([`KnownHosts::openssh_options`]), requires the same key.
+//!
+//! Readiness survives a reboot during cloud-init: [`GuestExt::wait_ready`]
+//! reconnects and starts over when the connection drops
+//! ([`SshError::is_transient`]), until its deadline.
 //!
 //! One connection per guest is opened on first use, reused by every call,
 //! and opened again when it has dropped. Files move over SFTP in pieces, so
@@ -39,10 +46,16 @@ mod client;
 mod command;
 mod error;
 mod guest;
+mod known_hosts;
 
-pub use client::{SshConfig, SshGuest, load_private_key};
+pub use client::{HostKeyPolicy, SshConfig, SshGuest, load_private_key};
 pub use command::{Cmd, ExecOptions, ExecResult, shell_quote};
 pub use error::{SshError, Stage, WaitFor};
 pub use guest::{BOOT_ID_PATH, CLEAN_STEPS, Guest, GuestExt, ReadyTimeouts};
+pub use known_hosts::{
+    HostKeyChange, HostKeyCheck, HostKeyEntry, KnownHosts, KnownHostsError, fingerprint,
+};
 /// The private key type [`SshGuest`] authenticates with.
 pub use russh::keys::PrivateKey;
+/// The public key type of host keys ([`HostKeyEntry::key`]).
+pub use russh::keys::PublicKey;

@@ -20,6 +20,10 @@ enum Answer {
     Exit(u32, &'static str),
     Out(u32, String),
     Down,
+    /// A transport failure at this stage, with this message.
+    Broken(Stage, &'static str),
+    /// Killed by this signal.
+    Killed(&'static str),
     Hang,
 }
 
@@ -89,6 +93,18 @@ impl Guest for Scripted {
                 stage: Stage::Connect,
                 message: "connection refused".into(),
             }),
+            Answer::Broken(stage, message) => Err(SshError::Transport {
+                instance: "vm-1".into(),
+                address: self.address(),
+                stage,
+                message: message.into(),
+            }),
+            Answer::Killed(signal) => Ok(ExecResult::from_raw(
+                b"",
+                b"",
+                None,
+                Some(signal.to_owned()),
+            )),
             Answer::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 unreachable!()
@@ -348,4 +364,206 @@ async fn scripts_travel_on_stdin_and_packages_are_quoted() {
         r#"sudo -n -- 'env' 'DEBIAN_FRONTEND=noninteractive' 'apt-get' 'install' '--yes' '--quiet' 'hello' 'it'\''s'"#
     );
     assert_eq!(guest.boot_id().await.unwrap(), "ran");
+}
+
+/// A guest that reboots while `cloud-init status --wait` runs: the command
+/// is cut off (`cut`), SSH is refused for a while, then the guest is back
+/// with systemd starting up and cloud-init finishing (`after`).
+fn rebooting(cut: Answer, after: (u32, &'static str)) -> Arc<Scripted> {
+    let rebooted = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    let target_polls = AtomicUsize::new(0);
+    let cut = Mutex::new(Some(cut));
+    Scripted::new("ubuntu", move |line, _| {
+        let up_again = rebooted.load(Ordering::SeqCst) > 0;
+        match line {
+            // Down for three attempts after the reboot.
+            _ if up_again && refused.load(Ordering::SeqCst) < 3 => {
+                refused.fetch_add(1, Ordering::SeqCst);
+                Answer::Down
+            }
+            "sh -c 'true'" | SYSTEMD => Answer::Exit(0, ""),
+            // Once back, systemd takes two polls to reach the target.
+            TARGET if up_again && target_polls.fetch_add(1, Ordering::SeqCst) < 2 => {
+                Answer::Exit(3, "activating\n")
+            }
+            TARGET => Answer::Exit(0, "active\n"),
+            STATUS if !up_again => {
+                rebooted.store(1, Ordering::SeqCst);
+                cut.lock().unwrap().take().unwrap_or(Answer::Down)
+            }
+            STATUS => Answer::Out(after.0, after.1.to_owned()),
+            other => panic!("unexpected {other}"),
+        }
+    })
+}
+
+#[tokio::test]
+async fn ready_survives_a_reboot_during_cloud_init() {
+    for cut in [
+        Answer::Broken(
+            Stage::Command,
+            "the connection closed before `cloud-init status --wait --long` reported an exit status",
+        ),
+        Answer::Broken(Stage::Channel, "channel closed"),
+        Answer::Killed("TERM"),
+    ] {
+        let guest = rebooting(cut, (0, "status: done\n"));
+        guest.wait_ready(quick(5000)).await.unwrap();
+        let lines = guest.lines();
+        assert_eq!(
+            lines.iter().filter(|l| *l == STATUS).count(),
+            2,
+            "cloud-init is asked again after the reboot: {lines:?}"
+        );
+        // After the cut: SSH again (refused three times, then up), the
+        // target polled again until active, then cloud-init.
+        let cut_at = lines.iter().position(|l| l == STATUS).unwrap();
+        assert_eq!(
+            &lines[cut_at + 1..],
+            [
+                "sh -c 'true'",
+                "sh -c 'true'",
+                "sh -c 'true'",
+                "sh -c 'true'",
+                SYSTEMD,
+                TARGET,
+                TARGET,
+                TARGET,
+                STATUS
+            ]
+        );
+        assert!(
+            guest.disconnects.load(Ordering::SeqCst) >= 1,
+            "the broken connection is dropped before reconnecting"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_error_reported_after_a_reboot_is_still_an_error() {
+    let guest = rebooting(Answer::Killed("TERM"), (1, "status: error\n"));
+    let err = guest.wait_ready(quick(5000)).await.unwrap_err();
+    assert!(
+        matches!(&err, SshError::Failed { what, .. } if what == "cloud-init"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("status: error"), "{err}");
+}
+
+#[tokio::test]
+async fn a_guest_that_keeps_dropping_times_out_naming_the_stage_and_the_drop() {
+    // SSH answers, but every cloud-init status is cut off.
+    let guest = Scripted::new("ubuntu", |line, _| match line {
+        SYSTEMD => Answer::Exit(1, ""),
+        STATUS => Answer::Broken(Stage::Command, "connection reset by peer"),
+        _ => Answer::Exit(0, ""),
+    });
+    let started = Instant::now();
+    let err = guest.wait_ready(quick(300)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(err.waiting_for(), Some(WaitFor::CloudInit), "{err}");
+    assert!(
+        err.to_string().contains("connection reset by peer"),
+        "{err}"
+    );
+    assert!(
+        guest.lines().iter().filter(|l| *l == STATUS).count() > 1,
+        "retried until the deadline"
+    );
+
+    // The systemd stage drops too.
+    let guest = Scripted::new("ubuntu", |line, _| match line {
+        TARGET => Answer::Broken(Stage::Channel, "channel open failed"),
+        _ => Answer::Exit(0, ""),
+    });
+    let err = guest.wait_ready(quick(300)).await.unwrap_err();
+    assert_eq!(err.waiting_for(), Some(WaitFor::CloudInitTarget), "{err}");
+    assert!(err.to_string().contains("channel open failed"), "{err}");
+}
+
+#[tokio::test]
+async fn a_changed_host_key_ends_every_wait_at_once() {
+    let changed = |line: &str| match line {
+        SYSTEMD => Answer::Exit(1, ""),
+        _ => Answer::Broken(Stage::HostKey, "host key of vm-1 has changed"),
+    };
+    // At the SSH stage.
+    let guest = Scripted::new("ubuntu", move |line, _| changed(line));
+    let started = Instant::now();
+    let err = guest.wait_ready(quick(5000)).await.unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
+    assert_eq!(guest.lines().len(), 1, "not retried");
+    let err = guest.wait_ssh(quick(5000)).await.unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
+
+    // After a reboot during cloud-init.
+    let rebooted = AtomicUsize::new(0);
+    let guest = Scripted::new("ubuntu", move |line, _| match line {
+        STATUS => {
+            rebooted.store(1, Ordering::SeqCst);
+            Answer::Broken(Stage::Command, "connection closed")
+        }
+        _ if rebooted.load(Ordering::SeqCst) == 0 => {
+            Answer::Exit(if line == SYSTEMD { 1 } else { 0 }, "")
+        }
+        _ => Answer::Broken(Stage::HostKey, "host key of vm-1 has changed"),
+    });
+    let err = guest.wait_ready(quick(5000)).await.unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // And the wait for a new boot id.
+    let cycled = Arc::new(AtomicUsize::new(0));
+    let c = cycled.clone();
+    let guest = Scripted::new("ubuntu", move |_, _| {
+        if c.load(Ordering::SeqCst) == 0 {
+            Answer::Out(0, "boot-a\n".into())
+        } else {
+            Answer::Broken(Stage::HostKey, "host key of vm-1 has changed")
+        }
+    });
+    let c = cycled.clone();
+    let started = Instant::now();
+    let err = guest
+        .restart_with(
+            || async move {
+                c.store(1, Ordering::SeqCst);
+                Ok::<(), SshError>(())
+            },
+            quick(5000),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn transient_errors_are_the_ones_waiting_can_cure() {
+    let transport = |stage| SshError::Transport {
+        instance: "vm-1".into(),
+        address: "192.0.2.10:22".into(),
+        stage,
+        message: "x".into(),
+    };
+    for stage in [
+        Stage::Connect,
+        Stage::Auth,
+        Stage::Channel,
+        Stage::Command,
+        Stage::Sftp,
+    ] {
+        assert!(transport(stage).is_transient(), "{stage}");
+    }
+    for stage in [Stage::HostKey, Stage::Key, Stage::LocalFile] {
+        assert!(!transport(stage).is_transient(), "{stage}");
+    }
+    let failed = SshError::Failed {
+        instance: "vm-1".into(),
+        address: "192.0.2.10:22".into(),
+        what: "cloud-init".into(),
+        detail: "exit status 1".into(),
+    };
+    assert!(!failed.is_transient());
 }

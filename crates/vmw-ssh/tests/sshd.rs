@@ -52,6 +52,7 @@ fn config_for(sshd: &Sshd) -> SshConfig {
         port: sshd.port(),
         connect_timeout: Duration::from_secs(5),
         banner_timeout: Duration::from_secs(10),
+        ..SshConfig::default()
     }
 }
 
@@ -306,6 +307,63 @@ async fn ready_waits_for_cloud_init_and_reports_failures() {
         .await
         .unwrap_err();
     assert_eq!(err.waiting_for(), Some(WaitFor::CloudInit), "{err}");
+}
+
+/// The guest drops every connection while `cloud-init status --wait` runs
+/// (as a reboot during cloud-init does): the wait connects again, asks
+/// cloud-init again, and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_survives_connections_dropped_during_the_cloud_init_wait() {
+    let p = peer();
+    p.sshd
+        .set_cloud_init(Duration::from_secs(2), CloudInitMode::Done)
+        .unwrap();
+    let status_calls = || {
+        p.sshd
+            .cloud_init_calls()
+            .iter()
+            .filter(|c| c.contains("status --wait --long"))
+            .count()
+    };
+    let timeouts = ReadyTimeouts {
+        ready: Duration::from_secs(30),
+        poll: Duration::from_millis(200),
+    };
+    let dropper = async {
+        while status_calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // cloud-init is waiting: cut everything, the command included.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| p.sshd.drop_connections());
+    };
+    let (ready, ()) = tokio::join!(p.guest.wait_ready(timeouts), dropper);
+    ready.unwrap();
+    assert_eq!(status_calls(), 2, "{:?}", p.sshd.cloud_init_calls());
+    assert_eq!(
+        p.sshd.log().matches("Accepted publickey").count(),
+        2,
+        "one login before the drop, one after"
+    );
+
+    // An error cloud-init reports after such a drop is still an error.
+    p.sshd
+        .set_cloud_init(Duration::from_secs(2), CloudInitMode::Error)
+        .unwrap();
+    let dropper = async {
+        while status_calls() == 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| p.sshd.drop_connections());
+    };
+    let (ready, ()) = tokio::join!(p.guest.wait_ready(timeouts), dropper);
+    let err = ready.unwrap_err();
+    assert!(
+        matches!(&err, SshError::Failed { what, .. } if what == "cloud-init"),
+        "{err}"
+    );
+    assert_eq!(status_calls(), 4);
 }
 
 #[tokio::test]
