@@ -449,6 +449,31 @@ async fn ssh(ctx: &Context, name: &str, args: Vec<String>) -> anyhow::Result<Exi
     require_on(&instance).await?;
     let ip = instance.ip().await?;
     let ssh = instance.ssh_config();
+    // Strict host key checking against vmw's own store, by the VM's
+    // identity: the first connection (made here if vmw never connected to
+    // this VM) pins the key.
+    let host_key_options = match instance.known_hosts() {
+        Some(store) => {
+            let identity = instance.host_key_identity().to_owned();
+            let known = {
+                let store = store.clone();
+                let identity = identity.clone();
+                tokio::task::spawn_blocking(move || store.get(&identity))
+                    .await
+                    .map_err(anyhow::Error::from)??
+            };
+            if known.is_none() {
+                instance.wait_for(WaitStage::Ssh).await?;
+            }
+            store.openssh_options(&identity)
+        }
+        None => vec![
+            "-o".to_owned(),
+            "StrictHostKeyChecking=no".to_owned(),
+            "-o".to_owned(),
+            "UserKnownHostsFile=/dev/null".to_owned(),
+        ],
+    };
     let host = match ip {
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
@@ -459,17 +484,8 @@ async fn ssh(ctx: &Context, name: &str, args: Vec<String>) -> anyhow::Result<Exi
         .arg("-i")
         .arg(cloud.key_pair().private_path.as_str())
         .args(["-p", &ssh.port.to_string()])
-        // New VMs have new host keys that no known_hosts can hold.
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
+        .args(&host_key_options)
+        .args(["-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes"])
         .arg(format!("{}@{host}", ssh.user))
         .args(&args);
     tracing::debug!("running {program} for {name} at {host}:{}", ssh.port);

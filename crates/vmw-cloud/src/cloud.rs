@@ -55,6 +55,12 @@ pub struct Settings {
     /// when its client is gone; real clones take minutes. Default: 10
     /// minutes.
     pub clone_grace: Duration,
+    /// Where the SSH host keys of instances are pinned across invocations,
+    /// keyed by each VM's identity (not its address). `None` when building
+    /// a [`Cloud`] means vmw's default, `$XDG_STATE_HOME/vmw/known_hosts`
+    /// (else `~/.local/state/vmw/known_hosts`); without a home directory,
+    /// keys are pinned per connection only.
+    pub known_hosts: Option<vmw_ssh::KnownHosts>,
 }
 
 impl Default for Settings {
@@ -69,6 +75,7 @@ impl Default for Settings {
             ready: ReadyTimeouts::default(),
             check_sources: true,
             clone_grace: Duration::from_secs(10 * 60),
+            known_hosts: None,
         }
     }
 }
@@ -487,7 +494,15 @@ impl CloudBuilder {
         };
         vmw_govc::check_folder(&config.folder)?;
         let private_key = vmw_ssh::load_private_key(&key.private_path)?;
-        if self.settings.concurrency == 0 {
+        let mut settings = self.settings;
+        if settings.known_hosts.is_none() {
+            settings.known_hosts = vmw_ssh::KnownHosts::default_path(
+                env.get(vmw_config::env::XDG_STATE_HOME).map(Utf8Path::new),
+                env.home(),
+            )
+            .map(vmw_ssh::KnownHosts::new);
+        }
+        if settings.concurrency == 0 {
             return Err(CloudError::InvalidOption {
                 option: "concurrency",
                 value: "0".to_owned(),
@@ -500,7 +515,7 @@ impl CloudBuilder {
             key,
             private_key,
             env,
-            settings: self.settings,
+            settings,
             govc_path: self.govc_path,
         })
     }
@@ -841,7 +856,12 @@ impl<G: Govc + 'static> Cloud<G> {
                 Err(CloneFailure::Duplicate(e)) | Err(CloneFailure::Failed(e)) => return Err(e),
             }
         };
-        let instance = Instance::new(target.clone(), Some(launch.clone()), self.inner.clone());
+        let instance = Instance::new(
+            target.clone(),
+            Some(launch.clone()),
+            None,
+            self.inner.clone(),
+        );
         let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.clone());
 
         let current = Mutex::new(Step::WriteGuestinfo);
@@ -1095,13 +1115,21 @@ impl<G: Govc + 'static> Cloud<G> {
     /// When this cloud made it, the instance knows its launch id.
     pub async fn get_instance(&self, name: &str) -> Result<Instance<G>, CloudError> {
         let vm = self.inner.vm_ref(name)?;
-        if self.inner.lookup(&vm).await?.is_none() {
+        let Some(info) = self.inner.lookup(&vm).await? else {
             return Err(CloudError::NoSuchVm {
                 name: vm.to_string(),
             });
-        }
-        let launch = self.inner.launch_of(&vm);
-        Ok(Instance::new(vm, launch, self.inner.clone()))
+        };
+        let launch = self
+            .inner
+            .launch_of(&vm)
+            .or_else(|| parse_marker(&info.annotation).and_then(|m| m.launch));
+        Ok(Instance::new(
+            vm,
+            launch,
+            Some(info.moref),
+            self.inner.clone(),
+        ))
     }
 
     /// Clones `instance` into the image `<name>-image` (powered off) in the

@@ -11,7 +11,7 @@ use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt, VmRef};
 use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest};
 
 use crate::cloud::Inner;
-use crate::ownership::{Expect, Removal};
+use crate::ownership::{Expect, Removal, host_key_identity};
 use crate::{CloudError, WaitStage};
 
 /// A VM of the cloud: launched by it, or found with
@@ -19,8 +19,10 @@ use crate::{CloudError, WaitStage};
 /// on the same VM (sharing the cached address).
 pub struct Instance<G: Govc> {
     vm: VmRef,
-    /// The launch id in the marker, when this cloud made the VM.
+    /// The launch id in vmw's marker, when vmw made the VM.
     launch: Option<String>,
+    /// What the VM's SSH host key is pinned under.
+    identity: String,
     cloud: Arc<Inner<G>>,
     ip: Arc<Mutex<Option<IpAddr>>>,
     ssh: Arc<Mutex<Option<SshConfig>>>,
@@ -32,6 +34,7 @@ impl<G: Govc> Clone for Instance<G> {
         Self {
             vm: self.vm.clone(),
             launch: self.launch.clone(),
+            identity: self.identity.clone(),
             cloud: self.cloud.clone(),
             ip: self.ip.clone(),
             ssh: self.ssh.clone(),
@@ -63,10 +66,17 @@ pub fn usable_address(ips: &[IpAddr]) -> Option<IpAddr> {
 }
 
 impl<G: Govc> Instance<G> {
-    pub(crate) fn new(vm: VmRef, launch: Option<String>, cloud: Arc<Inner<G>>) -> Self {
+    pub(crate) fn new(
+        vm: VmRef,
+        launch: Option<String>,
+        moref: Option<String>,
+        cloud: Arc<Inner<G>>,
+    ) -> Self {
+        let identity = host_key_identity(&vm, launch.as_deref(), moref.as_deref());
         Self {
             vm,
             launch,
+            identity,
             cloud,
             ip: Arc::new(Mutex::new(None)),
             ssh: Arc::new(Mutex::new(None)),
@@ -89,9 +99,20 @@ impl<G: Govc> Instance<G> {
         &self.vm
     }
 
-    /// The launch id in the VM's marker, when this cloud made the VM.
+    /// The launch id in the VM's marker, when vmw made the VM.
     pub fn launch_id(&self) -> Option<&str> {
         self.launch.as_deref()
+    }
+
+    /// The identity the VM's SSH host key is pinned under in the cloud's
+    /// known-hosts store.
+    pub fn host_key_identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The cloud's known-hosts store, if it keeps one.
+    pub fn known_hosts(&self) -> Option<&vmw_ssh::KnownHosts> {
+        self.cloud.settings.known_hosts.as_ref()
     }
 
     /// The address found by the last successful [`Instance::ip`], if any.
@@ -216,10 +237,16 @@ impl<G: Govc> Instance<G> {
         {
             return Ok(g.clone());
         }
+        let mut config = self.ssh_config();
+        if let Some(store) = &self.cloud.settings.known_hosts
+            && matches!(config.host_key, vmw_ssh::HostKeyPolicy::Session)
+        {
+            config.host_key = vmw_ssh::HostKeyPolicy::known(store.clone(), self.identity.clone());
+        }
         let g = Arc::new(SshGuest::new(
             self.vm.name().to_owned(),
             ip,
-            self.ssh_config(),
+            config,
             self.cloud.private_key.clone(),
         ));
         *slot = Some(g.clone());

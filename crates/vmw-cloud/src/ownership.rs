@@ -61,6 +61,17 @@ pub(crate) fn is_protected(vm: &VmRef, info: &parse::VmInfo) -> bool {
         || parse_marker(&info.annotation).is_some_and(|m| m.kind == Kind::Template)
 }
 
+/// What a VM's SSH host key is pinned under: a VM vmw made by its launch
+/// id, unique for every clone; any other by its path and managed object id.
+/// Never by address: a new VM at a reused address is another machine.
+pub(crate) fn host_key_identity(vm: &VmRef, launch: Option<&str>, moref: Option<&str>) -> String {
+    match (launch, moref) {
+        (Some(l), _) => format!("vmw-launch:{l}"),
+        (None, Some(m)) => format!("vm:{vm}#{m}"),
+        (None, None) => format!("vm:{vm}"),
+    }
+}
+
 /// One VM a cloud made (or is making) and has not removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Tracked {
@@ -101,7 +112,10 @@ impl<G: Govc> Inner<G> {
         }
         check_marker(vm, &info, expect)?;
         match self.govc.exec(&VmDestroy::new(vm.clone())).await {
-            Ok(()) => Ok(Removal::Destroyed),
+            Ok(()) => {
+                self.forget_host_key(vm, &info).await;
+                Ok(Removal::Destroyed)
+            }
             Err(e) if e.is_vm_not_found(vm.as_str()) => match self.lookup(vm).await? {
                 None => Ok(Removal::AlreadyGone),
                 Some(_) => Err(e.into()),
@@ -150,6 +164,19 @@ impl<G: Govc> Inner<G> {
             }
             let pause = Duration::from_millis(500).min(grace.saturating_sub(started.elapsed()));
             tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Removes the destroyed VM's pinned SSH host key (best effort).
+    async fn forget_host_key(&self, vm: &VmRef, info: &parse::VmInfo) {
+        let Some(store) = self.settings.known_hosts.clone() else {
+            return;
+        };
+        let launch = parse_marker(&info.annotation).and_then(|m| m.launch);
+        let identity = host_key_identity(vm, launch.as_deref(), Some(&info.moref));
+        let forgot = tokio::task::spawn_blocking(move || store.forget(&identity)).await;
+        if let Ok(Err(e)) = forgot {
+            tracing::warn!(vm = %vm, error = %e, "could not forget the VM's SSH host key");
         }
     }
 

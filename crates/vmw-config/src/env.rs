@@ -16,6 +16,9 @@ pub const PYCLOUDLIB_CONFIG: &str = "PYCLOUDLIB_CONFIG";
 pub const HOME: &str = "HOME";
 /// Base directory for per-user caches (default `~/.cache`).
 pub const XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+/// Base directory for per-user state (default `~/.local/state`): vmw keeps
+/// the SSH host keys it pinned there.
+pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// The program search path, used to find `govc`.
 pub const PATH: &str = "PATH";
 /// Path of the govc binary to use, ahead of `PATH`.
