@@ -13,8 +13,9 @@ use vmw_cloud::WaitStage;
 /// govc's GOVC_* variables filling what is missing.
 ///
 /// Exit status: 0 success, 1 the operation failed, 2 usage or configuration
-/// error, 130 interrupted (a launch removes what it had made first); `exec`
-/// exits with the remote command's status.
+/// error, 128 + the signal when stopped by SIGINT (130), SIGTERM (143) or
+/// SIGHUP (129) (a launch or snapshot removes what it had made first);
+/// `exec` exits with the remote command's status.
 #[derive(Debug, Parser)]
 #[command(name = "vmw", version, propagate_version = true)]
 pub(crate) struct Cli {

@@ -574,7 +574,44 @@ async fn snapshot(ctx: &Context, name: &str, clean: bool) -> anyhow::Result<Exit
     } else {
         "cloning into an image"
     });
-    let image = cloud.snapshot(&instance, clean).await;
+    // A signal cancels the clone: it is awaited and removed (vCenter
+    // finishes a clone it received even when vmw is gone).
+    let mut stops = crate::launch::Stops::listen()?;
+    let cancel = vmw_cloud::CancellationToken::new();
+    let snapshot = cloud.snapshot_with(&instance, clean, Some(&cancel));
+    tokio::pin!(snapshot);
+    let mut signalled = None;
+    let image = loop {
+        tokio::select! {
+            image = &mut snapshot => break image,
+            (code, signal) = stops.next() => {
+                if signalled.is_some() {
+                    return Err(CliError {
+                        message: format!("interrupted ({signal} again): stopped waiting; the image may be left"),
+                        hint: Some(format!("`vmw image delete {name}-image` removes it")),
+                        code,
+                    }
+                    .into());
+                }
+                task.step("interrupted: removing the image being made");
+                cancel.cancel();
+                signalled = Some((code, signal));
+            }
+        }
+    };
+    if let Some((code, signal)) = signalled {
+        task.failed("interrupted");
+        let message = match &image {
+            Err(e) => format!("interrupted ({signal}): {e}"),
+            Ok(i) => format!("interrupted ({signal}) after the image {i} was made"),
+        };
+        return Err(CliError {
+            message,
+            hint: None,
+            code,
+        }
+        .into());
+    }
     match &image {
         Ok(i) => task.done(&format!("image {i}")),
         Err(_) => task.failed("no image"),
