@@ -34,15 +34,23 @@
 //! `/etc/machine-id` and `/var/log`, so guest-side commands never touch the
 //! machine running the tests (hence it needs root).
 //!
+//! [`FaultProxy`] sits between govc and a simulator serving plain http
+//! ([`VcsimOptions::plain_http`], [`Vcsim::config_via`]) and drops a
+//! connection right after a chosen request has reached the server, so tests
+//! can see what happens when vCenter executes a call whose answer never
+//! arrives.
+//!
 //! The binaries are found by [`tools::locate`]; `cargo xtask tools`
 //! installs them.
 
 pub mod agent;
 pub mod ova;
+pub mod proxy;
 pub mod sshd;
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -53,6 +61,7 @@ use vmw_govc::requests::VmCreate;
 use vmw_govc::{GovcError, GovcExt, ProcessGovc, VmRef};
 
 pub use agent::{AgentOptions, GuestAgent};
+pub use proxy::{ClientClose, FaultProxy, FaultRule};
 pub use sshd::{CloudInitMode, Sshd, SshdOptions};
 pub use tools::{GOVMOMI_VERSION, Tool};
 
@@ -118,6 +127,9 @@ pub enum TestbedError {
         /// The effective user id.
         uid: u32,
     },
+    /// The fault-injecting proxy could not listen.
+    #[error("could not start the fault proxy: {0}")]
+    Proxy(#[source] std::io::Error),
     /// sshd could not be started.
     #[error("sshd did not start: {reason}\nsshd log:\n{log}")]
     Sshd {
@@ -137,6 +149,7 @@ pub struct VcsimOptions {
     no_templates: bool,
     datastores: Option<u32>,
     datacenters: Option<u32>,
+    plain_http: bool,
 }
 
 impl VcsimOptions {
@@ -189,6 +202,15 @@ impl VcsimOptions {
         self
     }
 
+    /// `-tls=false`: serve plain http instead of https, so that a
+    /// [`FaultProxy`] in between can read the requests. [`Vcsim::config`]
+    /// then names the server by an `http://` URL.
+    #[must_use]
+    pub fn plain_http(mut self) -> Self {
+        self.plain_http = true;
+        self
+    }
+
     fn argv(&self) -> Vec<String> {
         let mut argv = vec!["-l".to_owned(), "127.0.0.1:0".to_owned()];
         if let Some(n) = self.standalone_hosts {
@@ -212,6 +234,9 @@ impl VcsimOptions {
                 .collect();
             argv.push(format!("-method-delay={}", spec.join(",")));
         }
+        if self.plain_http {
+            argv.push("-tls=false".to_owned());
+        }
         argv
     }
 }
@@ -225,6 +250,7 @@ pub struct Vcsim {
     dir: tempfile::TempDir,
     dir_path: Utf8PathBuf,
     address: String,
+    socket_addr: SocketAddr,
     options: VcsimOptions,
     govc_path: Utf8PathBuf,
 }
@@ -253,6 +279,12 @@ impl Vcsim {
         &self.address
     }
 
+    /// [`Vcsim::address`] as a socket address (e.g. the upstream of a
+    /// [`FaultProxy`]).
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.socket_addr
+    }
+
     /// The simulator's own temporary directory (removed on drop).
     pub fn dir(&self) -> &Utf8Path {
         &self.dir_path
@@ -264,15 +296,37 @@ impl Vcsim {
     }
 
     /// A `[vmware]` configuration pointing at this simulator, with
-    /// `resource_pool` set to the cluster's pool.
+    /// `resource_pool` set to the cluster's pool. `server` is the bare
+    /// `127.0.0.1:PORT` (govc reads it as `https://127.0.0.1:PORT/sdk`), or
+    /// `http://127.0.0.1:PORT/sdk` with [`VcsimOptions::plain_http`].
     pub fn config(&self) -> VmwareConfig {
+        self.config_with_server(self.server_url(&self.address))
+    }
+
+    /// [`Vcsim::config`] with the server at `address` instead, e.g. a
+    /// [`FaultProxy`] relaying to this simulator: same scheme, same `/sdk`
+    /// path, same credentials.
+    pub fn config_via(&self, address: SocketAddr) -> VmwareConfig {
+        self.config_with_server(self.server_url(&address.to_string()))
+    }
+
+    /// The `server` naming `host_port` the way this simulator is served.
+    fn server_url(&self, host_port: &str) -> String {
+        if self.options.plain_http {
+            format!("http://{host_port}/sdk")
+        } else {
+            host_port.to_owned()
+        }
+    }
+
+    fn config_with_server(&self, server: String) -> VmwareConfig {
         let (username, password) = self
             .options
             .credentials
             .clone()
             .unwrap_or_else(|| (ANY_USER.to_owned(), ANY_PASSWORD.to_owned()));
         VmwareConfig {
-            server: self.address.clone(),
+            server,
             username,
             password: Secret::new(password),
             datacenter: DATACENTER.to_owned(),
@@ -295,6 +349,11 @@ impl Vcsim {
     /// A govc backend for [`Vcsim::config`].
     pub fn govc(&self) -> ProcessGovc {
         self.govc_for(&self.config())
+    }
+
+    /// A govc backend for [`Vcsim::config_via`]`(address)`.
+    pub fn govc_via(&self, address: SocketAddr) -> ProcessGovc {
+        self.govc_for(&self.config_via(address))
     }
 
     /// A govc backend for another configuration of this simulator (e.g. a
@@ -404,10 +463,23 @@ fn spawn(
             ));
         }
     };
-    let Some(address) = parse_export_line(&line) else {
+    let Some((scheme, address)) = parse_export(&line) else {
         return Err(fail(
             &mut child,
             format!("unexpected first line {:?}", line.trim()),
+        ));
+    };
+    let wanted = if options.plain_http { "http" } else { "https" };
+    if scheme != wanted {
+        return Err(fail(
+            &mut child,
+            format!("it serves {scheme}, not {wanted}: {:?}", line.trim()),
+        ));
+    }
+    let Ok(socket_addr) = address.parse::<SocketAddr>() else {
+        return Err(fail(
+            &mut child,
+            format!("{address:?} is not an IP address and port"),
         ));
     };
     Ok(Vcsim {
@@ -416,6 +488,7 @@ fn spawn(
         dir,
         dir_path,
         address,
+        socket_addr,
         options,
         govc_path,
     })
@@ -424,15 +497,22 @@ fn spawn(
 /// The `host:port` of vcsim's `export GOVC_URL=https://u:p@host:port/sdk ...`
 /// line.
 pub fn parse_export_line(line: &str) -> Option<String> {
+    parse_export(line).map(|(_, host_port)| host_port)
+}
+
+/// The scheme (`https` or `http`) and `host:port` of vcsim's export line.
+fn parse_export(line: &str) -> Option<(&'static str, String)> {
     let url = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("GOVC_URL="))?;
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        ("https", rest)
+    } else {
+        ("http", url.strip_prefix("http://")?)
+    };
     let authority = rest.split('/').next()?;
     let host_port = authority.rsplit('@').next()?;
-    (!host_port.is_empty()).then(|| host_port.to_owned())
+    (!host_port.is_empty()).then(|| (scheme, host_port.to_owned()))
 }
 
 #[cfg(test)]
@@ -453,6 +533,14 @@ mod tests {
             Some("127.0.0.1:1")
         );
         assert_eq!(parse_export_line("hello"), None);
+        assert_eq!(
+            parse_export("export GOVC_URL=http://user:pass@127.0.0.1:39559/sdk GOVC_SIM_PID=1"),
+            Some(("http", "127.0.0.1:39559".to_owned()))
+        );
+        assert_eq!(
+            parse_export("export GOVC_URL=https://127.0.0.1:1/sdk"),
+            Some(("https", "127.0.0.1:1".to_owned()))
+        );
     }
 
     #[test]
@@ -461,7 +549,8 @@ mod tests {
             .standalone_hosts(0)
             .credentials("alice", "pw")
             .method_delay("PowerOnVM_Task", 2000)
-            .method_delay("CloneVM_Task", 10);
+            .method_delay("CloneVM_Task", 10)
+            .plain_http();
         assert_eq!(
             o.argv(),
             [
@@ -470,7 +559,8 @@ mod tests {
                 "-standalone-host=0",
                 "-username=alice",
                 "-password=pw",
-                "-method-delay=PowerOnVM_Task:2000,CloneVM_Task:10"
+                "-method-delay=PowerOnVM_Task:2000,CloneVM_Task:10",
+                "-tls=false"
             ]
         );
     }
