@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use vmw_govc::requests::{About, Find, VmClone, VmInfo};
-use vmw_govc::{GovcError, GovcExt};
+use vmw_govc::{GovcError, GovcExt, VmRef};
 use vmw_testbed::{ClientClose, FaultProxy, FaultRule, TEMPLATES, Vcsim, VcsimOptions};
 
 const CLONE: &str = "CloneVM_Task";
@@ -16,17 +16,21 @@ async fn plain_sim() -> Vcsim {
         .unwrap()
 }
 
+fn at(name: &str) -> VmRef {
+    VmRef::in_folder("/DC0/vm", name).unwrap()
+}
+
 fn clone_of_template(name: &str) -> VmClone {
-    VmClone::new(format!("/DC0/vm/{}", TEMPLATES[1]), name)
+    VmClone::new(at(TEMPLATES[1]), at(name))
 }
 
 /// Asks vcsim directly (not through the proxy) for `/DC0/vm/<name>`,
 /// allowing the clone task a little time to finish.
 async fn wait_for_vm(sim: &Vcsim, name: &str) -> Vec<vmw_govc::parse::VmInfo> {
-    let path = format!("/DC0/vm/{name}");
+    let path = at(name);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match sim.govc().exec(&VmInfo::new(&path)).await {
+        match sim.govc().exec(&VmInfo::new(path.clone())).await {
             Ok(vms) if !vms.is_empty() => return vms,
             result if Instant::now() >= deadline => panic!("{path} never appeared: {result:?}"),
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
