@@ -18,7 +18,7 @@ use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
 
 use crate::error::{CleanError, Step};
 use crate::options::StepHook;
-use crate::ownership::{Expect, Removal, Tracked};
+use crate::ownership::{CloneFailureKind, Expect, Removal, Tracked};
 use crate::tag::{
     Kind, annotation, annotation_glob, annotation_prefix_for, new_launch_id, parse_marker,
 };
@@ -205,13 +205,8 @@ impl<G: Govc> Inner<G> {
     }
 
     /// Starts tracking a VM about to be cloned.
-    pub(crate) fn track(&self, vm: &VmRef, kind: Kind, launch: &str) {
-        self.tracked().push(Tracked {
-            vm: vm.clone(),
-            kind,
-            launch: launch.to_owned(),
-            cloning: true,
-        });
+    pub(crate) fn track(&self, t: Tracked) {
+        self.tracked().push(t);
     }
 
     /// The clone of `vm` by `launch` is known to have finished.
@@ -244,14 +239,15 @@ impl<G: Govc> Inner<G> {
 
     /// Removes a tracked VM: destroyed when it carries the launch's
     /// marker; a clone that may still be under way is looked for up to
-    /// `grace`. Untracked once gone.
+    /// `grace`. Untracked once gone, and also when what is there turns out
+    /// not to be this launch's (it is reported, never destroyed).
     pub(crate) async fn remove_tracked(
         &self,
         t: &Tracked,
         grace: Duration,
     ) -> Result<(), CloudError> {
         let result = if t.cloning {
-            self.settle_unknown_clone(&t.vm, &t.launch, grace)
+            self.settle_clone(t, grace, UNMARKED_SETTLE)
                 .await
                 .map(|_| ())
         } else {
@@ -259,7 +255,10 @@ impl<G: Govc> Inner<G> {
                 .await
                 .map(|_| ())
         };
-        if result.is_ok() {
+        if matches!(
+            result,
+            Ok(()) | Err(CloudError::NotOurs { .. } | CloudError::TemplateProtected { .. })
+        ) {
             self.untrack(&t.vm, &t.launch);
         }
         result
@@ -333,13 +332,11 @@ enum CloneFailure {
     Failed(CloudError),
 }
 
-/// What a clone that did not simply succeed may have left.
-enum Outcome {
-    /// The clone finished, but the launch was cancelled meanwhile.
-    Made,
-    /// Unknown: the request may have reached vCenter.
-    Unknown(Option<vmw_govc::GovcError>),
-}
+/// How long a VM without a marker, found where a clone of unknown outcome
+/// was going, must stay unmarked before vmw takes it for that clone's:
+/// another vmw's govc that won the name writes its marker right after its
+/// clone.
+const UNMARKED_SETTLE: Duration = Duration::from_secs(3);
 
 /// Removes a launch's VM when the launch's future is dropped half-way
 /// (neither finished nor rolled back): a task on the current tokio runtime
@@ -968,12 +965,52 @@ impl<G: Govc + 'static> Cloud<G> {
         let inner = &self.inner;
         let target = &clone.target;
         let grace = inner.settings.clone_grace;
-        inner.track(target, kind, launch);
+        let failure =
+            |source: CloudError, removed: bool, rollback: Option<CloudError>| CloudError::Step {
+                vm: target.to_string(),
+                step: Step::Clone,
+                source: Box::new(source),
+                removed,
+                rollback: rollback.map(Box::new),
+            };
+        // The path must be free: a VM there is someone else's, and knowing
+        // it was free tells, after a clone of unknown outcome, that a VM
+        // found there is this clone's.
+        match inner.lookup(target).await {
+            Ok(None) => {}
+            Ok(Some(_)) => {
+                return Err(CloneFailure::Duplicate(failure(
+                    CloudError::NameTaken {
+                        vm: target.to_string(),
+                    },
+                    false,
+                    None,
+                )));
+            }
+            Err(e) => return Err(CloneFailure::Failed(failure(e, false, None))),
+        }
+        if cancel.is_some_and(CancellationToken::is_cancelled) {
+            return Err(CloneFailure::Failed(failure(
+                CloudError::Cancelled,
+                false,
+                None,
+            )));
+        }
+        let tracked = Tracked {
+            vm: target.clone(),
+            kind,
+            launch: launch.to_owned(),
+            marker: clone.annotation.clone().unwrap_or_default(),
+            claimable: true,
+            cloning: true,
+        };
+        inner.track(tracked.clone());
         let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.to_owned());
         let request = inner.govc.exec(clone);
         tokio::pin!(request);
         let (result, cancelled) = match cancel {
             Some(token) => tokio::select! {
+                biased;
                 r = &mut request => (Some(r), false),
                 () = token.cancelled() => {
                     // vCenter goes on with a clone it received: wait for it
@@ -986,65 +1023,66 @@ impl<G: Govc + 'static> Cloud<G> {
             },
             None => (Some(request.await), false),
         };
-        let failure =
-            |source: CloudError, removed: bool, rollback: Option<CloudError>| CloudError::Step {
-                vm: target.to_string(),
-                step: Step::Clone,
-                source: Box::new(source),
-                removed,
-                rollback: rollback.map(Box::new),
-            };
-        let outcome = match result {
+        let (settled, source) = match result {
             Some(Ok(())) if !cancelled => {
                 inner.mark_made(target, launch);
                 guard.disarm();
                 return Ok(());
             }
-            Some(Ok(())) => Outcome::Made,
-            Some(Err(e)) => {
-                if Inner::<G>::clone_outcome_unknown(&e) {
-                    Outcome::Unknown(Some(e))
-                } else {
-                    // Refused by vCenter: nothing was made.
+            Some(Ok(())) => {
+                // Made, then cancelled: it carries this launch's marker.
+                inner.mark_made(target, launch);
+                let removed = inner
+                    .destroy_checked(target, Expect::Launch(launch))
+                    .await
+                    .map(|r| r == Removal::Destroyed);
+                (removed, CloudError::Cancelled)
+            }
+            Some(Err(e)) => match Inner::<G>::clone_failure(&e) {
+                CloneFailureKind::Refused => {
                     inner.untrack(target, launch);
                     guard.disarm();
                     let duplicate = e.kind() == ErrorKind::DuplicateName;
                     let e = ops::explain_ambiguous_pool(&inner.govc, e).await;
-                    let err = failure(
-                        if cancelled {
-                            CloudError::Cancelled
-                        } else {
-                            e.into()
-                        },
-                        false,
-                        None,
-                    );
+                    let source = if cancelled {
+                        CloudError::Cancelled
+                    } else {
+                        e.into()
+                    };
+                    let err = failure(source, false, None);
                     return Err(if duplicate && !cancelled {
                         CloneFailure::Duplicate(err)
                     } else {
                         CloneFailure::Failed(err)
                     });
                 }
-            }
-            None => Outcome::Unknown(None),
-        };
-        // Something may exist at the target: remove it if this launch made it.
-        let settled = match outcome {
-            Outcome::Made => {
-                inner.mark_made(target, launch);
-                inner
-                    .destroy_checked(target, Expect::Launch(launch))
-                    .await
-                    .map(|r| r == Removal::Destroyed)
-            }
-            Outcome::Unknown(_) => inner.settle_unknown_clone(target, launch, grace).await,
+                // govc reported a failure: the clone (or the annotation
+                // written after it) failed; whatever is there is there now.
+                CloneFailureKind::Answered => (
+                    inner
+                        .settle_clone(&tracked, Duration::ZERO, Duration::ZERO)
+                        .await,
+                    if cancelled {
+                        CloudError::Cancelled
+                    } else {
+                        e.into()
+                    },
+                ),
+                CloneFailureKind::Unknown => (
+                    inner.settle_clone(&tracked, grace, UNMARKED_SETTLE).await,
+                    if cancelled {
+                        CloudError::Cancelled
+                    } else {
+                        e.into()
+                    },
+                ),
+            },
+            None => (
+                inner.settle_clone(&tracked, grace, UNMARKED_SETTLE).await,
+                CloudError::Cancelled,
+            ),
         };
         guard.disarm();
-        let source = match (cancelled, outcome) {
-            (true, _) => CloudError::Cancelled,
-            (false, Outcome::Unknown(Some(e))) => e.into(),
-            (false, _) => CloudError::Cancelled,
-        };
         Err(CloneFailure::Failed(match settled {
             Ok(removed) => {
                 inner.untrack(target, launch);

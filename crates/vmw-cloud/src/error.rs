@@ -169,6 +169,14 @@ pub enum CloudError {
         reason: String,
     },
 
+    /// The VM's name is taken in the folder (by a VM that is not this
+    /// call's); nothing was cloned.
+    #[error("a VM is already at {vm}")]
+    NameTaken {
+        /// The inventory path.
+        vm: String,
+    },
+
     /// The operation was cancelled (a cancellation token, a signal).
     #[error("cancelled")]
     Cancelled,

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use vmw_govc::requests::{VmDestroy, VmInfo};
+use vmw_govc::requests::{VmChange, VmDestroy, VmInfo};
 use vmw_govc::{ErrorKind, Govc, GovcExt, VmRef, parse};
 
 use crate::CloudError;
@@ -41,6 +41,17 @@ pub(crate) enum Expect<'a> {
     Marker,
     /// Anything but a template (the caller forced it).
     Forced,
+}
+
+/// What a failed clone may have left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloneFailureKind {
+    /// Nothing: vCenter or govc refused it before cloning.
+    Refused,
+    /// Whatever is at the path now (govc reported the failure).
+    Answered,
+    /// Unknown: the clone task may still finish.
+    Unknown,
 }
 
 /// How a destruction ended.
@@ -78,6 +89,11 @@ pub(crate) struct Tracked {
     pub(crate) vm: VmRef,
     pub(crate) kind: Kind,
     pub(crate) launch: String,
+    /// The marker the clone writes.
+    pub(crate) marker: String,
+    /// The path was free right before the clone: a VM without a marker found
+    /// there after a clone of unknown outcome is this one's.
+    pub(crate) claimable: bool,
     /// The clone request was (or is about to be) sent and its outcome is
     /// not known yet.
     pub(crate) cloning: bool,
@@ -124,47 +140,85 @@ impl<G: Govc> Inner<G> {
         }
     }
 
-    /// After a clone whose outcome is unknown: looks for the VM at `vm`
-    /// until `grace` has passed, and removes it when it carries `launch`'s
-    /// marker. `Ok(true)`: removed (or it appeared and was gone again);
-    /// `Ok(false)`: a VM is there that this launch did not make (it is left
-    /// alone); an error when it never appeared ([`CloudError::MayExist`]) or
-    /// could not be removed.
-    pub(crate) async fn settle_unknown_clone(
+    /// After a clone that may have made a VM: looks for it at `t.vm` until
+    /// `grace` has passed, and removes it when it is this launch's.
+    ///
+    /// govc's `vm.clone` writes the annotation (vmw's marker) with a second
+    /// call once the clone is done, so a clone whose govc died or lost its
+    /// connection in between leaves a VM without the marker. The path was
+    /// free right before the clone (vmw looked), and a clone onto a taken
+    /// path fails, so a VM without any marker found there afterwards is this
+    /// clone's: once it has stayed unmarked for `unmarked_for` (time enough
+    /// for another vmw's govc to write its own marker, had it won the name),
+    /// vmw writes this launch's marker on it and destroys it. A VM with
+    /// another launch's marker is left alone.
+    ///
+    /// `Ok(true)`: removed; `Ok(false)`: nothing of this launch's is there
+    /// (another launch's VM, or nothing at all when `grace` is zero and the
+    /// clone was refused); an error when it never appeared
+    /// ([`CloudError::MayExist`]) or could not be removed.
+    pub(crate) async fn settle_clone(
         &self,
-        vm: &VmRef,
-        launch: &str,
+        t: &Tracked,
         grace: Duration,
+        unmarked_for: Duration,
     ) -> Result<bool, CloudError> {
         let started = tokio::time::Instant::now();
+        let mut unmarked_since: Option<tokio::time::Instant> = None;
         let mut last_error = None;
         loop {
-            match self.lookup(vm).await {
+            match self.lookup(&t.vm).await {
                 Ok(Some(info)) => {
-                    let ours = parse_marker(&info.annotation)
-                        .and_then(|m| m.launch)
-                        .is_some_and(|l| l == launch);
-                    if !ours {
-                        return Ok(false);
-                    }
-                    match self.destroy_checked(vm, Expect::Launch(launch)).await {
-                        Ok(_) => return Ok(true),
-                        // A VM still being made cannot be destroyed yet.
-                        Err(e) => last_error = Some(e),
+                    let marker = parse_marker(&info.annotation);
+                    match marker.as_ref().map(|m| m.launch.as_deref()) {
+                        Some(Some(l)) if l == t.launch => {
+                            match self.destroy_checked(&t.vm, Expect::Launch(&t.launch)).await {
+                                Ok(_) => return Ok(true),
+                                // A VM still being made cannot be destroyed yet.
+                                Err(e) => last_error = Some(e),
+                            }
+                        }
+                        // Another launch's VM: this clone lost the race for
+                        // the name; that VM is not ours to touch.
+                        Some(_) => return Ok(false),
+                        None if !t.claimable || is_protected(&t.vm, &info) => return Ok(false),
+                        None => {
+                            let since =
+                                *unmarked_since.get_or_insert_with(tokio::time::Instant::now);
+                            if since.elapsed() >= unmarked_for {
+                                match self.claim(&t.vm, &t.marker).await {
+                                    Ok(()) => continue,
+                                    Err(e) => last_error = Some(e),
+                                }
+                            }
+                        }
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => unmarked_since = None,
                 Err(e) => last_error = Some(e),
             }
-            if started.elapsed() >= grace {
-                return Err(last_error.unwrap_or(CloudError::MayExist {
-                    vm: vm.to_string(),
-                    waited: grace,
-                }));
+            let waited = started.elapsed();
+            let pending_claim = unmarked_since.is_some_and(|s| s.elapsed() < unmarked_for);
+            if waited >= grace && !pending_claim {
+                return match last_error {
+                    Some(e) => Err(e),
+                    None if grace.is_zero() => Ok(false),
+                    None => Err(CloudError::MayExist {
+                        vm: t.vm.to_string(),
+                        waited: grace,
+                    }),
+                };
             }
-            let pause = Duration::from_millis(500).min(grace.saturating_sub(started.elapsed()));
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Writes `marker` on the VM at `vm` (one `vm.change -annotation`).
+    async fn claim(&self, vm: &VmRef, marker: &str) -> Result<(), CloudError> {
+        tracing::info!(vm = %vm, "the clone left its VM without vmw's marker; marking it to remove it");
+        let mut change = VmChange::new(vm.clone());
+        change.annotation = Some(marker.to_owned());
+        Ok(self.govc.exec(&change).await?)
     }
 
     /// Removes the destroyed VM's pinned SSH host key (best effort).
@@ -180,10 +234,25 @@ impl<G: Govc> Inner<G> {
         }
     }
 
-    /// Whether a failure of the clone may have left a VM: the request may
-    /// have reached vCenter.
-    pub(crate) fn clone_outcome_unknown(e: &vmw_govc::GovcError) -> bool {
-        e.may_have_reached_server() || e.kind() == ErrorKind::InventoryChanged
+    /// What a failed `vm.clone` may have left.
+    pub(crate) fn clone_failure(e: &vmw_govc::GovcError) -> CloneFailureKind {
+        match e.kind() {
+            // Refused before anything was made.
+            ErrorKind::DuplicateName
+            | ErrorKind::AmbiguousResourcePool
+            | ErrorKind::Usage
+            | ErrorKind::GovcMissing
+            | ErrorKind::UnsupportedVersion => CloneFailureKind::Refused,
+            // govc finished and reported: the clone, or the annotation
+            // written after it, failed; the VM is there or not, now.
+            _ if matches!(e, vmw_govc::GovcError::Failed(_))
+                && e.kind() != ErrorKind::ConnectionLost =>
+            {
+                CloneFailureKind::Answered
+            }
+            // A lost connection, a stopped govc: the task may still run.
+            _ => CloneFailureKind::Unknown,
+        }
     }
 }
 

@@ -55,7 +55,10 @@ fn cloud_on(
         .timestamp(false)
         .config(sim.config())
         .key_pair(key)
-        .settings(settings)
+        .settings(Settings {
+            known_hosts: Some(vmw_ssh::KnownHosts::new(dir.join("known_hosts"))),
+            ..settings
+        })
         .build_with(sim.govc())
         .unwrap()
 }
@@ -793,4 +796,60 @@ async fn a_launch_dropped_mid_clone_removes_its_vm_in_the_background() {
     }
     assert!(bed.cloud.tracked_instances().is_empty());
     assert_eq!(all_vms(&bed.sim).await, bed.seeded);
+}
+
+/// The connection to vCenter breaks right after the clone request was sent
+/// (a proxy forwards the request, then closes the client's side): vCenter
+/// still makes the VM. The launch finds it by its path and removes it, as
+/// it carries this launch's marker; nothing is left.
+#[tokio::test]
+async fn a_connection_lost_after_the_clone_request_leaves_nothing_behind() {
+    use vmw_testbed::{ClientClose, FaultProxy, FaultRule};
+    for close in [ClientClose::Eof, ClientClose::Reset] {
+        let sim = Vcsim::start_with(VcsimOptions::new().plain_http())
+            .await
+            .unwrap();
+        let seeded = all_vms(&sim).await;
+        let proxy = FaultProxy::start(
+            sim.socket_addr(),
+            FaultRule::drop_after("CloneVM_Task").close(close),
+        )
+        .await
+        .unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let dir = camino::Utf8Path::from_path(keys.path()).unwrap();
+        let cloud = CloudBuilder::new("lost")
+            .timestamp(false)
+            .config(sim.config_via(proxy.address()))
+            .key_pair(vmw_cloud::KeyPair::generated_in(dir, "it".into()).unwrap())
+            .settings(Settings {
+                clone_grace: Duration::from_secs(30),
+                ..fast_settings()
+            })
+            .build_with(sim.govc_via(proxy.address()))
+            .unwrap();
+        let err = cloud
+            .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+            .await
+            .unwrap_err();
+        assert_eq!(proxy.fired(), 1);
+        let CloudError::Step {
+            step,
+            removed,
+            rollback,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*step, Step::Clone, "{err}");
+        assert_eq!(
+            err.govc().map(vmw_govc::GovcError::kind),
+            Some(vmw_govc::ErrorKind::ConnectionLost),
+            "{err}"
+        );
+        assert!(*removed && rollback.is_none(), "{close:?}: {err}");
+        assert!(cloud.tracked_instances().is_empty());
+        assert_eq!(all_vms(&sim).await, seeded, "{close:?}: no VM left");
+    }
 }
