@@ -247,9 +247,7 @@ impl<G: Govc> Inner<G> {
         grace: Duration,
     ) -> Result<(), CloudError> {
         let result = if t.cloning {
-            self.settle_clone(t, grace, UNMARKED_SETTLE)
-                .await
-                .map(|_| ())
+            self.settle_clone(t, grace, false).await.map(|_| ())
         } else {
             self.destroy_checked(&t.vm, Expect::Launch(&t.launch))
                 .await
@@ -331,12 +329,6 @@ enum CloneFailure {
     /// Anything else (with the rollback's outcome in the error).
     Failed(CloudError),
 }
-
-/// How long a VM without a marker, found where a clone of unknown outcome
-/// was going, must stay unmarked before vmw takes it for that clone's:
-/// another vmw's govc that won the name writes its marker right after its
-/// clone.
-const UNMARKED_SETTLE: Duration = Duration::from_secs(3);
 
 /// Removes a launch's VM when the launch's future is dropped half-way
 /// (neither finished nor rolled back): a task on the current tokio runtime
@@ -1001,7 +993,6 @@ impl<G: Govc + 'static> Cloud<G> {
             kind,
             launch: launch.to_owned(),
             marker: clone.annotation.clone().unwrap_or_default(),
-            claimable: true,
             cloning: true,
         };
         inner.track(tracked.clone());
@@ -1059,9 +1050,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 // govc reported a failure: the clone (or the annotation
                 // written after it) failed; whatever is there is there now.
                 CloneFailureKind::Answered => (
-                    inner
-                        .settle_clone(&tracked, Duration::ZERO, Duration::ZERO)
-                        .await,
+                    inner.settle_clone(&tracked, Duration::ZERO, true).await,
                     if cancelled {
                         CloudError::Cancelled
                     } else {
@@ -1069,7 +1058,7 @@ impl<G: Govc + 'static> Cloud<G> {
                     },
                 ),
                 CloneFailureKind::Unknown => (
-                    inner.settle_clone(&tracked, grace, UNMARKED_SETTLE).await,
+                    inner.settle_clone(&tracked, grace, false).await,
                     if cancelled {
                         CloudError::Cancelled
                     } else {
@@ -1078,7 +1067,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 ),
             },
             None => (
-                inner.settle_clone(&tracked, grace, UNMARKED_SETTLE).await,
+                inner.settle_clone(&tracked, grace, false).await,
                 CloudError::Cancelled,
             ),
         };

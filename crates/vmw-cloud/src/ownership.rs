@@ -43,6 +43,12 @@ pub(crate) enum Expect<'a> {
     Forced,
 }
 
+/// How long a VM without a marker, found where a clone of unknown outcome
+/// was going, must stay unmarked before vmw takes it for that clone's:
+/// another vmw's govc that won the name writes its marker right after its
+/// clone.
+pub(crate) const UNMARKED_SETTLE: Duration = Duration::from_secs(3);
+
 /// What a failed clone may have left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CloneFailureKind {
@@ -91,9 +97,6 @@ pub(crate) struct Tracked {
     pub(crate) launch: String,
     /// The marker the clone writes.
     pub(crate) marker: String,
-    /// The path was free right before the clone: a VM without a marker found
-    /// there after a clone of unknown outcome is this one's.
-    pub(crate) claimable: bool,
     /// The clone request was (or is about to be) sent and its outcome is
     /// not known yet.
     pub(crate) cloning: bool,
@@ -153,18 +156,23 @@ impl<G: Govc> Inner<G> {
     /// vmw writes this launch's marker on it and destroys it. A VM with
     /// another launch's marker is left alone.
     ///
+    /// `answered`: govc reported how the clone ended, so what is there now
+    /// is all there will be — nothing there means nothing was made.
+    /// Otherwise the VM is looked for until `grace` has passed.
+    ///
     /// `Ok(true)`: removed; `Ok(false)`: nothing of this launch's is there
-    /// (another launch's VM, or nothing at all when `grace` is zero and the
-    /// clone was refused); an error when it never appeared
-    /// ([`CloudError::MayExist`]) or could not be removed.
+    /// (another launch's VM, or, when `answered`, nothing at all); an error
+    /// when it never appeared ([`CloudError::MayExist`]) or could not be
+    /// removed.
     pub(crate) async fn settle_clone(
         &self,
         t: &Tracked,
         grace: Duration,
-        unmarked_for: Duration,
+        answered: bool,
     ) -> Result<bool, CloudError> {
         let started = tokio::time::Instant::now();
         let mut unmarked_since: Option<tokio::time::Instant> = None;
+        let mut claimed = false;
         let mut last_error = None;
         loop {
             match self.lookup(&t.vm).await {
@@ -181,13 +189,13 @@ impl<G: Govc> Inner<G> {
                         // Another launch's VM: this clone lost the race for
                         // the name; that VM is not ours to touch.
                         Some(_) => return Ok(false),
-                        None if !t.claimable || is_protected(&t.vm, &info) => return Ok(false),
+                        None if is_protected(&t.vm, &info) => return Ok(false),
                         None => {
                             let since =
                                 *unmarked_since.get_or_insert_with(tokio::time::Instant::now);
-                            if since.elapsed() >= unmarked_for {
+                            if !claimed && since.elapsed() >= UNMARKED_SETTLE {
                                 match self.claim(&t.vm, &t.marker).await {
-                                    Ok(()) => continue,
+                                    Ok(()) => claimed = true,
                                     Err(e) => last_error = Some(e),
                                 }
                             }
@@ -198,11 +206,14 @@ impl<G: Govc> Inner<G> {
                 Err(e) => last_error = Some(e),
             }
             let waited = started.elapsed();
-            let pending_claim = unmarked_since.is_some_and(|s| s.elapsed() < unmarked_for);
+            // An unmarked VM waiting to be claimed (or just claimed) is
+            // seen through, whatever the grace.
+            let pending_claim = unmarked_since
+                .is_some_and(|s| s.elapsed() < UNMARKED_SETTLE + Duration::from_secs(5));
             if waited >= grace && !pending_claim {
                 return match last_error {
                     Some(e) => Err(e),
-                    None if grace.is_zero() => Ok(false),
+                    None if answered && unmarked_since.is_none() => Ok(false),
                     None => Err(CloudError::MayExist {
                         vm: t.vm.to_string(),
                         waited: grace,
@@ -237,12 +248,17 @@ impl<G: Govc> Inner<G> {
     /// What a failed `vm.clone` may have left.
     pub(crate) fn clone_failure(e: &vmw_govc::GovcError) -> CloneFailureKind {
         match e.kind() {
-            // Refused before anything was made.
+            // Refused before anything was made (a login or TLS failure
+            // happens before the clone request).
             ErrorKind::DuplicateName
             | ErrorKind::AmbiguousResourcePool
             | ErrorKind::Usage
+            | ErrorKind::Authentication
+            | ErrorKind::Tls
             | ErrorKind::GovcMissing
             | ErrorKind::UnsupportedVersion => CloneFailureKind::Refused,
+            // A VM still being created was met: the clone may go on.
+            ErrorKind::InventoryChanged => CloneFailureKind::Unknown,
             // govc finished and reported: the clone, or the annotation
             // written after it, failed; the VM is there or not, now.
             _ if matches!(e, vmw_govc::GovcError::Failed(_))
