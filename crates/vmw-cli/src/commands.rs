@@ -91,6 +91,7 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<ExitC
 #[derive(Debug, Serialize)]
 struct ListedVm {
     name: String,
+    path: String,
     kind: &'static str,
     tag: String,
     power_state: String,
@@ -101,6 +102,7 @@ impl From<&VmRecord> for ListedVm {
     fn from(r: &VmRecord) -> Self {
         Self {
             name: r.name.clone(),
+            path: r.path.to_string(),
             kind: kind_word(r.kind),
             tag: r.tag.clone(),
             power_state: power_word(&r.power_state),

@@ -22,12 +22,15 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use vmw_govc::{GovcExt, requests::VmClone};
+//! use vmw_govc::{GovcExt, VmRef, requests::VmClone};
 //! use vmw_testbed::{FaultProxy, FaultRule, Vcsim, VcsimOptions};
 //!
 //! let sim = Vcsim::start_with(VcsimOptions::new().plain_http()).await?;
 //! let proxy = FaultProxy::start(sim.socket_addr(), FaultRule::drop_after("CloneVM_Task")).await?;
-//! let clone = VmClone::new("/DC0/vm/TEMPLATE-cloud-init-jammy", "vm-1");
+//! let clone = VmClone::new(
+//!     VmRef::parse("/DC0/vm/TEMPLATE-cloud-init-jammy")?,
+//!     VmRef::parse("/DC0/vm/vm-1")?,
+//! );
 //! assert!(sim.govc_via(proxy.address()).exec(&clone).await.is_err());
 //! assert_eq!(proxy.fired(), 1);
 //! # Ok(()) }
