@@ -11,8 +11,8 @@
 //! vcsim's default model is kept: a cluster `DC0_C0` and a standalone host
 //! `DC0_H0`, hence two resource pools, like a real multi-cluster vCenter;
 //! [`Vcsim::config`] therefore sets `resource_pool`. [`VcsimOptions`] can
-//! ask for a single-pool model, for required credentials, and for method
-//! delays.
+//! ask for a single-pool model, for required credentials, for method
+//! delays, and for sessions that expire when idle.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -134,6 +134,7 @@ pub struct VcsimOptions {
     standalone_hosts: Option<u32>,
     credentials: Option<(String, String)>,
     method_delays: Vec<(String, u32)>,
+    session_idle_timeout: Option<Duration>,
     no_templates: bool,
 }
 
@@ -164,6 +165,16 @@ impl VcsimOptions {
         self
     }
 
+    /// `-session-idle-timeout`: the simulator drops sessions idle for longer
+    /// than `timeout` (checked every `timeout`, so a session ends between
+    /// one and two timeouts after its last call), as vCenter does after its
+    /// own idle timeout. Without it, sessions never expire.
+    #[must_use]
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.session_idle_timeout = Some(timeout);
+        self
+    }
+
     /// Do not seed the templates.
     #[must_use]
     pub fn without_templates(mut self) -> Self {
@@ -188,6 +199,10 @@ impl VcsimOptions {
                 .collect();
             argv.push(format!("-method-delay={}", spec.join(",")));
         }
+        if let Some(t) = self.session_idle_timeout {
+            // A Go duration.
+            argv.push(format!("-session-idle-timeout={}ms", t.as_millis().max(1)));
+        }
         argv
     }
 }
@@ -201,6 +216,7 @@ pub struct Vcsim {
     dir: tempfile::TempDir,
     dir_path: Utf8PathBuf,
     address: String,
+    url: String,
     options: VcsimOptions,
     govc_path: Utf8PathBuf,
 }
@@ -215,6 +231,16 @@ impl Vcsim {
     pub async fn start_with(options: VcsimOptions) -> Result<Self, TestbedError> {
         let govc_path = tools::locate(Tool::Govc)?;
         let vcsim_path = tools::locate(Tool::Vcsim)?;
+        if options.session_idle_timeout.is_some()
+            && tools::vcsim_front_end(&vcsim_path).is_none_or(|r| r < tools::VCSIM_FRONT_END)
+        {
+            return Err(TestbedError::ToolMissing {
+                tool: "vcsim",
+                detail: format!(
+                    "{vcsim_path} is an older build of vmw's vcsim front end, without -session-idle-timeout"
+                ),
+            });
+        }
         let sim = tokio::task::spawn_blocking(move || spawn(&vcsim_path, govc_path, options))
             .await
             .map_err(std::io::Error::other)??;
@@ -227,6 +253,12 @@ impl Vcsim {
     /// `127.0.0.1:PORT`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The URL vcsim printed, user name and password included
+    /// (`https://user:pass@127.0.0.1:PORT/sdk`, percent-encoded).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The simulator's own temporary directory (removed on drop).
@@ -376,6 +408,12 @@ fn spawn(
             ));
         }
     };
+    let Some(url) = export_line_url(&line) else {
+        return Err(fail(
+            &mut child,
+            format!("unexpected first line {:?}", line.trim()),
+        ));
+    };
     let Some(address) = parse_export_line(&line) else {
         return Err(fail(
             &mut child,
@@ -388,17 +426,22 @@ fn spawn(
         dir,
         dir_path,
         address,
+        url: url.to_owned(),
         options,
         govc_path,
     })
 }
 
+/// The URL of vcsim's `export GOVC_URL=https://u:p@host:port/sdk ...` line.
+fn export_line_url(line: &str) -> Option<&str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("GOVC_URL="))
+}
+
 /// The `host:port` of vcsim's `export GOVC_URL=https://u:p@host:port/sdk ...`
 /// line.
 pub fn parse_export_line(line: &str) -> Option<String> {
-    let url = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("GOVC_URL="))?;
+    let url = export_line_url(line)?;
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))?;
@@ -433,7 +476,8 @@ mod tests {
             .standalone_hosts(0)
             .credentials("alice", "pw")
             .method_delay("PowerOnVM_Task", 2000)
-            .method_delay("CloneVM_Task", 10);
+            .method_delay("CloneVM_Task", 10)
+            .session_idle_timeout(Duration::from_millis(1500));
         assert_eq!(
             o.argv(),
             [
@@ -442,7 +486,8 @@ mod tests {
                 "-standalone-host=0",
                 "-username=alice",
                 "-password=pw",
-                "-method-delay=PowerOnVM_Task:2000,CloneVM_Task:10"
+                "-method-delay=PowerOnVM_Task:2000,CloneVM_Task:10",
+                "-session-idle-timeout=1500ms"
             ]
         );
     }
