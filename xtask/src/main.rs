@@ -131,6 +131,8 @@ pub(crate) fn govmomi_tools(force: bool) -> Result<Tools> {
     let local_ok = |tool: Tool| {
         let p = bin.join(tool.name());
         tools::reported_version(tool, &p).as_deref() == Some(GOVMOMI_VERSION)
+            && (tool != Tool::Vcsim
+                || tools::vcsim_front_end(&p).is_some_and(|r| r >= tools::VCSIM_FRONT_END))
     };
     if !force && local_ok(Tool::Govc) && local_ok(Tool::Vcsim) {
         eprintln!("xtask: govc and vcsim {GOVMOMI_VERSION} are in {bin}");
@@ -157,6 +159,13 @@ pub(crate) fn govmomi_tools(force: bool) -> Result<Tools> {
                 found
             );
         }
+    }
+    let front_end = tools::vcsim_front_end(&bin.join("vcsim"));
+    if front_end.is_none_or(|r| r < tools::VCSIM_FRONT_END) {
+        bail!(
+            "vcsim was built but reports front end revision {front_end:?}, not {}",
+            tools::VCSIM_FRONT_END
+        );
     }
     eprintln!("xtask: installed govc and vcsim {GOVMOMI_VERSION} into {bin}");
     Ok(Tools {

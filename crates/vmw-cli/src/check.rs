@@ -67,7 +67,8 @@ fn values(loaded: &Loaded) -> Vec<ValueReport> {
     vmw_config::known_keys()
         .map(|key| {
             let value = match key {
-                "server" => text(Some(&c.server)),
+                // Never user info, even in a configuration built by hand.
+                "server" => Some(c.server_display()),
                 "username" => text(Some(&c.username)),
                 "password" => Some(Secret::default().to_string()),
                 "datacenter" => text(Some(&c.datacenter)),
@@ -169,7 +170,7 @@ pub(crate) async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         match govc.exec(&About).await {
             Ok(about) => {
                 report.login = Some(LoginReport {
-                    server: config.server.clone(),
+                    server: config.server_display(),
                     username: config.username.clone(),
                     product: about.full_name,
                     api_version: about.api_version,

@@ -397,6 +397,79 @@ async fn a_wrong_password_names_the_user_and_the_vcenter() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_check_takes_credentials_from_the_server_url_and_never_shows_them() {
+    let password = "p@ss:w/rd%x #1";
+    let b = bed_with(VcsimOptions::new().credentials("alice@vsphere.local", password)).await;
+    let url = b.sim.url().to_owned();
+    let userinfo = url.split('@').next().unwrap().to_owned();
+    let bare = format!("https://{}/sdk", b.sim.address());
+    let config = b.sim.config();
+    let write = |server: &str| {
+        std::fs::write(
+            &b.config,
+            format!(
+                "[vmware]\nserver = {server:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = true\nresource_pool = {:?}\n",
+                config.datacenter,
+                config.datastore,
+                config.folder,
+                config.resource_pool.as_deref().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    let never_shown = |run: &Run| {
+        for text in [&run.stdout, &run.stderr] {
+            for secret in [password, "p%40ss", userinfo.as_str()] {
+                assert!(!text.contains(secret), "{secret:?} shown:\n{text}");
+            }
+        }
+    };
+
+    write(&url);
+    let run = b.vmw(&["config", "check", "--json"]).await;
+    never_shown(&run);
+    let doc = run.ok().json();
+    assert_eq!(doc["ok"], true, "{doc}");
+    let values = doc["config"]["values"].as_array().unwrap();
+    let value = |key: &str| values.iter().find(|v| v["key"] == key).unwrap().clone();
+    assert_eq!(value("server")["value"], bare.as_str());
+    assert_eq!(value("username")["value"], "alice@vsphere.local");
+    let from_url = format!("the URL in `server` ({})", b.config);
+    assert_eq!(value("username")["origin"], from_url.as_str());
+    assert_eq!(value("password")["origin"], from_url.as_str());
+    assert_eq!(value("password")["value"], "<redacted>");
+    assert_eq!(doc["login"]["server"], bare.as_str());
+    assert_eq!(doc["login"]["username"], "alice@vsphere.local");
+
+    let run = b.vmw(&["config", "check"]).await;
+    never_shown(&run);
+    assert!(run.ok().stdout.contains("login: ok"), "{}", run.stdout);
+
+    // A wrong password inside the URL: refused, with a hint, never shown.
+    write(&url.replacen("p%40ss", "wr0ng", 1));
+    for args in [
+        &["list"][..],
+        &["config", "check"][..],
+        &["config", "check", "--json"][..],
+    ] {
+        let run = b.vmw(args).await;
+        run.expect_code(1);
+        never_shown(&run);
+        for text in [&run.stdout, &run.stderr] {
+            assert!(!text.contains("wr0ng"), "{text}");
+        }
+        assert!(run.stderr.contains(b.sim.address()), "{}", run.stderr);
+    }
+
+    // A password holding `/` without escaping: a config error that shows none of it.
+    write(&format!("https://alice:se/cret@{}/sdk", b.sim.address()));
+    let run = b.vmw(&["config", "check"]).await;
+    run.expect_code(2);
+    assert!(!run.stdout.contains("se/cret") && !run.stderr.contains("se/cret"));
+    assert!(run.stderr.contains("%2F"), "{}", run.stderr);
+}
+
 #[tokio::test]
 async fn config_and_govc_errors_have_hints() {
     let home = tempfile::tempdir().unwrap();

@@ -61,7 +61,8 @@ pub const GOVC_PASSTHROUGH: &[&str] = &[
     "no_proxy",
 ];
 
-/// A snapshot of environment variables.
+/// A snapshot of environment variables. `Debug` hides `GOVC_PASSWORD` and
+/// user info in `GOVC_URL`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     vars: BTreeMap<String, String>,
@@ -73,6 +74,8 @@ impl std::fmt::Debug for Environment {
         for (k, v) in &self.vars {
             if k == GOVC_PASSWORD {
                 map.entry(k, &"<redacted>");
+            } else if k == GOVC_URL {
+                map.entry(k, &crate::server::redact(v));
             } else {
                 map.entry(k, v);
             }

@@ -64,6 +64,16 @@ pub enum ConfigError {
         expected: &'static str,
     },
 
+    /// `server` holds user info that cannot be read. The message names where
+    /// the value came from and never shows it.
+    #[error("`server` ({origin}) cannot be used: {problem}")]
+    BadServer {
+        /// Where the value came from.
+        origin: crate::Origin,
+        /// What is wrong with it.
+        problem: crate::ServerUrlError,
+    },
+
     /// Required values are missing (all of them, in one error).
     #[error("{}", missing_message(.keys, .file.as_ref(), .tried))]
     Missing {

@@ -26,6 +26,27 @@
 //! than one cluster or host, `govc vm.clone` cannot pick a resource pool by
 //! itself, and `resource_pool` tells it which one to use.
 //!
+//! # Credentials inside `server`
+//!
+//! Like govc, vmw accepts a URL with user info as `server`
+//! (`https://user:password@host/sdk`, percent-encoded as in any URL; see
+//! [`server`]). The loader takes the user name and password out of it:
+//! each fills `username` or `password` only when no source above gives
+//! that key (an explicit key wins over the URL, as `GOVC_USERNAME` and
+//! `GOVC_PASSWORD` win over `GOVC_URL` in govc), and its origin is then
+//! [`Origin::ServerUrl`]. The `server` the loader returns never holds user
+//! info, and neither does anything vmw shows or hands govc:
+//! [`VmwareConfig::server_display`], `Debug`, the `GOVC_URL` of
+//! [`VmwareConfig::govc_env`] (user and password go in `GOVC_USERNAME` and
+//! `GOVC_PASSWORD`), so not even govc's error messages can echo the password.
+//!
+//! # Session directories
+//!
+//! [`VmwareConfig::govc_env`] points govc's session cache (`GOVMOMI_HOME`)
+//! at a directory of its own for each server, user and password under the
+//! session root it is given ([`session::key`]), so a wrong password never
+//! reuses the session of a right one.
+//!
 //! # Example
 //!
 //! ```
@@ -60,6 +81,8 @@
 pub mod env;
 mod error;
 mod secret;
+pub mod server;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,14 +93,20 @@ use serde::Deserialize;
 pub use env::Environment;
 pub use error::{ConfigError, MissingKey, PathList, ProblemList};
 pub use secret::Secret;
+pub use server::{ServerUrl, ServerUrlError};
 
 /// The system-wide config file pycloudlib reads last.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/pycloudlib.toml";
 
 /// The resolved `[vmware]` configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows neither the password nor user info in `server`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct VmwareConfig {
-    /// vCenter host name or URL (`GOVC_URL`).
+    /// vCenter host name or URL (`GOVC_URL`). The loader removes user info
+    /// from it; a value set by hand may still hold some, which
+    /// [`VmwareConfig::server_display`] and [`VmwareConfig::govc_env`]
+    /// take out.
     pub server: String,
     /// vCenter user.
     pub username: String,
@@ -103,9 +132,28 @@ pub struct VmwareConfig {
     pub key_name: Option<String>,
 }
 
+impl fmt::Debug for VmwareConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VmwareConfig")
+            .field("server", &self.server_display())
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("datacenter", &self.datacenter)
+            .field("datastore", &self.datastore)
+            .field("folder", &self.folder)
+            .field("insecure_transport", &self.insecure_transport)
+            .field("resource_pool", &self.resource_pool)
+            .field("network", &self.network)
+            .field("public_key_path", &self.public_key_path)
+            .field("private_key_path", &self.private_key_path)
+            .field("key_name", &self.key_name)
+            .finish()
+    }
+}
+
 /// Values given by the caller; each one set here wins over every other
-/// source.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// source. `Debug` redacts the password and user info in `server`.
+#[derive(Clone, Default, PartialEq, Eq)]
 #[allow(missing_docs)] // one field per key of `VmwareConfig`, documented there
 pub struct Overrides {
     pub server: Option<String>,
@@ -122,6 +170,25 @@ pub struct Overrides {
     pub key_name: Option<String>,
 }
 
+impl fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Overrides")
+            .field("server", &self.server.as_deref().map(server::redact))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("datacenter", &self.datacenter)
+            .field("datastore", &self.datastore)
+            .field("folder", &self.folder)
+            .field("insecure_transport", &self.insecure_transport)
+            .field("resource_pool", &self.resource_pool)
+            .field("network", &self.network)
+            .field("public_key_path", &self.public_key_path)
+            .field("private_key_path", &self.private_key_path)
+            .field("key_name", &self.key_name)
+            .finish()
+    }
+}
+
 /// Where a value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -133,6 +200,8 @@ pub enum Origin {
     Env(&'static str),
     /// Not given anywhere; the documented default applies.
     Default,
+    /// Taken from the user info of `server`, which came from this origin.
+    ServerUrl(Box<Origin>),
 }
 
 impl fmt::Display for Origin {
@@ -142,6 +211,7 @@ impl fmt::Display for Origin {
             Origin::File(p) => write!(f, "{p}"),
             Origin::Env(v) => write!(f, "environment variable {v}"),
             Origin::Default => f.write_str("default"),
+            Origin::ServerUrl(o) => write!(f, "the URL in `server` ({o})"),
         }
     }
 }
@@ -377,6 +447,8 @@ impl Loader {
             values.insert(spec.key, (value, Origin::Env(var)));
         }
 
+        take_credentials_from_server(&mut values)?;
+
         let missing: Vec<MissingKey> = KEYS
             .iter()
             .filter(|k| k.required && !values.contains_key(k.key))
@@ -441,6 +513,34 @@ impl Loader {
             unknown_keys,
         })
     }
+}
+
+/// Removes the user info from `server` and lets it fill `username` and
+/// `password` where nothing else did.
+fn take_credentials_from_server(
+    values: &mut BTreeMap<&'static str, (Value, Origin)>,
+) -> Result<(), ConfigError> {
+    let Some((Value::Text(raw), origin)) = values.get("server") else {
+        return Ok(());
+    };
+    let origin = origin.clone();
+    let url = ServerUrl::parse(raw).map_err(|problem| ConfigError::BadServer {
+        origin: origin.clone(),
+        problem,
+    })?;
+    let from_url = Origin::ServerUrl(Box::new(origin.clone()));
+    if let Some(user) = url.username() {
+        values
+            .entry("username")
+            .or_insert_with(|| (Value::Text(user.to_owned()), from_url.clone()));
+    }
+    if let Some(password) = url.password() {
+        values
+            .entry("password")
+            .or_insert_with(|| (Value::Text(password.expose().to_owned()), from_url));
+    }
+    values.insert("server", (Value::Text(url.address().to_owned()), origin));
+    Ok(())
 }
 
 fn override_values(o: &Overrides) -> Vec<(&'static str, Value)> {
@@ -598,6 +698,7 @@ fn parse_file(path: &Utf8Path, text: &str) -> Result<ParsedFile, ConfigError> {
 pub struct GovcEnv {
     vars: Vec<(String, String)>,
     password: Secret,
+    session_root: Option<Utf8PathBuf>,
 }
 
 impl fmt::Debug for GovcEnv {
@@ -618,6 +719,13 @@ impl GovcEnv {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The directory holding the session directories of every server, user
+    /// and password (the `session_dir` given to [`VmwareConfig::govc_env`]);
+    /// `GOVMOMI_HOME` is one directory in it.
+    pub fn session_root(&self) -> Option<&Utf8Path> {
+        self.session_root.as_deref()
     }
 
     /// Every variable except the password, for display.
@@ -648,15 +756,55 @@ impl GovcEnv {
 }
 
 impl VmwareConfig {
-    /// The environment for govc. `session_dir` is where govc keeps its
-    /// session cache (`GOVMOMI_HOME`), so that consecutive calls reuse one
-    /// login; see [`Environment::govc_session_dir`]. Without it, govc is told
-    /// not to persist sessions. Variables of [`env::GOVC_PASSTHROUGH`] are
-    /// copied from `caller`.
+    /// `server` without user info: the form to show (see [`server::redact`]).
+    pub fn server_display(&self) -> String {
+        server::redact(&self.server)
+    }
+
+    /// The URL, user name and password govc gets: `server` without user
+    /// info, and `username` and `password`, each taken from the user info
+    /// of `server` when empty.
+    fn govc_login(&self) -> (String, String, Secret) {
+        match ServerUrl::parse(&self.server) {
+            Ok(url) => {
+                let username = if self.username.is_empty() {
+                    url.username().unwrap_or_default().to_owned()
+                } else {
+                    self.username.clone()
+                };
+                let password = match url.password() {
+                    Some(p) if self.password.is_empty() => p.clone(),
+                    _ => self.password.clone(),
+                };
+                (url.address().to_owned(), username, password)
+            }
+            Err(_) => (
+                self.server_display(),
+                self.username.clone(),
+                self.password.clone(),
+            ),
+        }
+    }
+
+    /// The environment for govc.
+    ///
+    /// `session_dir` is vmw's session root (see
+    /// [`Environment::govc_session_dir`]): govc keeps its session cache
+    /// (`GOVMOMI_HOME`) in the directory of this server, user and password
+    /// in it (see [`session`]), so that consecutive calls reuse one login.
+    /// Without it, govc is told not to persist sessions. Variables of
+    /// [`env::GOVC_PASSTHROUGH`] are copied from `caller`.
+    ///
+    /// `GOVC_URL` never holds user info: user name and password go in
+    /// `GOVC_USERNAME` and `GOVC_PASSWORD`.
     pub fn govc_env(&self, session_dir: Option<Utf8PathBuf>, caller: &Environment) -> GovcEnv {
+        let (url, username, password) = self.govc_login();
+        let session_home = session_dir
+            .as_ref()
+            .map(|root| root.join(session::key(&url, &username, &password)));
         let mut vars = vec![
-            (env::GOVC_URL.to_owned(), self.server.clone()),
-            (env::GOVC_USERNAME.to_owned(), self.username.clone()),
+            (env::GOVC_URL.to_owned(), url),
+            (env::GOVC_USERNAME.to_owned(), username),
             (env::GOVC_DATACENTER.to_owned(), self.datacenter.clone()),
             (env::GOVC_DATASTORE.to_owned(), self.datastore.clone()),
             (env::GOVC_FOLDER.to_owned(), self.folder.clone()),
@@ -671,7 +819,7 @@ impl VmwareConfig {
         if let Some(net) = &self.network {
             vars.push((env::GOVC_NETWORK.to_owned(), net.clone()));
         }
-        match session_dir {
+        match session_home {
             Some(dir) => {
                 vars.push((env::GOVMOMI_HOME.to_owned(), dir.into_string()));
                 vars.push((env::GOVC_PERSIST_SESSION.to_owned(), "true".to_owned()));
@@ -685,7 +833,8 @@ impl VmwareConfig {
         }
         GovcEnv {
             vars,
-            password: self.password.clone(),
+            password,
+            session_root: session_dir,
         }
     }
 }

@@ -372,7 +372,14 @@ fn govc_env_holds_the_config_and_hides_the_password() {
     assert_eq!(exposed["GOVC_PASSWORD"], "o-pass");
     assert_eq!(exposed["GOVC_INSECURE"], "1");
     assert_eq!(exposed["GOVC_RESOURCE_POOL"], "/DC0/host/DC0_C0/Resources");
-    assert_eq!(exposed["GOVMOMI_HOME"], "/c/govmomi");
+    assert_eq!(
+        exposed["GOVMOMI_HOME"],
+        format!(
+            "/c/govmomi/{}",
+            session::key("o-server", "o-user", &Secret::new("o-pass"))
+        )
+    );
+    assert_eq!(env.session_root(), Some(Utf8Path::new("/c/govmomi")));
     assert_eq!(exposed["SSL_CERT_FILE"], "/etc/ca.pem");
     assert!(!exposed.contains_key("AWS_SECRET_ACCESS_KEY"));
     assert!(!exposed.contains_key("GOVC_NETWORK"));
@@ -405,4 +412,205 @@ fn session_dir_follows_xdg_then_home() {
 fn environment_debug_redacts_govc_password() {
     let e = Environment::from_pairs([("GOVC_PASSWORD", "hunter2")]);
     assert!(!format!("{e:?}").contains("hunter2"));
+}
+
+/// The configuration keys other than server, user and password.
+fn placement_overrides() -> Overrides {
+    Overrides {
+        datacenter: Some("DC0".into()),
+        datastore: Some("LocalDS_0".into()),
+        folder: Some("/DC0/vm".into()),
+        ..Overrides::default()
+    }
+}
+
+#[test]
+fn credentials_in_the_server_url_fill_username_and_password() {
+    let fx = Fixture::new();
+    let loaded = fx
+        .loader(&[(
+            "GOVC_URL",
+            "https://administrator%40vsphere.local:p%40ss%3Aw%2F%25rd@vc.example.com/sdk",
+        )])
+        .overrides(placement_overrides())
+        .load()
+        .unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.server, "https://vc.example.com/sdk");
+    assert_eq!(c.username, "administrator@vsphere.local");
+    assert_eq!(c.password.expose(), "p@ss:w/%rd");
+    let from_url = Origin::ServerUrl(Box::new(Origin::Env("GOVC_URL")));
+    assert_eq!(loaded.origin("server"), Some(&Origin::Env("GOVC_URL")));
+    assert_eq!(loaded.origin("username"), Some(&from_url));
+    assert_eq!(loaded.origin("password"), Some(&from_url));
+    assert_eq!(
+        from_url.to_string(),
+        "the URL in `server` (environment variable GOVC_URL)"
+    );
+
+    let env = c.govc_env(Some("/c".into()), &Environment::default());
+    let exposed: BTreeMap<&str, &str> = env.expose_all().collect();
+    assert_eq!(exposed["GOVC_URL"], "https://vc.example.com/sdk");
+    assert_eq!(exposed["GOVC_USERNAME"], "administrator@vsphere.local");
+    assert_eq!(exposed["GOVC_PASSWORD"], "p@ss:w/%rd");
+    let shown = format!("{loaded:?} {env:?} {}", c.server_display());
+    for secret in ["p@ss", "p%40ss", "%25rd"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}
+
+#[test]
+fn explicit_username_and_password_win_over_the_url() {
+    let fx = Fixture::new();
+    let path = fx.write(
+        "cfg.toml",
+        "[vmware]\nserver = \"https://url-user:url-pass@vc/sdk\"\n",
+    );
+    // The password from the environment beats the one in the file's URL;
+    // the URL still gives the user name.
+    let loaded = fx
+        .loader(&[("GOVC_PASSWORD", "env-pass")])
+        .file(path.clone())
+        .overrides(placement_overrides())
+        .load()
+        .unwrap();
+    assert_eq!(loaded.config.server, "https://vc/sdk");
+    assert_eq!(loaded.config.username, "url-user");
+    assert_eq!(loaded.config.password.expose(), "env-pass");
+    assert_eq!(
+        loaded.origin("password"),
+        Some(&Origin::Env("GOVC_PASSWORD"))
+    );
+    assert_eq!(
+        loaded.origin("username"),
+        Some(&Origin::ServerUrl(Box::new(Origin::File(path.clone()))))
+    );
+
+    // An override of the user name beats the URL too.
+    let loaded = fx
+        .loader(&[])
+        .file(path)
+        .overrides(Overrides {
+            username: Some("o-user".into()),
+            ..placement_overrides()
+        })
+        .load()
+        .unwrap();
+    assert_eq!(loaded.config.username, "o-user");
+    assert_eq!(loaded.config.password.expose(), "url-pass");
+}
+
+#[test]
+fn a_url_without_a_password_still_needs_one() {
+    let fx = Fixture::new();
+    let err = fx
+        .loader(&[("GOVC_URL", "https://alice@vc/sdk")])
+        .overrides(placement_overrides())
+        .load()
+        .unwrap_err();
+    let ConfigError::Missing { keys, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(keys.iter().map(|k| k.key).collect::<Vec<_>>(), ["password"]);
+}
+
+#[test]
+fn unreadable_user_info_is_an_error_that_does_not_show_it() {
+    let fx = Fixture::new();
+    for (url, secret) in [
+        ("https://u:50%off@vc/sdk", "50%off"),
+        ("https://u:pa/ss@vc/sdk", "pa/ss"),
+    ] {
+        let err = fx
+            .loader(&[("GOVC_URL", url)])
+            .overrides(placement_overrides())
+            .load()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::BadServer { .. }), "{err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains("environment variable GOVC_URL"), "{shown}");
+        assert!(shown.contains("hint:"), "{shown}");
+    }
+}
+
+#[test]
+fn a_hand_made_config_with_user_info_is_cleaned_too() {
+    let config = VmwareConfig {
+        server: "https://alice:hunter2@vc/sdk".into(),
+        username: String::new(),
+        password: Secret::default(),
+        datacenter: "DC0".into(),
+        datastore: "ds".into(),
+        folder: "/DC0/vm".into(),
+        insecure_transport: false,
+        resource_pool: None,
+        network: None,
+        public_key_path: None,
+        private_key_path: None,
+        key_name: None,
+    };
+    assert_eq!(config.server_display(), "https://vc/sdk");
+    let env = config.govc_env(Some("/c".into()), &Environment::default());
+    let exposed: BTreeMap<&str, &str> = env.expose_all().collect();
+    assert_eq!(exposed["GOVC_URL"], "https://vc/sdk");
+    assert_eq!(exposed["GOVC_USERNAME"], "alice");
+    assert_eq!(exposed["GOVC_PASSWORD"], "hunter2");
+    // The session directory is that of the URL's user and password.
+    let same = VmwareConfig {
+        server: "https://vc/sdk".into(),
+        username: "alice".into(),
+        password: Secret::new("hunter2"),
+        ..config.clone()
+    };
+    assert_eq!(
+        env.get("GOVMOMI_HOME"),
+        same.govc_env(Some("/c".into()), &Environment::default())
+            .get("GOVMOMI_HOME")
+    );
+    // Explicit fields win over the URL, as in the loader.
+    let explicit = VmwareConfig {
+        username: "bob".into(),
+        password: Secret::new("other"),
+        ..config.clone()
+    };
+    let e = explicit.govc_env(None, &Environment::default());
+    let exposed: BTreeMap<&str, &str> = e.expose_all().collect();
+    assert_eq!(exposed["GOVC_USERNAME"], "bob");
+    assert_eq!(exposed["GOVC_PASSWORD"], "other");
+    assert_eq!(exposed["GOVC_URL"], "https://vc/sdk");
+
+    let overrides = Overrides {
+        server: Some(config.server.clone()),
+        ..Overrides::default()
+    };
+    let caller = Environment::from_pairs([("GOVC_URL", config.server.as_str())]);
+    let shown = format!("{config:?} {config:#?} {env:?} {overrides:?} {caller:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("https://vc/sdk"), "{shown}");
+}
+
+#[test]
+fn each_password_gets_its_own_session_directory() {
+    let fx = Fixture::new();
+    let home = |password: &str| {
+        fx.loader(&[])
+            .overrides(Overrides {
+                password: Some(Secret::new(password)),
+                ..all_overrides()
+            })
+            .load()
+            .unwrap()
+            .config
+            .govc_env(Some("/c".into()), &Environment::default())
+            .get("GOVMOMI_HOME")
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(home("right"), home("right"));
+    assert_ne!(home("right"), home("wrong"));
+    let right = home("right");
+    let name = Utf8Path::new(&right).file_name().unwrap();
+    assert!(session::is_key(name), "{right}");
+    assert!(right.starts_with("/c/"), "{right}");
 }

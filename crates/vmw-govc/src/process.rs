@@ -1,15 +1,18 @@
-//! [`ProcessGovc`]: the backend that runs the real govc binary.
+//! [`ProcessGovc`]: the backend that runs the real govc binary, and how it
+//! shares govc's session cache between calls and processes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
-use vmw_config::{Environment, GovcEnv, VmwareConfig, env};
+use vmw_config::{Environment, GovcEnv, VmwareConfig, env, session};
 
 use crate::requests::GovcVersion;
 use crate::{Command, ErrorKind, Govc, GovcError, GovcExt, MIN_VERSION, Output, Version};
@@ -27,17 +30,37 @@ use crate::{Command, ErrorKind, Govc, GovcError, GovcExt, MIN_VERSION, Output, V
 /// - govc runs in its own process group, so a Ctrl-C meant for vmw does not
 ///   kill a govc call half-way: vmw decides what to do;
 /// - govc keeps its login in the session directory of the environment
-///   (`GOVMOMI_HOME`), so one login serves many calls.
+///   (`GOVMOMI_HOME`), so one login serves many calls;
+/// - the first call of a process that logs in runs alone, holding the lock
+///   file [`LOGIN_LOCK_FILE`] of the session directory, until one such call
+///   has succeeded: govc writes its session file in place, and concurrent
+///   first logins (of this process or of other vmw processes) could read it
+///   half-written. `govc version`, which never logs in, does not count;
+/// - a read (`about`, `find`, `vm.info`, `object.collect`, `vm.ip`, ...)
+///   that lost its connection (`EOF`, connection reset) runs once more,
+///   within the same deadline; a change (`vm.clone`, `vm.power`,
+///   `vm.destroy`, ...) never runs twice;
+/// - once per process, session directories of the session root not used
+///   for [`SESSION_STALE_AFTER`] are removed (best effort); the one in use
+///   is marked used.
 #[derive(Clone, Debug)]
 pub struct ProcessGovc {
     program: Utf8PathBuf,
     env: GovcEnv,
     default_timeout: Duration,
+    retry_reads: bool,
     session_dir: std::sync::Arc<OnceCell<()>>,
 }
 
 /// The deadline of commands that set none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The file in the session directory that vmw processes lock while they
+/// log in for the first time.
+pub const LOGIN_LOCK_FILE: &str = "login.lock";
+
+/// Session directories not used for this long are removed.
+pub const SESSION_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 impl ProcessGovc {
     /// A backend running `program` with exactly `env`.
@@ -46,6 +69,7 @@ impl ProcessGovc {
             program: program.into(),
             env,
             default_timeout: DEFAULT_TIMEOUT,
+            retry_reads: true,
             session_dir: std::sync::Arc::new(OnceCell::new()),
         }
     }
@@ -89,6 +113,14 @@ impl ProcessGovc {
         self
     }
 
+    /// Whether a read that lost its connection runs once more (the
+    /// default); `false` reports the first failure as it is.
+    #[must_use]
+    pub fn retry_reads(mut self, retry: bool) -> Self {
+        self.retry_reads = retry;
+        self
+    }
+
     /// The govc binary.
     pub fn program(&self) -> &Utf8Path {
         &self.program
@@ -99,12 +131,15 @@ impl ProcessGovc {
         &self.env
     }
 
-    /// Creates the session directory (mode 0700) once.
+    /// Once per backend (and its clones): creates the session directory
+    /// (mode 0700) and marks it used; once per process and session root,
+    /// removes stale session directories.
     async fn ensure_session_dir(&self) -> std::io::Result<()> {
         let Some(dir) = self.env.get(env::GOVMOMI_HOME) else {
             return Ok(());
         };
         let dir = Utf8PathBuf::from(dir);
+        let root = self.env.session_root().map(Utf8Path::to_owned);
         self.session_dir
             .get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || {
@@ -112,7 +147,21 @@ impl ProcessGovc {
                     std::fs::DirBuilder::new()
                         .recursive(true)
                         .mode(0o700)
-                        .create(&dir)
+                        .create(&dir)?;
+                    let now = SystemTime::now();
+                    if let Err(e) = mark_used(&dir, now) {
+                        tracing::debug!(dir = %dir, error = %e, "govc: could not mark the session directory used");
+                    }
+                    if let Some(root) = root {
+                        let first = PRUNED_ROOTS
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(root.clone());
+                        if first {
+                            prune_stale_sessions(&root, &dir, now);
+                        }
+                    }
+                    Ok(())
                 })
                 .await
                 .map_err(std::io::Error::other)?
@@ -122,16 +171,71 @@ impl ProcessGovc {
     }
 }
 
-/// One gate per govc session (session directory, URL, user, TLS mode): until
-/// a call has succeeded, calls wait for each other. govc writes its session
-/// file on login and other govc processes read it; several processes
-/// logging in at once can read a half-written file and fail with `EOF`. The
-/// gate makes the first call log in alone; once the session exists, calls
+/// Sets the modification time of `dir` to `now`.
+fn mark_used(dir: &Utf8Path, now: SystemTime) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.set_modified(now)
+}
+
+/// Removes the session directories in `root` (named by
+/// [`session::key`]) other than `keep` that were last used more than
+/// [`SESSION_STALE_AFTER`] before `now`. Best effort: what cannot be read
+/// or removed stays. Returns how many were removed.
+pub(crate) fn prune_stale_sessions(root: &Utf8Path, keep: &Utf8Path, now: SystemTime) -> usize {
+    let entries = match root.read_dir_utf8() {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::debug!(root = %root, error = %e, "govc: cannot list session directories");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !session::is_key(entry.file_name()) || path == keep {
+            continue;
+        }
+        // symlink_metadata: a link is never followed, nor removed.
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        let stale = meta.is_dir()
+            && meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age > SESSION_STALE_AFTER);
+        if !stale {
+            continue;
+        }
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => {
+                tracing::debug!(dir = %path, "govc: removed a stale session directory");
+                removed += 1;
+            }
+            Err(e) => {
+                tracing::debug!(dir = %path, error = %e, "govc: could not remove a stale session directory");
+            }
+        }
+    }
+    removed
+}
+
+/// One gate per govc session (session directory, URL, user, TLS mode):
+/// until a call that logs in has succeeded, such calls wait for each other.
+/// govc writes its session file in place on login and other govc processes
+/// read it; several processes logging in at once can read a half-written
+/// file and fail with `EOF`. The gate makes the first login of this process
+/// run alone (and, with the lock file of [`LOGIN_LOCK_FILE`], apart from
+/// the first logins of other vmw processes); once a session exists, calls
 /// run concurrently.
 type Gate = Arc<tokio::sync::Mutex<bool>>;
 
 static SESSION_GATES: LazyLock<Mutex<HashMap<String, Gate>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Session roots already pruned by this process.
+static PRUNED_ROOTS: LazyLock<Mutex<HashSet<Utf8PathBuf>>> =
+    LazyLock::new(|| Mutex::new(HashSet::new()));
 
 impl ProcessGovc {
     fn session_gate(&self) -> Option<Gate> {
@@ -145,46 +249,228 @@ impl ProcessGovc {
         let mut gates = SESSION_GATES.lock().unwrap_or_else(|e| e.into_inner());
         Some(gates.entry(key).or_default().clone())
     }
+
+    /// Takes the login lock of the session directory, waiting (without
+    /// blocking a thread) until `until`. `Ok(None)` when there is no
+    /// session directory, or when the file system cannot lock: the lock is
+    /// advisory, and the in-process gate still holds.
+    async fn lock_login(&self, until: Instant) -> Result<Option<std::fs::File>, LockWait> {
+        let Some(home) = self.env.get(env::GOVMOMI_HOME) else {
+            return Ok(None);
+        };
+        let path = Utf8Path::new(home).join(LOGIN_LOCK_FILE);
+        let file = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&path)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        };
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "govc: cannot open the login lock; logging in without it");
+                return Ok(None);
+            }
+        };
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    tracing::warn!(path = %path, error = %e, "govc: cannot take the login lock; logging in without it");
+                    return Ok(None);
+                }
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Err(LockWait);
+            }
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
 }
+
+/// The login lock was still taken when the deadline passed.
+struct LockWait;
 
 #[async_trait]
 impl Govc for ProcessGovc {
     async fn run(&self, command: &Command) -> Result<Output, GovcError> {
-        if let Some(gate) = self.session_gate() {
-            let mut logged_in = gate.lock().await;
-            if !*logged_in {
-                let result = self.run_process(command).await;
-                // Any answer from vCenter means govc got a session.
-                *logged_in = match &result {
-                    Ok(_) => true,
-                    Err(e) => !matches!(
-                        e.kind(),
-                        ErrorKind::Authentication
-                            | ErrorKind::Unreachable
-                            | ErrorKind::Tls
-                            | ErrorKind::Timeout
-                            | ErrorKind::GovcMissing
-                            | ErrorKind::Io
-                            | ErrorKind::Other
-                    ),
-                };
-                return result;
-            }
+        let deadline = command.time_limit().unwrap_or(self.default_timeout);
+        let until = Instant::now() + deadline;
+        let timeout = || GovcError::Timeout {
+            command: Box::new(command.clone()),
+            after: deadline,
+        };
+        self.ensure_session_dir()
+            .await
+            .map_err(|e| self.io_error(command, e))?;
+
+        let gate = if logs_in(command) {
+            self.session_gate()
+        } else {
+            None
+        };
+        let Some(gate) = gate else {
+            return self.run_retrying(command, deadline, until).await;
+        };
+        let mut logged_in = tokio::time::timeout_at(until, gate.lock())
+            .await
+            .map_err(|_| timeout())?;
+        if *logged_in {
+            drop(logged_in);
+            return self.run_retrying(command, deadline, until).await;
         }
-        self.run_process(command).await
+        let lock = self.lock_login(until).await.map_err(|LockWait| {
+            tracing::warn!(command = %command, "govc: another vmw process kept the login lock until the deadline");
+            timeout()
+        })?;
+        let result = self.run_retrying(command, deadline, until).await;
+        *logged_in = proves_session(&result);
+        drop(lock);
+        result
     }
 }
 
+/// govc subcommands that only read: running one twice has the effect of
+/// running it once, so a read that lost its connection may run again.
+/// Everything else (clone, power, change, destroy, import, ...) never runs
+/// twice: vCenter may have done it already.
+const READS: &[&str] = &[
+    "about",
+    "datacenter.info",
+    "datastore.info",
+    "datastore.ls",
+    "device.info",
+    "device.ls",
+    "events",
+    "find",
+    "folder.info",
+    "host.info",
+    "import.spec",
+    "library.info",
+    "library.ls",
+    "ls",
+    "object.collect",
+    "pool.info",
+    "session.ls",
+    "tags.info",
+    "tags.ls",
+    "tree",
+    "version",
+    "vm.info",
+    "vm.ip",
+];
+
+/// Whether the govc subcommand `name` only reads (see [`READS`]).
+pub(crate) fn is_read(name: &str) -> bool {
+    READS.contains(&name)
+}
+
+/// Whether govc's failure says the connection to vCenter, or govc's
+/// session file, ended early: `EOF` or `unexpected EOF` (alone, when the
+/// session file was read half-written; after `Post "<url>": ` when the
+/// connection closed), or a reset connection.
+pub(crate) fn lost_connection(err: &GovcError) -> bool {
+    let GovcError::Failed(f) = err else {
+        return false;
+    };
+    let msg = f.message().to_lowercase();
+    let msg = msg.trim();
+    msg == "eof"
+        || msg == "unexpected eof"
+        || msg.ends_with(": eof")
+        || msg.ends_with(": unexpected eof")
+        || msg.contains("connection reset by peer")
+        || msg.contains("server closed idle connection")
+}
+
+/// Whether `command` makes govc log in. `version` does not, nor does
+/// `import.spec` of a local file; every other command does.
+pub(crate) fn logs_in(command: &Command) -> bool {
+    match command.name() {
+        "version" => false,
+        "import.spec" => command
+            .positional()
+            .first()
+            .is_some_and(|p| p.starts_with("https://") || p.starts_with("http://")),
+        _ => true,
+    }
+}
+
+/// Whether the result of a command that logs in shows that govc holds a
+/// session now: it succeeded, or vCenter answered it with a fault only a
+/// logged-in client gets. Failures before or at the login (refused, TLS,
+/// wrong password, usage, timeout, anything unknown) do not.
+fn proves_session(result: &Result<Output, GovcError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.kind(),
+            ErrorKind::NotFound
+                | ErrorKind::InventoryChanged
+                | ErrorKind::InvalidPowerState
+                | ErrorKind::DuplicateName
+                | ErrorKind::AmbiguousResourcePool
+        ),
+    }
+}
+
+/// How long to wait before running a read again.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 impl ProcessGovc {
-    async fn run_process(&self, command: &Command) -> Result<Output, GovcError> {
-        let io_error = |source: std::io::Error| GovcError::Io {
+    fn io_error(&self, command: &Command, source: std::io::Error) -> GovcError {
+        GovcError::Io {
             command: Box::new(command.clone()),
             program: self.program.clone(),
             source,
-        };
-        self.ensure_session_dir().await.map_err(io_error)?;
+        }
+    }
 
-        let deadline = command.time_limit().unwrap_or(self.default_timeout);
+    /// Runs `command`, and once more when it is a read that lost its
+    /// connection and time is left.
+    async fn run_retrying(
+        &self,
+        command: &Command,
+        deadline: Duration,
+        until: Instant,
+    ) -> Result<Output, GovcError> {
+        let first = self.run_process(command, deadline, until).await;
+        match first {
+            Err(e)
+                if self.retry_reads
+                    && is_read(command.name())
+                    && lost_connection(&e)
+                    && until.saturating_duration_since(Instant::now()) > RETRY_PAUSE =>
+            {
+                tracing::info!(command = %command, error = %e, "govc: a read lost its connection; running it once more");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                self.run_process(command, deadline, until).await
+            }
+            other => other,
+        }
+    }
+    /// Runs govc once. `deadline` is the command's time limit (for the
+    /// error); the child is killed at `until`.
+    async fn run_process(
+        &self,
+        command: &Command,
+        deadline: Duration,
+        until: Instant,
+    ) -> Result<Output, GovcError> {
+        let io_error = |source: std::io::Error| self.io_error(command, source);
         let started = Instant::now();
         tracing::debug!(command = %command, "govc: start");
 
@@ -210,7 +496,7 @@ impl ProcessGovc {
 
         let mut stdout_pipe = child.stdout.take();
         let mut stderr_pipe = child.stderr.take();
-        let finished = tokio::time::timeout(deadline, async {
+        let finished = tokio::time::timeout_at(until, async {
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
             let read_out = async {
@@ -258,5 +544,157 @@ impl ProcessGovc {
             tracing::debug!(command = %command, ?elapsed, kind = %err.kind(), "govc: failed");
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(name: &str, stderr: &str) -> GovcError {
+        GovcError::failed(Command::new(name), Some(1), stderr)
+    }
+
+    #[test]
+    fn reads_are_retried_changes_never() {
+        for read in [
+            "about",
+            "version",
+            "find",
+            "ls",
+            "vm.info",
+            "vm.ip",
+            "object.collect",
+            "import.spec",
+            "datastore.ls",
+        ] {
+            assert!(is_read(read), "{read}");
+        }
+        for change in [
+            "vm.clone",
+            "vm.create",
+            "vm.destroy",
+            "vm.power",
+            "vm.change",
+            "vm.markastemplate",
+            "vm.markasvm",
+            "object.rename",
+            "import.ova",
+            "import.ovf",
+            "folder.create",
+            "vm.question",
+            "",
+            "VM.INFO",
+        ] {
+            assert!(!is_read(change), "{change}");
+        }
+    }
+
+    #[test]
+    fn lost_connections_are_recognised_by_their_messages() {
+        for stderr in [
+            "govc: EOF\n",
+            "/usr/bin/govc: unexpected EOF\n",
+            "govc: Post \"https://127.0.0.1:47001/sdk\": EOF\n",
+            "govc: Post \"https://vc/sdk\": unexpected EOF\n",
+            "govc: Post \"https://vc/sdk\": read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer\n",
+            "govc: Post \"https://vc/sdk\": http: server closed idle connection\n",
+        ] {
+            assert!(lost_connection(&failed("about", stderr)), "{stderr}");
+        }
+        for stderr in [
+            "govc: ServerFaultCode: Login failure\n",
+            "govc: vm 'x' not found\n",
+            "govc: Post \"https://vc/sdk\": dial tcp 127.0.0.1:1: connect: connection refused\n",
+            "govc: the EOF marker of the archive\n",
+            "",
+        ] {
+            assert!(!lost_connection(&failed("about", stderr)), "{stderr}");
+        }
+        let timeout = GovcError::Timeout {
+            command: Box::new(Command::new("about")),
+            after: Duration::from_secs(1),
+        };
+        assert!(!lost_connection(&timeout));
+    }
+
+    #[test]
+    fn version_and_local_import_spec_do_not_log_in() {
+        assert!(!logs_in(&Command::new("version")));
+        assert!(!logs_in(&Command::new("import.spec").arg("/tmp/a.ova")));
+        assert!(logs_in(
+            &Command::new("import.spec").arg("https://example.com/a.ova")
+        ));
+        for name in ["about", "find", "vm.info", "vm.clone", "object.collect"] {
+            assert!(logs_in(&Command::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn only_success_or_a_server_fault_proves_a_session() {
+        assert!(proves_session(&Ok(Output::default())));
+        assert!(proves_session(&Err(failed(
+            "vm.info",
+            "govc: vm 'x' not found\n"
+        ))));
+        assert!(proves_session(&Err(failed(
+            "vm.clone",
+            "govc: ServerFaultCode: DuplicateName\n"
+        ))));
+        for stderr in [
+            "govc: ServerFaultCode: Login failure\n",
+            "govc: Post \"https://vc/sdk\": dial tcp 127.0.0.1:1: connect: connection refused\n",
+            "govc: Post \"https://vc/sdk\": x509: certificate signed by unknown authority\n",
+            "govc: EOF\n",
+            "flag provided but not defined: -x\nUsage: govc about [OPTIONS]\n",
+        ] {
+            assert!(!proves_session(&Err(failed("about", stderr))), "{stderr}");
+        }
+    }
+
+    #[test]
+    fn stale_session_directories_are_pruned_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        let now = SystemTime::now();
+        let old = now - SESSION_STALE_AFTER - Duration::from_secs(60);
+        let recent = now - SESSION_STALE_AFTER + Duration::from_secs(3600);
+        let key = |n: u8| format!("{:032x}", u128::from(n) + 0xabc);
+        let make = |name: &str, mtime: SystemTime| {
+            let dir = root.join(name);
+            std::fs::create_dir_all(dir.join("sessions")).unwrap();
+            std::fs::write(dir.join("sessions").join("x"), "{}").unwrap();
+            mark_used(&dir, mtime).unwrap();
+            dir
+        };
+        let stale = make(&key(1), old);
+        let fresh = make(&key(2), recent);
+        let in_use = make(&key(3), old);
+        let not_ours = make("sessions", old);
+        let file_named_like_a_key = root.join(key(4));
+        std::fs::write(&file_named_like_a_key, "").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file_named_like_a_key)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+
+        assert_eq!(prune_stale_sessions(root, &in_use, now), 1);
+        assert!(!stale.exists());
+        for kept in [&fresh, &in_use, &not_ours, &file_named_like_a_key] {
+            assert!(kept.exists(), "{kept}");
+        }
+        // A missing root is not an error.
+        assert_eq!(prune_stale_sessions(&root.join("nope"), &in_use, now), 0);
+    }
+
+    #[test]
+    fn mark_used_sets_the_directory_time() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap();
+        let then = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        mark_used(dir, then).unwrap();
+        assert_eq!(dir.metadata().unwrap().modified().unwrap(), then);
     }
 }

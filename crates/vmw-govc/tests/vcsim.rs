@@ -65,8 +65,11 @@ async fn about_version_and_session_reuse() {
         govc.check_version().await.unwrap(),
         vmw_govc::TESTED_VERSION
     );
-    // govc kept its login in our session directory.
-    let sessions = sim.session_dir().join("sessions");
+    // govc kept its login in the session directory of this server, user
+    // and password, under the test bed's session root.
+    let home = camino::Utf8PathBuf::from(govc.env().get("GOVMOMI_HOME").unwrap());
+    assert_eq!(home.parent(), Some(sim.session_dir().as_path()));
+    let sessions = home.join("sessions");
     let count = std::fs::read_dir(&sessions).unwrap().count();
     assert!(count >= 1, "no session file in {sessions}");
 }

@@ -11,8 +11,8 @@
 //! vcsim's default model is kept: a cluster `DC0_C0` and a standalone host
 //! `DC0_H0`, hence two resource pools, like a real multi-cluster vCenter;
 //! [`Vcsim::config`] therefore sets `resource_pool`. [`VcsimOptions`] can
-//! ask for a single-pool model, for required credentials, and for method
-//! delays.
+//! ask for a single-pool model, for required credentials, for method
+//! delays, and for sessions that expire when idle.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -146,6 +146,7 @@ pub struct VcsimOptions {
     standalone_hosts: Option<u32>,
     credentials: Option<(String, String)>,
     method_delays: Vec<(String, u32)>,
+    session_idle_timeout: Option<Duration>,
     no_templates: bool,
     datastores: Option<u32>,
     datacenters: Option<u32>,
@@ -195,6 +196,16 @@ impl VcsimOptions {
         self
     }
 
+    /// `-session-idle-timeout`: the simulator drops sessions idle for longer
+    /// than `timeout` (checked every `timeout`, so a session ends between
+    /// one and two timeouts after its last call), as vCenter does after its
+    /// own idle timeout. Without it, sessions never expire.
+    #[must_use]
+    pub fn session_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.session_idle_timeout = Some(timeout);
+        self
+    }
+
     /// Do not seed the templates.
     #[must_use]
     pub fn without_templates(mut self) -> Self {
@@ -237,6 +248,10 @@ impl VcsimOptions {
         if self.plain_http {
             argv.push("-tls=false".to_owned());
         }
+        if let Some(t) = self.session_idle_timeout {
+            // A Go duration.
+            argv.push(format!("-session-idle-timeout={}ms", t.as_millis().max(1)));
+        }
         argv
     }
 }
@@ -251,6 +266,7 @@ pub struct Vcsim {
     dir_path: Utf8PathBuf,
     address: String,
     socket_addr: SocketAddr,
+    url: String,
     options: VcsimOptions,
     govc_path: Utf8PathBuf,
 }
@@ -265,6 +281,16 @@ impl Vcsim {
     pub async fn start_with(options: VcsimOptions) -> Result<Self, TestbedError> {
         let govc_path = tools::locate(Tool::Govc)?;
         let vcsim_path = tools::locate(Tool::Vcsim)?;
+        if options.session_idle_timeout.is_some()
+            && tools::vcsim_front_end(&vcsim_path).is_none_or(|r| r < tools::VCSIM_FRONT_END)
+        {
+            return Err(TestbedError::ToolMissing {
+                tool: "vcsim",
+                detail: format!(
+                    "{vcsim_path} is an older build of vmw's vcsim front end, without -session-idle-timeout"
+                ),
+            });
+        }
         let sim = tokio::task::spawn_blocking(move || spawn(&vcsim_path, govc_path, options))
             .await
             .map_err(std::io::Error::other)??;
@@ -283,6 +309,12 @@ impl Vcsim {
     /// [`FaultProxy`]).
     pub fn socket_addr(&self) -> SocketAddr {
         self.socket_addr
+    }
+
+    /// The URL vcsim printed, user name and password included
+    /// (`https://user:pass@127.0.0.1:PORT/sdk`, percent-encoded).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The simulator's own temporary directory (removed on drop).
@@ -463,6 +495,12 @@ fn spawn(
             ));
         }
     };
+    let Some(url) = export_line_url(&line) else {
+        return Err(fail(
+            &mut child,
+            format!("unexpected first line {:?}", line.trim()),
+        ));
+    };
     let Some((scheme, address)) = parse_export(&line) else {
         return Err(fail(
             &mut child,
@@ -489,9 +527,16 @@ fn spawn(
         dir_path,
         address,
         socket_addr,
+        url: url.to_owned(),
         options,
         govc_path,
     })
+}
+
+/// The URL of vcsim's `export GOVC_URL=https://u:p@host:port/sdk ...` line.
+fn export_line_url(line: &str) -> Option<&str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("GOVC_URL="))
 }
 
 /// The `host:port` of vcsim's `export GOVC_URL=https://u:p@host:port/sdk ...`
@@ -502,9 +547,7 @@ pub fn parse_export_line(line: &str) -> Option<String> {
 
 /// The scheme (`https` or `http`) and `host:port` of vcsim's export line.
 fn parse_export(line: &str) -> Option<(&'static str, String)> {
-    let url = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("GOVC_URL="))?;
+    let url = export_line_url(line)?;
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
         ("https", rest)
     } else {
@@ -550,7 +593,8 @@ mod tests {
             .credentials("alice", "pw")
             .method_delay("PowerOnVM_Task", 2000)
             .method_delay("CloneVM_Task", 10)
-            .plain_http();
+            .plain_http()
+            .session_idle_timeout(Duration::from_millis(1500));
         assert_eq!(
             o.argv(),
             [
@@ -560,7 +604,8 @@ mod tests {
                 "-username=alice",
                 "-password=pw",
                 "-method-delay=PowerOnVM_Task:2000,CloneVM_Task:10",
-                "-tls=false"
+                "-tls=false",
+                "-session-idle-timeout=1500ms"
             ]
         );
     }

@@ -13,6 +13,11 @@ use crate::TestbedError;
 /// The govmomi release the test bed runs.
 pub const GOVMOMI_VERSION: &str = "v0.56.0";
 
+/// The revision of vmw's vcsim front end (`xtask/govmomi/vcsim`) the test
+/// bed needs: 2 added `-session-idle-timeout`. `vcsim version` prints it as
+/// `vmw front end: N`; upstream vcsim prints no such line.
+pub const VCSIM_FRONT_END: u32 = 2;
+
 /// Variable naming the vcsim binary to use.
 pub const VMW_VCSIM: &str = "VMW_VCSIM";
 
@@ -75,6 +80,15 @@ pub fn reported_version(tool: Tool, path: &Utf8Path) -> Option<String> {
     } else {
         format!("v{version}")
     })
+}
+
+/// The front end revision a vcsim binary reports (`None` for upstream vcsim
+/// and for builds older than revision 2, which printed none).
+pub fn vcsim_front_end(path: &Utf8Path) -> Option<u32> {
+    let out = Command::new(path).arg("version").output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("vmw front end: ")?.parse().ok())
 }
 
 /// Finds `tool` (see the module docs); an error says how to install it.

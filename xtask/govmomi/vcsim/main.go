@@ -8,8 +8,15 @@
 //
 //	vcsim [-l 127.0.0.1:8989] [-username U -password P] [-standalone-host N]
 //	      [-cluster N] [-host N] [-vm N] [-pool N] [-folder N] [-ds N] [-dc N]
-//	      [-delay MS] [-method-delay Method:MS,...] [-E FIFO] [-tls=false]
+//	      [-delay MS] [-method-delay Method:MS,...] [-session-idle-timeout D]
+//	      [-E FIFO] [-tls=false]
 //	vcsim version
+//
+// -session-idle-timeout (a Go duration such as 2s) makes the simulator drop
+// sessions idle for longer than that, as vCenter does after its own idle
+// timeout; by default sessions never expire. It sets the simulator's
+// `config.vmacore.soap.sessionTimeout` option, which its SessionManager reads
+// at every login.
 //
 // Once listening it prints `export GOVC_URL=<url> GOVC_SIM_PID=<pid>` (to
 // stdout, or to the file named by -E) and serves until SIGINT or SIGTERM.
@@ -28,9 +35,14 @@ import (
 	"syscall"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/types"
 )
 
 const govmomiModule = "github.com/vmware/govmomi"
+
+// frontEndRevision grows when this front end gains options, so that vmw's
+// xtask can tell an older build of it from this one.
+const frontEndRevision = 2
 
 func main() {
 	if err := run(); err != nil {
@@ -92,11 +104,15 @@ func run() error {
 	password := flag.String("password", "", "the only password accepted (default: any)")
 	envOut := flag.String("E", "-", "where to write the export line: - for stdout, else a file or fifo")
 	useTLS := flag.Bool("tls", true, "serve https with a self-signed certificate")
+	idleTimeout := flag.Duration("session-idle-timeout", 0, "drop sessions idle for longer than this (0: never)")
 	flag.Parse()
 
 	if flag.Arg(0) == "version" {
-		fmt.Printf("Build Version: %s\n", govmomiVersion())
+		fmt.Printf("Build Version: %s\nvmw front end: %d\n", govmomiVersion(), frontEndRevision)
 		return nil
+	}
+	if *idleTimeout < 0 {
+		return fmt.Errorf("-session-idle-timeout %s is negative", *idleTimeout)
 	}
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
@@ -116,6 +132,20 @@ func run() error {
 		return fmt.Errorf("creating the inventory: %w", err)
 	}
 	defer model.Remove()
+
+	if *idleTimeout > 0 {
+		options := model.Map().OptionManager()
+		res := options.UpdateOptions(&types.UpdateOptions{
+			This: options.Reference(),
+			ChangedValue: []types.BaseOptionValue{&types.OptionValue{
+				Key:   "config.vmacore.soap.sessionTimeout",
+				Value: idleTimeout.String(),
+			}},
+		})
+		if fault := res.Fault(); fault != nil {
+			return fmt.Errorf("setting the session idle timeout: %v", fault.VimFault())
+		}
+	}
 
 	listenURL := &url.URL{Host: *listen}
 	if *username != "" || *password != "" {
