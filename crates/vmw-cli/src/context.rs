@@ -42,7 +42,7 @@ impl Context {
     pub(crate) fn load(&self) -> Result<Loaded, vmw_config::ConfigError> {
         let loaded = self.loader().load()?;
         set_target(Target {
-            server: loaded.config.server.clone(),
+            server: loaded.config.server_display(),
             username: loaded.config.username.clone(),
             password_origin: loaded
                 .origin("password")
