@@ -390,7 +390,9 @@ async fn a_read_that_loses_its_connection_runs_once_more_a_change_never() {
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "about ran twice");
 
     let change = govc
-        .exec(&VmDestroy::new(vmw_govc::VmRef::parse("/DC0/vm/x").unwrap()))
+        .exec(&VmDestroy::new(
+            vmw_govc::VmRef::parse("/DC0/vm/x").unwrap(),
+        ))
         .await
         .unwrap_err();
     assert!(lost(&change), "{change}");
