@@ -142,6 +142,8 @@ pub struct VmInfo {
     pub ip_address: Option<String>,
     /// extraConfig (only filled with `vm.info -e`); string values only.
     pub extra_config: BTreeMap<String, String>,
+    /// Where its configuration file lives: `[datastore] NAME/NAME.vmx`.
+    pub vm_path_name: String,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +178,13 @@ struct RawConfig {
     guest_id: String,
     hardware: RawHardware,
     extra_config: Option<Vec<RawOption>>,
+    files: RawFiles,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RawFiles {
+    vm_path_name: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -226,6 +235,7 @@ pub fn vm_info(stdout: &str) -> Result<Vec<VmInfo>, String> {
                 memory_mb: config.hardware.memory_mb,
                 guest_id: config.guest_id,
                 uuid: config.uuid,
+                vm_path_name: config.files.vm_path_name,
                 ip_address: vm
                     .guest
                     .and_then(|g| g.ip_address)

@@ -44,6 +44,7 @@
 //! installs them.
 
 pub mod agent;
+pub mod guests;
 pub mod ova;
 pub mod proxy;
 pub mod sshd;
@@ -61,6 +62,7 @@ use vmw_govc::requests::VmCreate;
 use vmw_govc::{GovcError, GovcExt, ProcessGovc, VmRef};
 
 pub use agent::{AgentOptions, GuestAgent};
+pub use guests::{Accel, GUEST_IMAGE_VAR, GuestImage, GuestState, RealGuestOptions, RealGuests};
 pub use proxy::{ClientClose, FaultProxy, FaultRule};
 pub use sshd::{CloudInitMode, Sshd, SshdOptions};
 pub use tools::{GOVMOMI_VERSION, Tool};
@@ -110,6 +112,10 @@ pub enum TestbedError {
         /// What vcsim printed on stderr.
         stderr: String,
     },
+    /// A govc call of the test bed failed.
+    #[error(transparent)]
+    Govc(#[from] GovcError),
+
     /// Seeding the simulator through govc failed.
     #[error("seeding vcsim failed: {source}\nvcsim stderr:\n{stderr}")]
     Seed {
