@@ -300,12 +300,7 @@ fn interrupted(
             _ => None,
         })
         .collect();
-    let left: Vec<String> = cloud
-        .tracked_instances()
-        .iter()
-        .chain(cloud.tracked_images().iter())
-        .map(ToString::to_string)
-        .collect();
+    let left = may_be_left(cloud);
     if problems.is_empty() && left.is_empty() {
         return CliError {
             message: format!("interrupted ({signal}): the launch was stopped and rolled back"),
@@ -319,10 +314,7 @@ fn interrupted(
             "interrupted ({signal}): the launch was stopped but not fully rolled back:\n{}",
             problems.join("\n")
         ),
-        hint: Some(format!(
-            "`vmw clean --tag {} --no-timestamp --yes` removes what is left (the VMs carry vmw's marker)",
-            cloud.tag()
-        )),
+        hint: Some(clean_hint(cloud)),
         code,
     }
 }
@@ -330,12 +322,7 @@ fn interrupted(
 /// After a second signal: the rollback was not waited for; names what may
 /// be left.
 fn left_behind(cloud: &Cloud<ProcessGovc>, code: u8, signal: &str) -> CliError {
-    let left: Vec<String> = cloud
-        .tracked_instances()
-        .iter()
-        .chain(cloud.tracked_images().iter())
-        .map(ToString::to_string)
-        .collect();
+    let left = may_be_left(cloud);
     CliError {
         message: format!(
             "interrupted ({signal} again): stopped waiting for the rollback; {}",
@@ -345,10 +332,25 @@ fn left_behind(cloud: &Cloud<ProcessGovc>, code: u8, signal: &str) -> CliError {
                 format!("these may be left:\n{}", left.join("\n"))
             }
         ),
-        hint: Some(format!(
-            "`vmw clean --tag {} --no-timestamp --yes` removes what is left (the VMs carry vmw's marker)",
-            cloud.tag()
-        )),
+        hint: Some(clean_hint(cloud)),
         code,
     }
+}
+
+/// The VMs of this launch still tracked: they may be left on the vCenter.
+fn may_be_left(cloud: &Cloud<ProcessGovc>) -> Vec<String> {
+    cloud
+        .tracked_instances()
+        .iter()
+        .chain(cloud.tracked_images().iter())
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// How to remove what a stopped launch left.
+fn clean_hint(cloud: &Cloud<ProcessGovc>) -> String {
+    format!(
+        "`vmw clean --tag {} --no-timestamp --yes` removes what is left (the VMs carry vmw's marker)",
+        cloud.tag()
+    )
 }
