@@ -14,9 +14,14 @@
 //! - `demo`: the main job of vmw on the local simulator.
 //! - `bench [--count N] [--sequential]`: times `launch_many` + `clean` of N
 //!   instances on a simulator with realistic (scaled-down) vCenter delays.
+//! - `guest-image [--force] [--boot-check [--accel tcg|kvm]]`: builds the
+//!   Debian guest image that can stand behind a vcsim VM (cached by its
+//!   inputs) and prints its directory; `--boot-check` boots it once with
+//!   QEMU and checks that cloud-init sees a VMware VM.
 
 mod bench;
 mod demo;
+mod guest;
 
 use std::process::{Command, ExitCode};
 
@@ -33,7 +38,10 @@ tasks:
   vcsim             run a seeded vCenter simulator until Ctrl-C
   demo              the main job of vmw on the local simulator
   bench [--count N] [--sequential]
-                    time launch_many + clean on a simulator with vCenter-like delays";
+                    time launch_many + clean on a simulator with vCenter-like delays
+  guest-image [--force] [--boot-check [--accel tcg|kvm]]
+                    build (or find cached) the Debian guest image for QEMU-backed
+                    VMs and print its directory; --boot-check boots it once";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +52,7 @@ fn main() -> ExitCode {
         Some("vcsim") => vcsim_task(),
         Some("demo") => demo_task(),
         Some("bench") => bench::run(&args[1..]),
+        Some("guest-image") => guest::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -100,30 +109,42 @@ fn tools_task(force: bool) -> Result<Tools> {
 /// and qemu-img (to make the disks of test OVAs), installed with apt-get
 /// when missing.
 fn ssh_peer_task() -> Result<()> {
-    let missing: Vec<&str> = [
-        ("/usr/sbin/sshd", "openssh-server"),
-        ("/usr/bin/sudo", "sudo"),
-        ("/usr/bin/qemu-img", "qemu-utils"),
-    ]
-    .into_iter()
-    .filter(|(path, _)| !Utf8Path::new(path).is_file())
-    .map(|(_, package)| package)
-    .collect();
-    if !missing.is_empty() {
-        if !is_root() {
-            bail!(
-                "the SSH tests need {}\nhint: as root, run `apt-get install -y {}`",
-                missing.join(" and "),
-                missing.join(" ")
-            );
-        }
-        apt_get(&["update", "-qq"])?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&missing);
-        apt_get(&args)?;
-    }
+    install_missing(
+        "the SSH tests",
+        &[
+            ("/usr/sbin/sshd", "openssh-server"),
+            ("/usr/bin/sudo", "sudo"),
+            ("/usr/bin/qemu-img", "qemu-utils"),
+        ],
+    )?;
     eprintln!("xtask: sshd, sudo and qemu-img are installed");
     Ok(())
+}
+
+/// Installs with apt-get the Debian package of each `(file, package)` whose
+/// file is missing; without root, fails with the command to run instead.
+fn install_missing(purpose: &str, needs: &[(&str, &str)]) -> Result<()> {
+    let mut missing: Vec<&str> = needs
+        .iter()
+        .filter(|(path, _)| !Utf8Path::new(path).is_file())
+        .map(|(_, package)| *package)
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "{} missing, needed for {purpose}\nhint: as root, run `apt-get install -y {}`",
+            missing.join(" and "),
+            missing.join(" ")
+        );
+    }
+    apt_get(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    apt_get(&args)
 }
 
 pub(crate) fn govmomi_tools(force: bool) -> Result<Tools> {
@@ -244,10 +265,12 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Runs apt-get, its output going to stderr with xtask's other logs.
 fn apt_get(args: &[&str]) -> Result<()> {
     run(Command::new("apt-get")
         .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(std::io::stderr()))
 }
 
 /// Unpacks Debian's cloud-init into `.tools/cloud-init` (no service is
