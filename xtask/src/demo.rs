@@ -10,13 +10,21 @@
 //! launch from the image, and `clean`. Each command and its output is
 //! printed, and a summary of timings at the end. Any failed step fails the
 //! demo; everything started is stopped on the way out.
+//!
+//! With `--real-guests`, real Debian guests under QEMU stand behind the VMs
+//! ([`vmw_testbed::RealGuests`], the image of `cargo xtask guest-image`):
+//! two instances are launched, `vmw exec NAME -- cloud-id` and
+//! `vmw exec NAME -- systemd-detect-virt` must both print `vmware`, and the
+//! SSH user is the image's (`debian`, through `VMW_SSH_USER`).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use camino::{Utf8Path, Utf8PathBuf};
-use vmw_testbed::{AgentOptions, CloudInitMode, Sshd, Vcsim};
+use vmw_testbed::{
+    AgentOptions, CloudInitMode, GuestImage, RealGuestOptions, RealGuests, Sshd, Vcsim,
+};
 
 /// One step of the demo, as timed.
 struct Timing {
@@ -101,10 +109,35 @@ fn sshd_possible() -> bool {
     Utf8Path::new("/usr/sbin/sshd").is_file() && crate::is_root()
 }
 
-/// Runs the demo.
-pub(crate) fn run() -> Result<()> {
+/// What plays the guests.
+enum Guests {
+    /// The address stand-in and, where possible, a local sshd.
+    StandIn(Option<Sshd>),
+    /// Real Debian guests under QEMU.
+    Real(RealGuests),
+}
+
+/// The user data of the demo's launches. Real guests have no network, so
+/// they get no package to install.
+fn user_data(real: bool) -> &'static str {
+    if real {
+        "#cloud-config\nruncmd:\n  - echo 'launched by vmw' > /run/vmw-demo\n"
+    } else {
+        "#cloud-config\npackages: [hello]\nruncmd:\n  - echo 'launched by vmw' > /run/vmw-demo\n"
+    }
+}
+
+/// Runs the demo, on real guests with `real_guests`.
+pub(crate) fn run(real_guests: bool) -> Result<()> {
     let started = Instant::now();
     let tools = crate::govmomi_tools(false)?;
+    let image = if real_guests {
+        Some(GuestImage::from_dir(
+            crate::guest::for_real_guests()?.dir(),
+        )?)
+    } else {
+        None
+    };
     crate::run(crate::cargo().args(["build", "--quiet", "-p", "vmw-cli"]))?;
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(Utf8PathBuf::from)
@@ -121,10 +154,15 @@ pub(crate) fn run() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(demo(vmw, &tools.govc, started))
+    rt.block_on(demo(vmw, &tools.govc, image, started))
 }
 
-async fn demo(vmw: Utf8PathBuf, govc: &Utf8Path, started: Instant) -> Result<()> {
+async fn demo(
+    vmw: Utf8PathBuf,
+    govc: &Utf8Path,
+    image: Option<GuestImage>,
+    started: Instant,
+) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("vmw-demo-").tempdir()?;
     let dir = Utf8Path::from_path(tmp.path())
         .context("the temporary directory is not UTF-8")?
@@ -134,23 +172,36 @@ async fn demo(vmw: Utf8PathBuf, govc: &Utf8Path, started: Instant) -> Result<()>
 
     println!("Starting a vCenter simulator (vcsim), seeded with the templates...");
     let sim = Vcsim::start().await?;
-    let _agent = sim.guest_agent(AgentOptions::default());
-    let sshd = if sshd_possible() {
-        let sshd = Sshd::start()?;
-        // Guests take a moment to finish cloud-init, as real ones do.
-        sshd.set_cloud_init(Duration::from_secs(1), CloudInitMode::Done)?;
-        println!(
-            "Guests: VMware Tools stand-in reports 127.0.0.1; sshd on port {} plays their SSH, with a cloud-init stand-in.",
-            sshd.port()
-        );
-        Some(sshd)
-    } else {
-        println!(
-            "Guests: VMware Tools stand-in reports 127.0.0.1. Note: no SSH test peer here \
-             (it needs root and /usr/sbin/sshd), so launches wait for the IP only and the \
-             `exec` step is skipped."
-        );
-        None
+    let (guests, _agent) = match image {
+        Some(image) => {
+            let options = RealGuestOptions::new(image);
+            println!(
+                "Guests: Debian under QEMU (software emulation), one per powered-on VM, \
+                 their real cloud-init reading vmw's guestinfo; SSH on port {} of 127.0.0.N.",
+                options.ssh_port
+            );
+            (Guests::Real(RealGuests::start(sim.govc(), options)?), None)
+        }
+        None => {
+            let agent = sim.guest_agent(AgentOptions::default());
+            if sshd_possible() {
+                let sshd = Sshd::start()?;
+                // Guests take a moment to finish cloud-init, as real ones do.
+                sshd.set_cloud_init(Duration::from_secs(1), CloudInitMode::Done)?;
+                println!(
+                    "Guests: VMware Tools stand-in reports 127.0.0.1; sshd on port {} plays their SSH, with a cloud-init stand-in.",
+                    sshd.port()
+                );
+                (Guests::StandIn(Some(sshd)), Some(agent))
+            } else {
+                println!(
+                    "Guests: VMware Tools stand-in reports 127.0.0.1. Note: no SSH test peer here \
+                     (it needs root and /usr/sbin/sshd), so launches wait for the IP only and the \
+                     `exec` step is skipped."
+                );
+                (Guests::StandIn(None), Some(agent))
+            }
+        }
     };
 
     let config = sim.config();
@@ -170,7 +221,7 @@ async fn demo(vmw: Utf8PathBuf, govc: &Utf8Path, started: Instant) -> Result<()>
     )?;
     std::fs::write(
         dir.join("user-data.yaml"),
-        "#cloud-config\npackages: [hello]\nruncmd:\n  - echo 'launched by vmw' > /run/vmw-demo\n",
+        user_data(matches!(guests, Guests::Real(_))),
     )?;
     println!("Working in {dir} (HOME too); config: {config_file}");
 
@@ -181,9 +232,19 @@ async fn demo(vmw: Utf8PathBuf, govc: &Utf8Path, started: Instant) -> Result<()>
         ("PYCLOUDLIB_CONFIG".to_owned(), config_file.to_string()),
         ("VMW_GOVC".to_owned(), govc.to_string()),
     ];
-    if let Some(sshd) = &sshd {
-        env.push(("VMW_SSH_USER".to_owned(), sshd.user()));
-        env.push(("VMW_SSH_PORT".to_owned(), sshd.port().to_string()));
+    match &guests {
+        Guests::StandIn(Some(sshd)) => {
+            env.push(("VMW_SSH_USER".to_owned(), sshd.user()));
+            env.push(("VMW_SSH_PORT".to_owned(), sshd.port().to_string()));
+        }
+        Guests::Real(_) => {
+            env.push(("VMW_SSH_USER".to_owned(), "debian".to_owned()));
+            env.push((
+                "VMW_SSH_PORT".to_owned(),
+                RealGuestOptions::DEFAULT_SSH_PORT.to_string(),
+            ));
+        }
+        Guests::StandIn(None) => {}
     }
     let mut runner = Runner {
         vmw,
@@ -192,38 +253,42 @@ async fn demo(vmw: Utf8PathBuf, govc: &Utf8Path, started: Instant) -> Result<()>
         timings: Vec::new(),
     };
 
-    let result = steps(&mut runner, sshd.as_ref(), &home).await;
+    let result = steps(&mut runner, &guests, &home).await;
     if result.is_err() {
         // Leave nothing behind in the simulator either (it dies with us).
         let _ = runner.vmw("clean after failure", &["clean", "--yes"]).await;
     }
-    drop(sshd);
+    drop(guests);
     drop(sim);
     result?;
     runner.summary(started.elapsed());
-    println!("\nThe demo passed; vcsim, the guest agent and sshd are stopped.");
+    println!("\nThe demo passed; vcsim and the guests are stopped.");
     Ok(())
 }
 
-async fn steps(runner: &mut Runner, sshd: Option<&Sshd>, home: &Utf8Path) -> Result<()> {
+async fn steps(runner: &mut Runner, guests: &Guests, home: &Utf8Path) -> Result<()> {
     runner.vmw("config check", &["config", "check"]).await?;
-    let wait = if let Some(sshd) = sshd {
-        let key = std::fs::read_to_string(home.join(".cache/vmw/ssh/id_ed25519.pub"))
-            .context("`vmw config check` made no SSH key")?;
-        sshd.authorize(&key)?;
-        "ready"
-    } else {
-        "ip"
+    let (wait, ssh) = match guests {
+        Guests::StandIn(Some(sshd)) => {
+            let key = std::fs::read_to_string(home.join(".cache/vmw/ssh/id_ed25519.pub"))
+                .context("`vmw config check` made no SSH key")?;
+            sshd.authorize(&key)?;
+            ("ready", true)
+        }
+        Guests::Real(_) => ("ready", true),
+        Guests::StandIn(None) => ("ip", false),
     };
+    let real = matches!(guests, Guests::Real(_));
+    let count = if real { "2" } else { "3" };
     let launched = runner
         .vmw(
-            "launch 3 instances",
+            &format!("launch {count} instances"),
             &[
                 "launch",
                 "--release",
                 "jammy",
                 "--count",
-                "3",
+                count,
                 "--user-data",
                 "user-data.yaml",
                 "--wait",
@@ -233,7 +298,18 @@ async fn steps(runner: &mut Runner, sshd: Option<&Sshd>, home: &Utf8Path) -> Res
         .await?;
     let first = first_name(&launched)?;
     runner.vmw("list", &["list"]).await?;
-    if sshd.is_some() {
+    if real {
+        for (label, command) in [
+            ("exec cloud-id", "cloud-id"),
+            ("exec systemd-detect-virt", "systemd-detect-virt"),
+        ] {
+            let out = runner.vmw(label, &["exec", &first, "--", command]).await?;
+            if out.trim() != "vmware" {
+                bail!("`vmw exec {first} -- {command}` printed {out:?}, not \"vmware\"");
+            }
+        }
+    }
+    if ssh {
         runner
             .vmw(
                 "exec cloud-init status",
@@ -246,7 +322,7 @@ async fn steps(runner: &mut Runner, sshd: Option<&Sshd>, home: &Utf8Path) -> Res
         );
     }
     let mut snapshot = vec!["snapshot", first.as_str()];
-    if sshd.is_none() {
+    if !ssh {
         snapshot.push("--no-clean");
     }
     let image = runner.vmw("snapshot", &snapshot).await?;
@@ -264,6 +340,20 @@ async fn steps(runner: &mut Runner, sshd: Option<&Sshd>, home: &Utf8Path) -> Res
         .await?;
     if left.trim() != "[]" {
         bail!("`vmw clean` left VMs behind: {left}");
+    }
+    if let Guests::Real(real) = guests {
+        // The guests of the deleted VMs are stopped and their disks gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !real.guests().is_empty() {
+            if Instant::now() > deadline {
+                bail!(
+                    "guests still running after `vmw clean`: {:?}",
+                    real.guests()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("\nEvery guest is stopped and its disk removed.");
     }
     Ok(())
 }

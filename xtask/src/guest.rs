@@ -125,6 +125,11 @@ pub(crate) struct Image {
 }
 
 impl Image {
+    /// The image's directory (what `VMW_GUEST_IMAGE` names).
+    pub(crate) fn dir(&self) -> &Utf8Path {
+        &self.dir
+    }
+
     /// The disk, to use as the backing file of a per-VM overlay.
     pub(crate) fn qcow2(&self) -> Utf8PathBuf {
         self.dir.join(QCOW2)
@@ -180,6 +185,14 @@ pub(crate) fn ensure(force: bool) -> Result<Image> {
     }
     build(&recipe, &cache, &dir)?;
     Ok(Image { dir })
+}
+
+/// The image of the current inputs (built when missing) and QEMU to run
+/// it, for the real-guest suite and demo.
+pub(crate) fn for_real_guests() -> Result<Image> {
+    let image = ensure(false)?;
+    crate::install_missing("the real guests", boot_check::BOOT_NEEDS)?;
+    Ok(image)
 }
 
 /// `$XDG_CACHE_HOME/vmw/guest-image`, else `~/.cache/vmw/guest-image`.

@@ -11,7 +11,8 @@
 //!   cloud-init), and the demo.
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
 //!   use it by hand, until Ctrl-C.
-//! - `demo`: the main job of vmw on the local simulator.
+//! - `demo [--real-guests]`: the main job of vmw on the local simulator;
+//!   with `--real-guests`, on real Debian guests under QEMU.
 //! - `bench [--count N] [--sequential]`: times `launch_many` + `clean` of N
 //!   instances on a simulator with realistic (scaled-down) vCenter delays.
 //! - `guest-image [--force] [--boot-check [--accel tcg|kvm]]`: builds the
@@ -36,7 +37,9 @@ tasks:
                     and cloud-init (the user-data judge) into .tools/cloud-init
   test              tools, then fmt check, clippy, every test and the demo
   vcsim             run a seeded vCenter simulator until Ctrl-C
-  demo              the main job of vmw on the local simulator
+  demo [--real-guests]
+                    the main job of vmw on the local simulator; --real-guests
+                    with Debian guests under QEMU behind the VMs
   bench [--count N] [--sequential]
                     time launch_many + clean on a simulator with vCenter-like delays
   guest-image [--force] [--boot-check [--accel tcg|kvm]]
@@ -50,7 +53,7 @@ fn main() -> ExitCode {
         Some("cloud-init") => cloud_init_task().map(|_| ()),
         Some("test") => test_task(),
         Some("vcsim") => vcsim_task(),
-        Some("demo") => demo_task(),
+        Some("demo") => demo_task(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("guest-image") => guest::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
@@ -342,28 +345,36 @@ fn cargo() -> Command {
     c
 }
 
+/// The feature that builds the real-guest suite.
+const REAL_GUESTS: &str = "vmw-cloud/real-guests";
+
 fn test_task() -> Result<()> {
     let tools = govmomi_tools(false)?;
     let cloud_init = cloud_init_task()?;
     ssh_peer_task()?;
+    let guest_image = guest::for_real_guests()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
         "--locked",
+        "--features",
+        REAL_GUESTS,
         "--",
         "-D",
         "warnings",
     ]))?;
     run(cargo()
         .args(["test", "--workspace", "--locked"])
+        .args(["--features", REAL_GUESTS])
         .env(vmw_config::env::VMW_GOVC, &tools.govc)
         .env(tools::VMW_VCSIM, &tools.vcsim)
         .env("VMW_CLOUD_INIT_ROOT", &cloud_init)
-        .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON))?;
+        .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON)
+        .env(vmw_testbed::GUEST_IMAGE_VAR, guest_image.dir()))?;
     eprintln!("xtask: the demo, as the README's first command runs it");
-    demo::run()?;
+    demo::run(false)?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }
@@ -388,6 +399,10 @@ fn vcsim_task() -> Result<()> {
     })
 }
 
-fn demo_task() -> Result<()> {
-    demo::run()
+fn demo_task(args: &[String]) -> Result<()> {
+    match args {
+        [] => demo::run(false),
+        [flag] if flag == "--real-guests" => demo::run(true),
+        _ => bail!("usage: cargo xtask demo [--real-guests]"),
+    }
 }

@@ -755,7 +755,7 @@ async fn exec_ssh_push_pull_and_a_cleaned_snapshot_over_ssh() {
         "{:?}",
         sshd.cloud_init_calls()
     );
-    assert_eq!(sshd.machine_id(), "uninitialized");
+    assert_eq!(sshd.machine_id(), "");
 
     b.vmw(&["clean", "--tag", "ssh", "--no-timestamp", "--yes"])
         .await

@@ -1163,7 +1163,8 @@ impl<G: Govc + 'static> Cloud<G> {
     /// cloud's folder, tracked for [`Cloud::clean`] and usable by
     /// [`Cloud::launch`]. With `clean`, the guest is cleaned first over SSH
     /// ([`Instance::clean_guest`]: cloud-init's state and logs, the machine
-    /// id, the syslog), so instances launched from the image boot as new.
+    /// id, the syslog; then flushed to disk), so instances launched from
+    /// the image boot as new.
     /// An existing VM of the image's name is never touched: the snapshot
     /// fails instead.
     pub async fn snapshot(&self, instance: &Instance<G>, clean: bool) -> Result<Image, CloudError> {

@@ -299,8 +299,8 @@ impl<G: Govc> Instance<G> {
     }
 
     /// Prepares the guest for a snapshot, as root: `cloud-init clean
-    /// --logs`, the machine id reset to `uninitialized`, the syslog removed;
-    /// each step checked.
+    /// --logs`, the machine id emptied, the syslog removed,
+    /// the writes flushed to disk (`sync`); each step checked.
     pub async fn clean_guest(&self) -> Result<(), CloudError> {
         Ok(self.guest().await?.clean().await?)
     }

@@ -266,7 +266,7 @@ async fn snapshot_with_clean_cleans_the_guest_then_clones() {
         .unwrap();
     assert!(c.sshd.syslog_exists());
     let image = c.cloud.snapshot(&inst, true).await.unwrap();
-    assert_eq!(c.sshd.machine_id().trim(), "uninitialized");
+    assert_eq!(c.sshd.machine_id(), "");
     assert!(!c.sshd.syslog_exists());
     assert!(
         c.sshd

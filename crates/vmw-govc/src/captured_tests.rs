@@ -51,6 +51,10 @@ fn vm_info_json() {
     assert_eq!(vm.guest_id, "ubuntu64Guest");
     assert_eq!(vm.ip_address.as_deref(), Some("127.0.0.1"));
     assert_eq!(
+        vm.boot_time.as_deref(),
+        Some("2026-11-23T21:29:40.524885309Z")
+    );
+    assert_eq!(
         vm.extra_config
             .get("guestinfo.userdata.encoding")
             .map(String::as_str),

@@ -144,6 +144,9 @@ pub struct VmInfo {
     pub extra_config: BTreeMap<String, String>,
     /// Where its configuration file lives: `[datastore] NAME/NAME.vmx`.
     pub vm_path_name: String,
+    /// When it was last powered on (RFC 3339, as vSphere gives it); a
+    /// reset or a power cycle changes it.
+    pub boot_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -160,7 +163,14 @@ struct RawVm {
     this: RawRef,
     config: Option<RawConfig>,
     runtime: Option<RawRuntime>,
+    summary: Option<RawSummary>,
     guest: Option<RawGuest>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawSummary {
+    runtime: Option<RawRuntime>,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,6 +216,7 @@ struct RawOption {
 #[serde(rename_all = "camelCase", default)]
 struct RawRuntime {
     power_state: String,
+    boot_time: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,10 +236,15 @@ pub fn vm_info(stdout: &str) -> Result<Vec<VmInfo>, String> {
         .into_iter()
         .map(|vm| {
             let config = vm.config.unwrap_or_default();
+            let runtime = vm.runtime.unwrap_or_default();
             VmInfo {
                 name: vm.name,
                 moref: vm.this.value,
-                power_state: PowerState::from_vsphere(&vm.runtime.unwrap_or_default().power_state),
+                power_state: PowerState::from_vsphere(&runtime.power_state),
+                // vcsim fills only the summary's copy.
+                boot_time: runtime
+                    .boot_time
+                    .or_else(|| vm.summary.and_then(|s| s.runtime).and_then(|r| r.boot_time)),
                 template: config.template,
                 annotation: config.annotation.unwrap_or_default(),
                 cpus: config.hardware.num_cpu,

@@ -59,15 +59,19 @@ impl Default for ReadyTimeouts {
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 /// What [`GuestExt::clean`] runs, in order, as root: cloud-init's own
-/// cleanup (so the next boot runs cloud-init again), a machine id that
-/// systemd regenerates on the next boot, and no old syslog.
-pub const CLEAN_STEPS: [(&str, &str); 3] = [
+/// cleanup (so the next boot runs cloud-init again), an empty machine id
+/// (systemd makes a new one on the next boot), no old syslog, and the
+/// guest's writes flushed to its disk. The machine id is emptied, not set
+/// to `uninitialized`: that word means "first boot" to systemd, whose
+/// first-boot wizard (Debian enables it) then waits on the console for
+/// an answer and the boot never finishes. A snapshot clones the disk of the running
+/// VM: without the flush, the cleanup may still sit in the guest's page
+/// cache and the image would carry the old state.
+pub const CLEAN_STEPS: [(&str, &str); 4] = [
     ("cloud-init clean --logs", "cloud-init clean --logs"),
-    (
-        "reset /etc/machine-id",
-        "echo uninitialized > /etc/machine-id",
-    ),
+    ("empty /etc/machine-id", "truncate -s 0 /etc/machine-id"),
     ("remove /var/log/syslog", "rm -f /var/log/syslog"),
+    ("flush writes to disk", "sync"),
 ];
 
 /// Operations built on [`Guest`], for every guest.

@@ -11,14 +11,17 @@
 //! guest address once the guest's sshd answers, as VMware Tools would.
 //!
 //! - Power-off stops the guest (the disk is kept) and clears the address;
-//!   power-on boots it again (a real reboot: a new boot id).
+//!   power-on boots it again (a real reboot: a new boot id). A reset, or a
+//!   power cycle quicker than the agent looks, is seen in the VM's boot
+//!   time and reboots the guest too.
 //! - A VM destroyed loses its disk.
-//! - A clone (vmw's snapshot) starts from a copy of its source's disk, so
-//!   an image carries the guest's state to the instances launched from it.
-//! - The serial console goes to `console.log` in the VM's folder of vcsim's
-//!   datastore.
+//! - A clone (vmw's snapshot) starts from a copy of its source's disk
+//!   (a running source is paused for the copy), so an image carries the
+//!   guest's state to the instances launched from it.
+//! - The serial console of every boot is appended to `console.log` in the
+//!   VM's folder of vcsim's datastore.
 //! - Guests are children of the agent, reaped, and killed when the agent is
-//!   dropped.
+//!   dropped, or by the kernel when the process that started them dies.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -113,6 +116,9 @@ pub struct RealGuestOptions {
 }
 
 impl RealGuestOptions {
+    /// The default [`RealGuestOptions::ssh_port`].
+    pub const DEFAULT_SSH_PORT: u16 = 2222;
+
     /// Defaults: software emulation, 512 MiB, SSH on port 2222 of
     /// `127.0.0.2`, `127.0.0.3`, ...
     pub fn new(image: GuestImage) -> Self {
@@ -120,7 +126,7 @@ impl RealGuestOptions {
             image,
             accel: Accel::default(),
             memory_mb: 512,
-            ssh_port: 2222,
+            ssh_port: Self::DEFAULT_SSH_PORT,
             first_address: 2,
             poll: Duration::from_millis(500),
         }
@@ -156,6 +162,16 @@ impl RealGuests {
     /// Starts the agent on `govc`'s simulator. Guest disks live in a
     /// temporary directory of the agent's.
     pub fn start(govc: ProcessGovc, options: RealGuestOptions) -> Result<Self, TestbedError> {
+        for tool in ["qemu-system-x86_64", "qemu-img", "setpriv"] {
+            if !on_path(tool) {
+                return Err(TestbedError::ToolMissing {
+                    tool: "QEMU",
+                    detail: format!(
+                        "{tool} is not on PATH; `cargo xtask test` installs qemu-system-x86 and qemu-utils"
+                    ),
+                });
+            }
+        }
         let dir = tempfile::Builder::new().prefix("vmw-guests-").tempdir()?;
         let root = Utf8PathBuf::from_path_buf(dir.path().to_owned())
             .map_err(|_| std::io::Error::other("temporary directory is not UTF-8"))?;
@@ -202,6 +218,9 @@ struct Known {
     dir: Utf8PathBuf,
     console: Utf8PathBuf,
     qemu: Option<Child>,
+    /// The VM's boot time when its guest was started: a different one
+    /// later means the VM was reset or power-cycled in between.
+    booted_at: Option<String>,
     reported: bool,
     boots: u32,
 }
@@ -305,11 +324,20 @@ impl Agent {
             return;
         };
         k.path = path.to_owned();
-        // A guest that stopped by itself (powered off from inside).
+        // A guest that stopped by itself (powered off from inside, or QEMU
+        // failed).
         if let Some(q) = k.qemu.as_mut()
-            && let Ok(Some(_)) = q.try_wait()
+            && let Ok(Some(status)) = q.try_wait()
         {
+            let log = std::fs::read_to_string(k.dir.join(QEMU_LOG)).unwrap_or_default();
+            tracing::warn!(vm = path, %status, qemu = log.trim(), "real guests: QEMU exited");
             k.qemu = None;
+        }
+        // Powered off and on again (or reset) between two looks: the
+        // guest reboots, as a real VM's would.
+        if k.qemu.is_some() && info.boot_time.is_some() && info.boot_time != k.booted_at {
+            stop(k).await;
+            clear_address(&self.govc, path, k).await;
         }
         match (&info.power_state, k.qemu.is_some()) {
             (PowerState::On, false) if has_guestinfo => {
@@ -317,7 +345,11 @@ impl Agent {
                     tracing::warn!(vm = path, error = %e, "real guests: QEMU did not start");
                 }
             }
-            (PowerState::On, true) if !k.reported => {
+            // Not reported yet, or the address was lost on the way (the
+            // simulator forgets it on a power cycle).
+            (PowerState::On, true)
+                if !k.reported || info.ip_address != Some(k.address.to_string()) =>
+            {
                 let addr = SocketAddr::from((k.address, self.options.ssh_port));
                 if ssh_answers(addr).await
                     && let Ok(vm) = VmRef::parse(path)
@@ -337,15 +369,7 @@ impl Agent {
                 if running {
                     stop(k).await;
                 }
-                if k.reported {
-                    if let Ok(vm) = VmRef::parse(path) {
-                        let _ = self
-                            .govc
-                            .exec(&VmChange::new(vm).extra("SET.guest.ipAddress", ""))
-                            .await;
-                    }
-                    k.reported = false;
-                }
+                clear_address(&self.govc, path, k).await;
             }
         }
     }
@@ -353,23 +377,45 @@ impl Agent {
     /// A VM seen for the first time: its address, its directory, and its
     /// disk (a copy of its clone source's, else an overlay of the image).
     async fn first_sight(&mut self, path: &str, info: &VmInfo) -> Result<Known, TestbedError> {
-        let address = Ipv4Addr::new(
-            127,
-            0,
-            0,
-            self.options.first_address.saturating_add(self.next_address),
-        );
-        self.next_address = self.next_address.saturating_add(1);
+        // The next address whose SSH port is free (another process may
+        // have guests too).
+        let address = loop {
+            let candidate = Ipv4Addr::new(
+                127,
+                0,
+                0,
+                self.options.first_address.saturating_add(self.next_address),
+            );
+            if candidate.octets()[3] == u8::MAX {
+                return Err(TestbedError::Io(std::io::Error::other(
+                    "no loopback address left for a guest",
+                )));
+            }
+            self.next_address = self.next_address.saturating_add(1);
+            if std::net::TcpListener::bind((candidate, self.options.ssh_port)).is_ok() {
+                break candidate;
+            }
+        };
         let dir = self.root.join(&info.moref);
         std::fs::create_dir_all(&dir)?;
         let disk = dir.join("disk.qcow2");
         let source = self.clone_source(path).await;
         match source
             .and_then(|m| self.vms.get(&m))
-            .map(|k| k.disk.clone())
+            .map(|k| (k.disk.clone(), k.qemu.is_some().then(|| qmp_socket(&k.dir))))
         {
-            Some(src) if src.is_file() => {
-                std::fs::copy(&src, &disk)?;
+            Some((src, running)) if src.is_file() => {
+                // A running source is paused for the copy, so that the
+                // copy is a consistent disk (as a vSphere clone of a
+                // running VM copies a snapshot of it).
+                if let Some(socket) = &running {
+                    qmp(socket, "stop").await?;
+                }
+                let copied = std::fs::copy(&src, &disk);
+                if let Some(socket) = &running {
+                    qmp(socket, "cont").await?;
+                }
+                copied?;
             }
             _ => {
                 run_quiet(
@@ -392,6 +438,7 @@ impl Agent {
             dir,
             console,
             qemu: None,
+            booted_at: None,
             reported: false,
             boots: 0,
         })
@@ -505,7 +552,10 @@ async fn boot(
         "user,id=n0,restrict=on,hostfwd=tcp:{}:{}-:22",
         k.address, options.ssh_port
     );
-    let child = Command::new("qemu-system-x86_64")
+    // setpriv (util-linux) gives QEMU a parent-death signal: a test
+    // process killed outright takes its guests with it.
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "qemu-system-x86_64"])
         .args(["-accel", accel, "-cpu", "max,-hypervisor", "-smp", "1"])
         .args(["-m", &options.memory_mb.to_string()])
         .args([
@@ -524,21 +574,96 @@ async fn boot(
             "-fw_cfg",
             &format!("name=opt/vmw/guestinfo,file={guestinfo_file}"),
         ])
-        .args(["-serial", &format!("file:{}", k.console)])
+        // Appended to: the console of every boot stays in the log.
+        .args([
+            "-chardev",
+            &format!("file,id=console,path={},append=on", k.console),
+            "-serial",
+            "chardev:console",
+        ])
+        .args([
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", qmp_socket(&k.dir)),
+        ])
         .args(["-display", "none", "-monitor", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(k.dir.join(QEMU_LOG))?)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| TestbedError::ToolMissing {
-            tool: "qemu-system-x86_64",
+            tool: "setpriv (util-linux)",
             detail: e.to_string(),
         })?;
     k.qemu = Some(child);
+    k.booted_at = info.boot_time.clone();
     k.boots += 1;
     k.reported = false;
     Ok(())
+}
+
+/// Whether an executable `tool` is on `PATH`.
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// QEMU's own messages, in the guest's directory.
+const QEMU_LOG: &str = "qemu.log";
+
+/// The QMP socket of the guest whose files are in `dir`.
+fn qmp_socket(dir: &Utf8Path) -> Utf8PathBuf {
+    dir.join("qmp.sock")
+}
+
+/// Runs one QMP command without arguments (`stop`, `cont`) on a guest.
+async fn qmp(socket: &Utf8Path, command: &str) -> Result<(), TestbedError> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let talk = async {
+        let stream = tokio::net::UnixStream::connect(socket).await?;
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        // The greeting, then one answer per command; events may come
+        // in between.
+        lines.next_line().await?;
+        for line in [
+            r#"{"execute":"qmp_capabilities"}"#.to_owned(),
+            format!(r#"{{"execute":"{command}"}}"#),
+        ] {
+            write.write_all(line.as_bytes()).await?;
+            write.write_all(b"\n").await?;
+            loop {
+                let Some(answer) = lines.next_line().await? else {
+                    return Err(std::io::Error::other("QMP closed the connection"));
+                };
+                if answer.contains("\"error\"") {
+                    return Err(std::io::Error::other(format!("QMP {command}: {answer}")));
+                }
+                if answer.contains("\"return\"") {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(10), talk).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(TestbedError::Io(std::io::Error::other(format!(
+            "QMP {command} on {socket} timed out"
+        )))),
+    }
+}
+
+/// Clears the guest address reported for `k`'s VM.
+async fn clear_address(govc: &ProcessGovc, path: &str, k: &mut Known) {
+    if k.reported {
+        if let Ok(vm) = VmRef::parse(path) {
+            let _ = govc
+                .exec(&VmChange::new(vm).extra("SET.guest.ipAddress", ""))
+                .await;
+        }
+        k.reported = false;
+    }
 }
 
 /// Stops `k`'s QEMU and reaps it.

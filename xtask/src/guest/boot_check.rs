@@ -42,7 +42,7 @@ use vmw_userdata::{Metadata, PublicKey, guestinfo, inject_key};
 use super::Image;
 
 /// Host programs the check needs, with their Debian packages.
-const BOOT_NEEDS: &[(&str, &str)] = &[
+pub(crate) const BOOT_NEEDS: &[(&str, &str)] = &[
     ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
     ("/usr/bin/qemu-img", "qemu-utils"),
     ("/usr/bin/ssh", "openssh-client"),
