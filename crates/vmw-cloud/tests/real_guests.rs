@@ -395,11 +395,9 @@ async fn user_data_formats(bed: &Bed) {
     // A cloud-config cloud-init takes but fails on: the wait fails with
     // cloud-init's own error, and the VM is rolled back.
     let broken = b"#cloud-config\nruncmd:\n  - echo vmw-broken-runcmd >&2\n  - exit 7\n".to_vec();
-    let err = cloud
-        .launch(TEMPLATE, &bed.options(broken))
-        .await
-        .err()
-        .expect("a failing cloud-config must fail the wait");
+    let Err(err) = cloud.launch(TEMPLATE, &bed.options(broken)).await else {
+        panic!("a failing cloud-config must fail the wait");
+    };
     let message = format!("{err:#}");
     let chain = error_chain(&err);
     eprintln!("broken cloud-config: {chain}");
