@@ -6,9 +6,10 @@
 //!   or on `PATH`; unpacks Debian's cloud-init into `.tools/cloud-init`
 //!   for the user-data judge, installing the python3 packages it imports;
 //!   and installs Debian's OpenSSH server and sudo for the SSH tests.
-//! - `test`: `tools`, then `cargo fmt --check`, `cargo clippy --all-targets
-//!   -D warnings`, every test of the workspace (unit, vcsim, SSH,
-//!   cloud-init), and the demo.
+//! - `test`: `tools`, then `tidy`, `cargo fmt --check`, `cargo clippy
+//!   --all-targets -D warnings`, every test of the workspace (unit, vcsim,
+//!   SSH, cloud-init, real guests), and the demo.
+//! - `tidy`: the rules the compiler does not check ([`tidy`]).
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
 //!   use it by hand, until Ctrl-C.
 //! - `demo [--real-guests]`: the main job of vmw on the local simulator;
@@ -23,6 +24,7 @@
 mod bench;
 mod demo;
 mod guest;
+mod tidy;
 
 use std::process::{Command, ExitCode};
 
@@ -35,7 +37,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   tools [--force]   install govc and vcsim (govmomi v0.56.0) into .tools/bin,
                     and cloud-init (the user-data judge) into .tools/cloud-init
-  test              tools, then fmt check, clippy, every test and the demo
+  test              tools, then tidy, fmt check, clippy, every test and the demo
+  tidy              the rules the compiler does not check (layers, env, processes, docs)
   vcsim             run a seeded vCenter simulator until Ctrl-C
   demo [--real-guests]
                     the main job of vmw on the local simulator; --real-guests
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Some("demo") => demo_task(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("guest-image") => guest::run(&args[1..]),
+        Some("tidy") => tidy::run(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -353,6 +357,7 @@ fn test_task() -> Result<()> {
     let cloud_init = cloud_init_task()?;
     ssh_peer_task()?;
     let guest_image = guest::for_real_guests()?;
+    tidy::run()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",

@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 use vmw_cloud::{CloudBuilder, KeyPair};
+use vmw_cloud::{ProcessGovc, probe};
 use vmw_config::{Loaded, Secret, VmwareConfig, env};
-use vmw_govc::requests::About;
-use vmw_govc::{GovcExt, ProcessGovc};
 
 use crate::context::Context;
 use crate::error::{CliError, EXIT_FAILED, EXIT_USAGE};
@@ -132,7 +131,7 @@ pub(crate) async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     };
 
     let env_ = &ctx.env;
-    let govc = match vmw_govc::find_govc(None, env_) {
+    let govc = match vmw_cloud::find_govc(None, env_) {
         Ok(path) => {
             let found_by = if env_.get(env::VMW_GOVC).is_some() {
                 env::VMW_GOVC.to_owned()
@@ -167,7 +166,7 @@ pub(crate) async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
 
     if let (Some(loaded), Some(govc)) = (&loaded, &govc) {
         let config = &loaded.config;
-        match govc.exec(&About).await {
+        match probe::about(govc).await {
             Ok(about) => {
                 report.login = Some(LoginReport {
                     server: config.server_display(),

@@ -5,6 +5,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmw_cloud::WaitStage;
+use vmw_config::env;
 
 /// Launch, use, snapshot and delete VMs on VMware vSphere through govc.
 ///
@@ -38,7 +39,7 @@ pub(crate) struct Global {
     /// Tag naming the VMs made (default: your login name). Launches add
     /// -MMDD-HHMMSS; `list` and `clean` cover the tag and its timestamped
     /// forms.
-    #[arg(long, global = true, env = "VMW_TAG", value_name = "TAG")]
+    #[arg(long, global = true, env = env::VMW_TAG, value_name = "TAG")]
     pub(crate) tag: Option<String>,
 
     /// Use the tag as it is: no timestamp suffix on launches, and only that
@@ -64,7 +65,7 @@ pub(crate) struct Global {
     #[arg(
         long,
         global = true,
-        env = "VMW_SSH_USER",
+        env = env::VMW_SSH_USER,
         default_value = "ubuntu",
         value_name = "USER"
     )]
@@ -74,7 +75,7 @@ pub(crate) struct Global {
     #[arg(
         long,
         global = true,
-        env = "VMW_SSH_PORT",
+        env = env::VMW_SSH_PORT,
         default_value_t = 22,
         value_name = "PORT"
     )]
@@ -320,7 +321,7 @@ pub(crate) struct LaunchArgs {
     /// When interrupted (Ctrl-C, SIGTERM, SIGHUP): how long to wait for
     /// clones under way before removing them, e.g. 90s or 10m (vCenter
     /// finishes a clone it received even when vmw is gone).
-    #[arg(long, value_parser = parse_duration, value_name = "DUR", env = "VMW_CLONE_GRACE")]
+    #[arg(long, value_parser = parse_duration, value_name = "DUR", env = env::VMW_CLONE_GRACE)]
     pub(crate) clone_grace: Option<Duration>,
 }
 

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use camino::Utf8PathBuf;
 use serde::Serialize;
 use vmw_cloud::{Cloud, CloudError, Instance, Kind, Removal, TEMPLATE_PREFIX, VmRecord, WaitStage};
-use vmw_govc::ProcessGovc;
-use vmw_govc::parse::PowerState;
-use vmw_ssh::{Cmd, ExecOptions};
+use vmw_cloud::{Cmd, ExecOptions, PowerState, ProcessGovc};
 
 use crate::cli::{Command, ImageCommand, Wait};
 use crate::context::Context;
@@ -319,10 +317,6 @@ async fn restart(
             if stage == WaitStage::Ready {
                 // The library's restart: when the guest answers, it waits
                 // for a new boot id, not merely for an answer.
-                if instance.power_state().await? == PowerState::On {
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), instance.ip())
-                        .await;
-                }
                 task.step("restarting and waiting until ready");
                 let ip = instance.restart().await?;
                 task.done("restarted");
@@ -425,13 +419,11 @@ async fn exec(
         (result.exit_status, result.signal)
     } else {
         // Output is streamed as the command writes it.
-        let guest = instance.guest().await?;
         let mut out = tokio::io::stdout();
         let mut err = tokio::io::stderr();
-        guest
-            .execute_streaming(&cmd, &options, &mut out, &mut err)
-            .await
-            .map_err(CloudError::from)?
+        instance
+            .execute_streaming(cmd, &options, &mut out, &mut err)
+            .await?
     };
     let code = match (exit_status, &signal) {
         (Some(c), _) => u8::try_from(c).unwrap_or(u8::MAX),
@@ -480,7 +472,8 @@ async fn ssh(ctx: &Context, name: &str, args: Vec<String>) -> anyhow::Result<Exi
         std::net::IpAddr::V6(v6) => format!("[{v6}]"),
         std::net::IpAddr::V4(v4) => v4.to_string(),
     };
-    let program = std::env::var("VMW_SSH").unwrap_or_else(|_| "ssh".to_owned());
+    let program =
+        vmw_config::env::var(vmw_config::env::VMW_SSH).unwrap_or_else(|| "ssh".to_owned());
     let mut command = std::process::Command::new(&program);
     command
         .arg("-i")

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use vmw_cloud::{Cloud, CloudBuilder, Scope, Settings, Tag};
+use vmw_cloud::{ProcessGovc, SshConfig};
 use vmw_config::{Environment, Loaded, Loader};
-use vmw_govc::ProcessGovc;
-use vmw_ssh::SshConfig;
 
 use crate::cli::Global;
 use crate::error::{Target, set_target};

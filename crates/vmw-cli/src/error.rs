@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use vmw_cloud::CloudError;
+use vmw_cloud::{ErrorKind, GovcError};
 use vmw_config::ConfigError;
-use vmw_govc::{ErrorKind, GovcError};
 
 /// The operation failed.
 pub(crate) const EXIT_FAILED: u8 = 1;
@@ -209,7 +209,8 @@ pub(crate) fn render(err: &anyhow::Error) -> String {
 
 /// Whether stderr gets colors: a terminal, and `NO_COLOR` unset.
 pub(crate) fn stderr_color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    std::io::stderr().is_terminal()
+        && vmw_config::env::var(vmw_config::env::NO_COLOR).is_none_or(|v| v.is_empty())
 }
 
 /// Prints `error: ...` (with its hints) on stderr and gives the exit status.

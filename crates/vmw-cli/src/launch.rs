@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
+use vmw_cloud::ProcessGovc;
 use vmw_cloud::{Cloud, CloudError, LaunchOptions, Step, StepHook, WaitStage};
-use vmw_govc::ProcessGovc;
 
 use crate::cli::LaunchArgs;
 use crate::context::Context;
@@ -140,9 +140,8 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
             let task = hook_tasks.get(name);
             task.step(&match step {
                 Step::Clone => "cloning".to_owned(),
-                Step::WriteGuestinfo | Step::Configure => {
-                    "setting guestinfo and extraConfig".to_owned()
-                }
+                Step::WriteGuestinfo => "preparing guestinfo".to_owned(),
+                Step::Configure => "setting guestinfo and extraConfig".to_owned(),
                 Step::PowerOn => "powering on".to_owned(),
                 Step::WaitIp => "waiting for an IP address".to_owned(),
                 Step::WaitSsh => "waiting for SSH".to_owned(),

@@ -31,6 +31,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use vmw_config::env;
 
 use crate::cli::{Cli, Global};
 use crate::context::Context;
@@ -85,8 +86,8 @@ fn init_logging(global: &Global) {
             }
         }
     };
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.is_empty() => {
+    let filter = match env::var(env::RUST_LOG) {
+        Some(v) if !v.is_empty() => {
             EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new(&directives))
         }
         _ => EnvFilter::new(&directives),
@@ -95,7 +96,7 @@ fn init_logging(global: &Global) {
     if !global.json
         && !global.quiet
         && stderr.is_terminal()
-        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        && env::var(env::TERM).is_none_or(|t| t != "dumb")
     {
         progress::enable();
     }

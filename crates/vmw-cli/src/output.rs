@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use vmw_cloud::Kind;
-use vmw_govc::parse::PowerState;
+use vmw_cloud::PowerState;
 
 /// Writes `text` to stdout; a closed pipe (`vmw list | head`) is not an
 /// error.

@@ -1128,11 +1128,21 @@ impl<G: Govc + 'static> Cloud<G> {
                 .map_err(|e| (Step::WaitSsh, e))?;
         }
         if p.wait == WaitStage::Ready {
-            step(Step::WaitReady);
+            // SSH first, then cloud-init, each announced as it begins.
+            step(Step::WaitSsh);
+            let announced = std::sync::atomic::AtomicBool::new(false);
+            let on_ssh = || {
+                if !announced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    step(Step::WaitReady);
+                }
+            };
             instance
-                .wait_for(WaitStage::Ready)
+                .wait_for_with(WaitStage::Ready, &on_ssh)
                 .await
-                .map_err(|e| (Step::WaitReady, e))?;
+                .map_err(|e| {
+                    let reached = *current.lock().unwrap_or_else(|e| e.into_inner());
+                    (reached, e)
+                })?;
         }
         Ok(())
     }

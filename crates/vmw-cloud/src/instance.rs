@@ -14,6 +14,11 @@ use crate::cloud::Inner;
 use crate::ownership::{Expect, Removal, host_key_identity};
 use crate::{CloudError, WaitStage};
 
+/// How long [`Instance::restart`] gives a running VM, whose address it has
+/// not looked at yet, to show one before it restarts it without the
+/// boot-id check.
+const ADDRESS_PROBE: Duration = Duration::from_secs(10);
+
 /// A VM of the cloud: launched by it, or found with
 /// [`crate::Cloud::get_instance`]. Cloning an `Instance` gives another handle
 /// on the same VM (sharing the cached address).
@@ -184,6 +189,16 @@ impl<G: Govc> Instance<G> {
     /// Waits until `stage` is reached (`None` returns at once with the
     /// cached address, if any, else waits for one).
     pub async fn wait_for(&self, stage: WaitStage) -> Result<IpAddr, CloudError> {
+        self.wait_for_with(stage, &|| {}).await
+    }
+
+    /// [`Instance::wait_for`], calling `on_ssh` when SSH first accepts a
+    /// command on the way to [`WaitStage::Ready`].
+    pub(crate) async fn wait_for_with(
+        &self,
+        stage: WaitStage,
+        on_ssh: &(dyn Fn() + Send + Sync),
+    ) -> Result<IpAddr, CloudError> {
         let ip = self.ip().await?;
         match stage {
             WaitStage::None | WaitStage::Ip => {}
@@ -196,7 +211,7 @@ impl<G: Govc> Instance<G> {
             WaitStage::Ready => {
                 self.guest()
                     .await?
-                    .wait_ready(self.cloud.settings.ready)
+                    .wait_ready_with(self.cloud.settings.ready, on_ssh)
                     .await?
             }
         }
@@ -257,6 +272,23 @@ impl<G: Govc> Instance<G> {
     /// vector is passed as it is. A non-zero exit is a result, not an error.
     pub async fn execute(&self, cmd: impl Into<Cmd>) -> Result<ExecResult, CloudError> {
         self.execute_with(cmd, &ExecOptions::default()).await
+    }
+
+    /// Runs a command in the guest, writing its output to `stdout` and
+    /// `stderr` as it comes; returns its exit status, or the signal that
+    /// killed it.
+    pub async fn execute_streaming(
+        &self,
+        cmd: impl Into<Cmd>,
+        options: &ExecOptions,
+        stdout: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+        stderr: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> Result<(Option<u32>, Option<String>), CloudError> {
+        Ok(self
+            .guest()
+            .await?
+            .execute_streaming(&cmd.into(), options, stdout, stderr)
+            .await?)
     }
 
     /// [`Instance::execute`] with sudo and/or standard input.
@@ -340,6 +372,14 @@ impl<G: Govc> Instance<G> {
     pub async fn restart(&self) -> Result<IpAddr, CloudError> {
         let reachable = match self.cached_ip() {
             Some(_) => self.guest().await.ok(),
+            // Not looked at yet (e.g. an instance from `get_instance`): a
+            // running VM that has an address soon may answer.
+            None if self.power_state().await? == PowerState::On => {
+                match tokio::time::timeout(ADDRESS_PROBE, self.ip()).await {
+                    Ok(Ok(_)) => self.guest().await.ok(),
+                    _ => None,
+                }
+            }
             None => None,
         };
         match reachable {

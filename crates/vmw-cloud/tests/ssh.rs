@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vmw_cloud::{Cloud, CloudBuilder, CloudError, LaunchOptions, Settings, Step, WaitStage};
+use vmw_cloud::{
+    Cloud, CloudBuilder, CloudError, LaunchOptions, Settings, Step, StepHook, WaitStage,
+};
 use vmw_govc::requests::VmInfo;
 use vmw_govc::{GovcExt, ProcessGovc};
 use vmw_ssh::{ReadyTimeouts, SshConfig, SshError, WaitFor};
@@ -137,12 +140,31 @@ async fn launch_waits_until_ready_by_default() {
         .set_cloud_init(Duration::from_millis(700), CloudInitMode::Done)
         .unwrap();
     let started = Instant::now();
+    let heard: Arc<Mutex<Vec<Step>>> = Arc::default();
+    let h = heard.clone();
+    let options = LaunchOptions {
+        on_step: Some(StepHook::new(move |_, step| h.lock().unwrap().push(step))),
+        ..LaunchOptions::default()
+    };
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-focal", &LaunchOptions::default())
+        .launch("TEMPLATE-cloud-init-focal", &options)
         .await
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(700));
+    // Each stage of the wait is announced as it begins, in order.
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            Step::Clone,
+            Step::WriteGuestinfo,
+            Step::Configure,
+            Step::PowerOn,
+            Step::WaitIp,
+            Step::WaitSsh,
+            Step::WaitReady
+        ]
+    );
     assert!(
         c.sshd
             .cloud_init_calls()
@@ -182,6 +204,13 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
         matches!(&err, CloudError::Ssh(e) if e.waiting_for() == Some(WaitFor::Ssh)),
         "{err}"
     );
+    // Through launch, the failed step is the SSH wait.
+    let err = c
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.step(), Some(Step::WaitSsh), "{err}");
 
     // cloud-init: it never finishes in time. Through launch, the failed
     // wait also removes the VM. (A budget that leaves SSH time to answer

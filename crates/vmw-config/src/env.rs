@@ -24,6 +24,24 @@ pub const PATH: &str = "PATH";
 /// Path of the govc binary to use, ahead of `PATH`.
 pub const VMW_GOVC: &str = "VMW_GOVC";
 
+/// The default tag of the command line (`--tag`).
+pub const VMW_TAG: &str = "VMW_TAG";
+/// The SSH user of the command line (`--ssh-user`).
+pub const VMW_SSH_USER: &str = "VMW_SSH_USER";
+/// The SSH port of the command line (`--ssh-port`).
+pub const VMW_SSH_PORT: &str = "VMW_SSH_PORT";
+/// How long a stopped launch waits for a clone in flight
+/// (`--clone-grace`).
+pub const VMW_CLONE_GRACE: &str = "VMW_CLONE_GRACE";
+/// The OpenSSH client `vmw ssh` runs (default `ssh` on `PATH`).
+pub const VMW_SSH: &str = "VMW_SSH";
+/// Log filter of the command line (tracing's `EnvFilter` syntax).
+pub const RUST_LOG: &str = "RUST_LOG";
+/// The terminal type: `dumb` turns progress bars off.
+pub const TERM: &str = "TERM";
+/// Set and not empty: no colors (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
 /// govc: the vCenter URL or host name (`server`).
 pub const GOVC_URL: &str = "GOVC_URL";
 /// govc: the user name (`username`).
@@ -60,6 +78,13 @@ pub const GOVC_PASSTHROUGH: &[&str] = &[
     "NO_PROXY",
     "no_proxy",
 ];
+
+/// One variable of the process's environment, when it is set and UTF-8.
+/// The only place outside [`Environment::from_process`] that reads the
+/// process's environment; `key` is one of this module's constants.
+pub fn var(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
 
 /// A snapshot of environment variables. `Debug` hides `GOVC_PASSWORD` and
 /// user info in `GOVC_URL`.

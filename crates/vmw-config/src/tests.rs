@@ -1,3 +1,5 @@
+//! Unit tests of the loader: files, precedence, environment and errors.
+
 use super::*;
 
 const FULL: &str = r#"

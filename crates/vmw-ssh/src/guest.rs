@@ -218,12 +218,22 @@ pub trait GuestExt: Guest {
     /// The whole wait is bounded by `timeouts.ready`; a timeout says which
     /// stage did not finish, and what was seen last.
     async fn wait_ready(&self, timeouts: ReadyTimeouts) -> Result<(), SshError> {
+        self.wait_ready_with(timeouts, &|| {}).await
+    }
+
+    /// [`GuestExt::wait_ready`], calling `on_ssh` each time SSH accepts a
+    /// command and the wait for cloud-init begins (again after a reboot).
+    async fn wait_ready_with(
+        &self,
+        timeouts: ReadyTimeouts,
+        on_ssh: &(dyn Fn() + Send + Sync),
+    ) -> Result<(), SshError> {
         let started = Instant::now();
         let remaining = || timeouts.ready.saturating_sub(started.elapsed());
         // The stage the guest went away at, and how, when it did.
         let mut dropped: Option<(WaitFor, String)> = None;
         loop {
-            match ready_pass(self, started, timeouts).await {
+            match ready_pass(self, started, timeouts, on_ssh).await {
                 Ok(()) => return Ok(()),
                 Err(Halt::Stop(SshError::Timeout {
                     waiting_for,
@@ -372,6 +382,7 @@ async fn ready_pass<G: Guest + ?Sized>(
     guest: &G,
     started: Instant,
     timeouts: ReadyTimeouts,
+    on_ssh: &(dyn Fn() + Send + Sync),
 ) -> Result<(), Halt> {
     let remaining = || timeouts.ready.saturating_sub(started.elapsed());
     // A command of `stage`, bounded by what is left of the wait; transport
@@ -393,6 +404,7 @@ async fn ready_pass<G: Guest + ?Sized>(
     ssh_until(guest, started, timeouts)
         .await
         .map_err(Halt::Stop)?;
+    on_ssh();
 
     // 2. systemd's view, when systemd runs.
     let systemd = run(
