@@ -549,19 +549,9 @@ struct Snapshot {
 }
 
 async fn snapshot(ctx: &Context, name: &str, clean: bool) -> anyhow::Result<ExitCode> {
-    let mut cloud = ctx.cloud(None).await?;
-    // The image gets the tag of the instance it is made from (when vmw made
-    // it), so that `list` and `clean` of that tag cover both.
-    if ctx.global.tag.is_none()
-        && let Some(record) = cloud
-            .list(&vmw_cloud::Scope::AllTags)
-            .await?
-            .into_iter()
-            .find(|r| r.name == name)
-        && record.tag != cloud.tag().as_str()
-    {
-        cloud = ctx.cloud_tagged(&record.tag, false, None).await?;
-    }
+    // The image gets the tag of the instance it is made from (the library
+    // reads it from the instance's marker).
+    let cloud = ctx.cloud(None).await?;
     let instance = instance(&cloud, name).await?;
     let task = Task::new(name);
     task.step(if clean {

@@ -196,6 +196,38 @@ pub(crate) struct Inner<G: Govc> {
 impl<G: Govc> Inner<G> {
     /// The VM a user means by `text`: an absolute inventory path, or else
     /// the VM of that name in the cloud's folder. Never a search.
+    /// The one place a clone request is built: `source` cloned to
+    /// `target` powered off, on the configured datastore and pool, marked
+    /// with `tag`, `kind` and `launch`. An instance goes on the
+    /// configured network; an image keeps its source's.
+    pub(crate) fn clone_request(
+        &self,
+        source: &VmRef,
+        target: &VmRef,
+        tag: &Tag,
+        kind: Kind,
+        launch: &str,
+    ) -> VmClone {
+        VmClone {
+            source: source.clone(),
+            target: target.clone(),
+            power_on: false,
+            datastore: Some(self.config.datastore.clone()),
+            pool: self.config.resource_pool.clone(),
+            host: None,
+            network: match kind {
+                Kind::Instance => self.config.network.clone(),
+                Kind::Image | Kind::Template => None,
+            },
+            annotation: Some(annotation(tag, kind, launch)),
+            cpus: None,
+            memory_mb: None,
+            linked: false,
+            snapshot: None,
+            timeout: vmw_govc::requests::SLOW,
+        }
+    }
+
     pub(crate) fn vm_ref(&self, text: &str) -> Result<VmRef, CloudError> {
         Ok(VmRef::resolve(&self.config.folder, text)?)
     }
@@ -818,19 +850,10 @@ impl<G: Govc + 'static> Cloud<G> {
             tracing::info!(vm = %target, image = %source, "launching");
             StepHook::call(p.on_step.as_ref(), &name, Step::Clone);
             let clone = VmClone {
-                source: source.clone(),
-                target: target.clone(),
-                power_on: false,
-                datastore: Some(inner.config.datastore.clone()),
-                pool: inner.config.resource_pool.clone(),
-                host: None,
-                network: inner.config.network.clone(),
-                annotation: Some(annotation(&inner.tag, Kind::Instance, &launch)),
                 cpus: p.cpus,
                 memory_mb: p.memory_mb,
                 linked: p.linked,
-                snapshot: None,
-                timeout: vmw_govc::requests::SLOW,
+                ..inner.clone_request(source, &target, &inner.tag, Kind::Instance, &launch)
             };
             match self
                 .clone_tracked(&clone, Kind::Instance, &launch, p.cancel.as_ref())
@@ -848,6 +871,7 @@ impl<G: Govc + 'static> Cloud<G> {
         let instance = Instance::new(
             target.clone(),
             Some(launch.clone()),
+            Some(self.inner.tag.clone()),
             None,
             self.inner.clone(),
         );
@@ -1157,13 +1181,16 @@ impl<G: Govc + 'static> Cloud<G> {
                 name: vm.to_string(),
             });
         };
+        let marker = parse_marker(&info.annotation);
         let launch = self
             .inner
             .launch_of(&vm)
-            .or_else(|| parse_marker(&info.annotation).and_then(|m| m.launch));
+            .or_else(|| marker.as_ref().and_then(|m| m.launch.clone()));
+        let tag = marker.and_then(|m| Tag::new(&m.tag, false).ok());
         Ok(Instance::new(
             vm,
             launch,
+            tag,
             Some(info.moref),
             self.inner.clone(),
         ))
@@ -1202,21 +1229,10 @@ impl<G: Govc + 'static> Cloud<G> {
             })?;
         }
         let launch = new_launch_id();
-        let clone = VmClone {
-            source: instance.vm().clone(),
-            target: target.clone(),
-            power_on: false,
-            datastore: Some(inner.config.datastore.clone()),
-            pool: inner.config.resource_pool.clone(),
-            host: None,
-            network: None,
-            annotation: Some(annotation(&inner.tag, Kind::Image, &launch)),
-            cpus: None,
-            memory_mb: None,
-            linked: false,
-            snapshot: None,
-            timeout: vmw_govc::requests::SLOW,
-        };
+        // The image carries the tag of the instance it is made from (when
+        // vmw made it), so that `list` and `clean` of that tag cover both.
+        let tag = instance.tag().unwrap_or(&inner.tag);
+        let clone = inner.clone_request(instance.vm(), &target, tag, Kind::Image, &launch);
         match self
             .clone_tracked(&clone, Kind::Image, &launch, cancel)
             .await

@@ -12,7 +12,7 @@ use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest
 
 use crate::cloud::Inner;
 use crate::ownership::{Expect, Removal, host_key_identity};
-use crate::{CloudError, WaitStage};
+use crate::{CloudError, Tag, WaitStage};
 
 /// How long [`Instance::restart`] gives a running VM, whose address it has
 /// not looked at yet, to show one before it restarts it without the
@@ -26,6 +26,8 @@ pub struct Instance<G: Govc> {
     vm: VmRef,
     /// The launch id in vmw's marker, when vmw made the VM.
     launch: Option<String>,
+    /// The tag in vmw's marker, when vmw made the VM.
+    tag: Option<Tag>,
     /// What the VM's SSH host key is pinned under.
     identity: String,
     cloud: Arc<Inner<G>>,
@@ -39,6 +41,7 @@ impl<G: Govc> Clone for Instance<G> {
         Self {
             vm: self.vm.clone(),
             launch: self.launch.clone(),
+            tag: self.tag.clone(),
             identity: self.identity.clone(),
             cloud: self.cloud.clone(),
             ip: self.ip.clone(),
@@ -74,6 +77,7 @@ impl<G: Govc> Instance<G> {
     pub(crate) fn new(
         vm: VmRef,
         launch: Option<String>,
+        tag: Option<Tag>,
         moref: Option<String>,
         cloud: Arc<Inner<G>>,
     ) -> Self {
@@ -81,12 +85,19 @@ impl<G: Govc> Instance<G> {
         Self {
             vm,
             launch,
+            tag,
             identity,
             cloud,
             ip: Arc::new(Mutex::new(None)),
             ssh: Arc::new(Mutex::new(None)),
             guest: Arc::new(tokio::sync::Mutex::new(None)),
         }
+    }
+
+    /// The tag in vmw's marker, when vmw made the VM (a snapshot's image
+    /// gets it).
+    pub fn tag(&self) -> Option<&Tag> {
+        self.tag.as_ref()
     }
 
     /// The VM's name.

@@ -390,6 +390,40 @@ async fn snapshot_to_image_then_launch_from_it() {
 }
 
 #[tokio::test]
+async fn an_image_carries_the_tag_of_the_instance_it_is_made_from() {
+    let bed = bed().await;
+    let inst = bed
+        .cloud
+        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .await
+        .unwrap();
+    // Another cloud (tag "other") snapshots the instance of tag "it".
+    let keys = tempfile::tempdir().unwrap();
+    let other = cloud_on(&bed.sim, &keys, "other", fast_settings());
+    let found = other.get_instance(inst.name()).await.unwrap();
+    assert_eq!(found.tag().map(|t| t.as_str()), Some("it"));
+    let image = other.snapshot(&found, false).await.unwrap();
+    let vm = info(&bed.sim, &image.name).await;
+    let marker = vmw_cloud::parse_marker(&vm.annotation).unwrap();
+    assert_eq!(
+        (marker.tag.as_str(), marker.kind),
+        ("it", vmw_cloud::Kind::Image)
+    );
+    // A VM without vmw's marker: the image gets the snapshotting cloud's tag.
+    let plain = other.get_instance("DC0_H0_VM0").await.unwrap();
+    assert_eq!(plain.tag(), None);
+    let image = other.snapshot(&plain, false).await.unwrap();
+    let vm = info(&bed.sim, &image.name).await;
+    assert_eq!(
+        vmw_cloud::parse_marker(&vm.annotation).unwrap().tag,
+        "other"
+    );
+    other.clean().await.unwrap();
+    bed.cloud.clean().await.unwrap();
+    assert_eq!(all_vms(&bed.sim).await, bed.seeded);
+}
+
+#[tokio::test]
 async fn delete_image_refuses_templates() {
     let bed = bed().await;
     for t in [
