@@ -1,46 +1,11 @@
 //! [`CloudError`]: what can go wrong in the instance lifecycle.
 
-use std::fmt;
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
 use vmw_govc::GovcError;
 
-/// A step of [`crate::Cloud::launch`] or [`crate::Cloud::snapshot`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// `vm.clone` of the image.
-    Clone,
-    /// Writing the guestinfo files.
-    WriteGuestinfo,
-    /// `vm.change` setting guestinfo and extraConfig.
-    Configure,
-    /// `vm.power -on`.
-    PowerOn,
-    /// Waiting for the guest's IP address.
-    WaitIp,
-    /// Waiting for SSH to accept a command.
-    WaitSsh,
-    /// Waiting for cloud-init to finish.
-    WaitReady,
-    /// Cleaning the guest before a snapshot.
-    CleanGuest,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Clone => "clone",
-            Step::WriteGuestinfo => "write guestinfo files",
-            Step::Configure => "set guestinfo and extraConfig",
-            Step::PowerOn => "power on",
-            Step::WaitIp => "wait for an IP address",
-            Step::WaitSsh => "wait for SSH",
-            Step::WaitReady => "wait for cloud-init",
-            Step::CleanGuest => "clean the guest",
-        })
-    }
-}
+use crate::progress::Step;
 
 /// An error of the cloud layer.
 #[derive(Debug, thiserror::Error)]

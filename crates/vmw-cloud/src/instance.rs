@@ -10,7 +10,7 @@ use vmw_govc::requests::{ObjectCollect, PowerOp, VmIp, VmPower};
 use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt, VmRef};
 use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest};
 
-use crate::cloud::Inner;
+use crate::inner::Inner;
 use crate::ownership::{Expect, Removal, host_key_identity};
 use crate::{CloudError, Tag, WaitStage};
 

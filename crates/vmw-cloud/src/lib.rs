@@ -39,22 +39,35 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
 mod cloud;
 mod error;
+mod images;
+mod inner;
 mod instance;
+mod inventory;
 mod keys;
+mod launch;
 mod options;
 mod ownership;
 pub mod probe;
+mod progress;
+mod settings;
 mod tag;
 mod template;
 
-pub use cloud::{Cloud, CloudBuilder, Fleet, Image, Scope, Settings, TEMPLATE_PREFIX, VmRecord};
-pub use error::{CleanError, CloudError, Step};
+pub use builder::CloudBuilder;
+pub use cloud::Cloud;
+pub use error::{CleanError, CloudError};
+pub use images::Image;
 pub use instance::{Instance, usable_address};
+pub use inventory::{Scope, VmRecord};
 pub use keys::{KeyPair, expand_home};
-pub use options::{InstanceType, LaunchOptions, StepFn, StepHook, WaitStage, check_vm_name};
+pub use launch::Fleet;
+pub use options::{InstanceType, LaunchOptions, WaitStage, check_vm_name};
 pub use ownership::Removal;
+pub use progress::{Step, StepFn, StepHook};
+pub use settings::{Settings, TEMPLATE_PREFIX};
 pub use tag::{
     Kind, MAX_TAG_LEN, Marker, Tag, annotation, annotation_glob, annotation_prefix_for,
     new_launch_id, parse_annotation, parse_marker, tag_problems, timestamp_suffix,

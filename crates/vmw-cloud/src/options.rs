@@ -2,11 +2,10 @@
 
 use std::str::FromStr;
 
-use std::sync::Arc;
-
 use serde_yaml_ng::Mapping;
 
-use crate::{CloudError, Step};
+use crate::CloudError;
+use crate::progress::StepHook;
 
 /// How far [`crate::Cloud::launch`] waits before returning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,32 +123,6 @@ pub struct LaunchOptions {
     /// for [`crate::Settings::clone_grace`] first) and fails with
     /// [`crate::CloudError::Cancelled`] as its source.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
-}
-
-/// The function behind a [`StepHook`]: the VM's name and the step.
-pub type StepFn = dyn Fn(&str, Step) + Send + Sync;
-
-/// A callback told of each launch step as it begins.
-#[derive(Clone)]
-pub struct StepHook(pub Arc<StepFn>);
-
-impl StepHook {
-    /// A hook calling `f`.
-    pub fn new(f: impl Fn(&str, Step) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    pub(crate) fn call(hook: Option<&StepHook>, vm: &str, step: Step) {
-        if let Some(h) = hook {
-            (h.0)(vm, step);
-        }
-    }
-}
-
-impl std::fmt::Debug for StepHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StepHook")
-    }
 }
 
 impl LaunchOptions {

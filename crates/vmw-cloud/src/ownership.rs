@@ -20,7 +20,8 @@ use vmw_govc::requests::{VmChange, VmDestroy, VmInfo};
 use vmw_govc::{ErrorKind, Govc, GovcExt, VmRef, parse};
 
 use crate::CloudError;
-use crate::cloud::{Inner, TEMPLATE_PREFIX};
+use crate::inner::{Inner, Tracked};
+use crate::settings::TEMPLATE_PREFIX;
 use crate::tag::{Kind, parse_marker};
 
 /// What a destruction insists on before it destroys.
@@ -89,20 +90,32 @@ pub(crate) fn host_key_identity(vm: &VmRef, launch: Option<&str>, moref: Option<
     }
 }
 
-/// One VM a cloud made (or is making) and has not removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Tracked {
-    pub(crate) vm: VmRef,
-    pub(crate) kind: Kind,
-    pub(crate) launch: String,
-    /// The marker the clone writes.
-    pub(crate) marker: String,
-    /// The clone request was (or is about to be) sent and its outcome is
-    /// not known yet.
-    pub(crate) cloning: bool,
-}
-
 impl<G: Govc> Inner<G> {
+    /// Removes a tracked VM: destroyed when it carries the launch's
+    /// marker; a clone that may still be under way is looked for up to
+    /// `grace`. Untracked once gone, and also when what is there turns out
+    /// not to be this launch's (it is reported, never destroyed).
+    pub(crate) async fn remove_tracked(
+        &self,
+        t: &Tracked,
+        grace: Duration,
+    ) -> Result<(), CloudError> {
+        let result = if t.cloning {
+            self.settle_clone(t, grace, false).await.map(|_| ())
+        } else {
+            self.destroy_checked(&t.vm, Expect::Launch(&t.launch))
+                .await
+                .map(|_| ())
+        };
+        if matches!(
+            result,
+            Ok(()) | Err(CloudError::NotOurs { .. } | CloudError::TemplateProtected { .. })
+        ) {
+            self.untrack(&t.vm, &t.launch);
+        }
+        result
+    }
+
     /// The VM at `vm`, if there is one.
     pub(crate) async fn lookup(&self, vm: &VmRef) -> Result<Option<parse::VmInfo>, CloudError> {
         Ok(self

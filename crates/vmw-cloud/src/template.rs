@@ -12,7 +12,8 @@ use vmw_govc::requests::{
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::CloudError;
-use crate::cloud::{Cloud, TEMPLATE_PREFIX};
+use crate::cloud::Cloud;
+use crate::settings::TEMPLATE_PREFIX;
 use crate::tag::{Kind, annotation, new_launch_id, parse_marker};
 
 /// The extraConfig key an injected OVF environment leaves on a VM.

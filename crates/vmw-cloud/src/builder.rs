@@ -1,0 +1,171 @@
+//! [`CloudBuilder`]: a [`Cloud`] from a configuration, a tag, a key pair
+//! and settings, every input checked before anything is touched.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use vmw_config::{Environment, VmwareConfig};
+use vmw_govc::{Govc, ProcessGovc};
+use vmw_ssh::PrivateKey;
+
+use crate::cloud::Cloud;
+use crate::inner::Inner;
+use crate::settings::Settings;
+use crate::{CloudError, KeyPair, Tag};
+
+/// What a [`CloudBuilder`] resolved.
+pub(crate) struct Resolved {
+    pub(crate) tag: Tag,
+    pub(crate) config: VmwareConfig,
+    pub(crate) key: KeyPair,
+    pub(crate) private_key: Arc<PrivateKey>,
+    pub(crate) env: Environment,
+    pub(crate) settings: Settings,
+    pub(crate) govc_path: Option<Utf8PathBuf>,
+}
+
+/// Builds a [`Cloud`].
+#[derive(Clone, Debug)]
+pub struct CloudBuilder {
+    tag: String,
+    timestamp: bool,
+    config: Option<VmwareConfig>,
+    env: Option<Environment>,
+    govc_path: Option<Utf8PathBuf>,
+    key: Option<KeyPair>,
+    settings: Settings,
+}
+
+impl CloudBuilder {
+    /// A cloud whose VMs are named after `tag` (with a `-MMDD-HHMMSS`
+    /// suffix unless [`CloudBuilder::timestamp`] turns it off).
+    pub fn new(tag: impl Into<String>) -> Self {
+        Self {
+            tag: tag.into(),
+            timestamp: true,
+            config: None,
+            env: None,
+            govc_path: None,
+            key: None,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Whether to append `-MMDD-HHMMSS` to the tag.
+    #[must_use]
+    pub fn timestamp(mut self, on: bool) -> Self {
+        self.timestamp = on;
+        self
+    }
+
+    /// The configuration (default: `vmw_config::Loader::new().load()`).
+    #[must_use]
+    pub fn config(mut self, config: VmwareConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// The environment (default: the process's).
+    #[must_use]
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.env = Some(env);
+        self
+    }
+
+    /// The govc binary (default: `VMW_GOVC`, else `PATH`).
+    #[must_use]
+    pub fn govc_path(mut self, path: impl Into<Utf8PathBuf>) -> Self {
+        self.govc_path = Some(path.into());
+        self
+    }
+
+    /// The key pair (default: see [`KeyPair::resolve`]).
+    #[must_use]
+    pub fn key_pair(mut self, key: KeyPair) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Tuning.
+    #[must_use]
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    fn resolve(self) -> Result<Resolved, CloudError> {
+        let tag = Tag::new(&self.tag, self.timestamp)?;
+        let env = self.env.unwrap_or_else(Environment::from_process);
+        let config = match self.config {
+            Some(c) => c,
+            None => {
+                vmw_config::Loader::with_environment(env.clone())
+                    .load()?
+                    .config
+            }
+        };
+        let key = match self.key {
+            Some(k) => k,
+            None => KeyPair::resolve(&config, &env)?,
+        };
+        vmw_govc::check_folder(&config.folder)?;
+        let private_key = vmw_ssh::load_private_key(&key.private_path)?;
+        let mut settings = self.settings;
+        if settings.known_hosts.is_none() {
+            settings.known_hosts = vmw_ssh::KnownHosts::default_path(
+                env.get(vmw_config::env::XDG_STATE_HOME).map(Utf8Path::new),
+                env.home(),
+            )
+            .map(vmw_ssh::KnownHosts::new);
+        }
+        if settings.concurrency == 0 {
+            return Err(CloudError::InvalidOption {
+                option: "concurrency",
+                value: "0".to_owned(),
+                problem: "at least 1 is needed".to_owned(),
+            });
+        }
+        Ok(Resolved {
+            tag,
+            config,
+            key,
+            private_key,
+            env,
+            settings,
+            govc_path: self.govc_path,
+        })
+    }
+
+    /// A cloud driving the real govc, found and version-checked now.
+    pub async fn build(self) -> Result<Cloud<ProcessGovc>, CloudError> {
+        let r = self.resolve()?;
+        let govc = ProcessGovc::discover(&r.config, r.govc_path.as_deref(), &r.env).await?;
+        Ok(Cloud::from_parts(govc, r))
+    }
+
+    /// A cloud driving `govc` (another backend, or a mock).
+    pub fn build_with<G: Govc + 'static>(self, govc: G) -> Result<Cloud<G>, CloudError> {
+        let r = self.resolve()?;
+        Ok(Cloud::from_parts(govc, r))
+    }
+}
+
+impl<G: Govc + 'static> Cloud<G> {
+    pub(crate) fn from_parts(govc: G, r: Resolved) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                govc,
+                config: r.config,
+                tag: r.tag,
+                key: r.key,
+                private_key: r.private_key,
+                settings: r.settings,
+                templates: tokio::sync::OnceCell::new(),
+                checked_sources: Mutex::new(BTreeSet::new()),
+                tracker: Mutex::new(Vec::new()),
+                next_number: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The state a [`crate::Cloud`] and its [`crate::Instance`]s share, and
+//! the tracking of every VM the cloud makes, from before the clone request
+//! until it is removed.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use vmw_config::VmwareConfig;
+use vmw_govc::requests::VmClone;
+use vmw_govc::{Govc, VmRef};
+use vmw_ssh::PrivateKey;
+
+use crate::settings::Settings;
+use crate::tag::{Kind, annotation};
+use crate::{CloudError, KeyPair, Tag};
+
+/// One VM a cloud made (or is making) and has not removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Tracked {
+    pub(crate) vm: VmRef,
+    pub(crate) kind: Kind,
+    pub(crate) launch: String,
+    /// The marker the clone writes.
+    pub(crate) marker: String,
+    /// The clone request was (or is about to be) sent and its outcome is
+    /// not known yet.
+    pub(crate) cloning: bool,
+}
+
+/// What a [`Cloud`](crate::Cloud) and its instances share: the backend,
+/// the configuration, the tag and key, the settings, caches, and the
+/// tracker of the VMs made.
+pub(crate) struct Inner<G: Govc> {
+    pub(crate) govc: G,
+    pub(crate) config: VmwareConfig,
+    pub(crate) tag: Tag,
+    pub(crate) key: KeyPair,
+    pub(crate) private_key: Arc<PrivateKey>,
+    pub(crate) settings: Settings,
+    pub(crate) templates: tokio::sync::OnceCell<Vec<String>>,
+    pub(crate) checked_sources: Mutex<BTreeSet<String>>,
+    pub(crate) tracker: Mutex<Vec<Tracked>>,
+    /// The next instance number to try; found with one search of the
+    /// folder on first use.
+    pub(crate) next_number: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl<G: Govc> Inner<G> {
+    /// The one place a clone request is built: `source` cloned to
+    /// `target` powered off, on the configured datastore and pool, marked
+    /// with `tag`, `kind` and `launch`. An instance goes on the
+    /// configured network; an image keeps its source's.
+    pub(crate) fn clone_request(
+        &self,
+        source: &VmRef,
+        target: &VmRef,
+        tag: &Tag,
+        kind: Kind,
+        launch: &str,
+    ) -> VmClone {
+        VmClone {
+            source: source.clone(),
+            target: target.clone(),
+            power_on: false,
+            datastore: Some(self.config.datastore.clone()),
+            pool: self.config.resource_pool.clone(),
+            host: None,
+            network: match kind {
+                Kind::Instance => self.config.network.clone(),
+                Kind::Image | Kind::Template => None,
+            },
+            annotation: Some(annotation(tag, kind, launch)),
+            cpus: None,
+            memory_mb: None,
+            linked: false,
+            snapshot: None,
+            timeout: vmw_govc::requests::SLOW,
+        }
+    }
+
+    /// The VM a user means by `text`: an absolute inventory path, or else
+    /// the VM of that name in the cloud's folder. Never a search.
+    pub(crate) fn vm_ref(&self, text: &str) -> Result<VmRef, CloudError> {
+        Ok(VmRef::resolve(&self.config.folder, text)?)
+    }
+
+    pub(crate) fn tracked(&self) -> std::sync::MutexGuard<'_, Vec<Tracked>> {
+        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts tracking a VM about to be cloned.
+    pub(crate) fn track(&self, t: Tracked) {
+        self.tracked().push(t);
+    }
+
+    /// The clone of `vm` by `launch` is known to have finished.
+    pub(crate) fn mark_made(&self, vm: &VmRef, launch: &str) {
+        for t in self.tracked().iter_mut() {
+            if t.vm == *vm && t.launch == launch {
+                t.cloning = false;
+            }
+        }
+    }
+
+    /// Stops tracking what `launch` made at `vm`.
+    pub(crate) fn untrack(&self, vm: &VmRef, launch: &str) {
+        self.tracked()
+            .retain(|t| !(t.vm == *vm && t.launch == launch));
+    }
+
+    /// Stops tracking whatever is tracked at `vm`.
+    pub(crate) fn untrack_path(&self, vm: &VmRef) {
+        self.tracked().retain(|t| t.vm != *vm);
+    }
+
+    /// The launch id this cloud used for the VM at `vm`, if it made it.
+    pub(crate) fn launch_of(&self, vm: &VmRef) -> Option<String> {
+        self.tracked()
+            .iter()
+            .find(|t| t.vm == *vm)
+            .map(|t| t.launch.clone())
+    }
+}

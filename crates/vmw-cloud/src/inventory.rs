@@ -1,0 +1,292 @@
+//! The VMs vmw made: looking one up, listing by marker, deleting,
+//! cleaning what a cloud made and sweeping a tag.
+
+use std::time::Duration;
+
+use vmw_govc::parse::PowerState;
+use vmw_govc::requests::{Find, ObjectType, VmInfo};
+use vmw_govc::{Govc, GovcExt, VmRef};
+
+use crate::cloud::{Cloud, bounded};
+use crate::error::CleanError;
+use crate::ownership::{Expect, Removal};
+use crate::tag::{Kind, annotation_glob, annotation_prefix_for, parse_marker};
+use crate::{CloudError, Instance, Tag};
+
+/// Which of vmw's VMs [`Cloud::list`] and [`Cloud::sweep`] look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Those of this cloud's tag.
+    ThisTag,
+    /// Those of another tag.
+    Tag(Tag),
+    /// Those of a tag and of every timestamped tag made from it: `me`
+    /// covers `me` and `me-1123-211405`, not `me-too`.
+    Family(String),
+    /// Those of every tag.
+    AllTags,
+}
+
+impl Scope {
+    /// Whether a VM of `tag` is in this scope (for `ThisTag`, `own` is the
+    /// cloud's tag).
+    pub fn matches(&self, tag: &str, own: &Tag) -> bool {
+        match self {
+            Scope::ThisTag => tag == own.as_str(),
+            Scope::Tag(t) => tag == t.as_str(),
+            Scope::Family(base) => {
+                tag == base
+                    || tag
+                        .strip_prefix(base.as_str())
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(is_timestamp)
+            }
+            Scope::AllTags => true,
+        }
+    }
+}
+
+/// `MMDD-HHMMSS`.
+pub(crate) fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 11
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit())
+}
+
+/// A VM made by vmw, as found by [`Cloud::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmRecord {
+    /// Its name.
+    pub name: String,
+    /// Its inventory path.
+    pub path: VmRef,
+    /// Its managed object id (e.g. `vm-42`): [`Cloud::delete_listed`]
+    /// destroys exactly this object.
+    pub moref: String,
+    /// The tag of the cloud that made it.
+    pub tag: String,
+    /// Instance or image.
+    pub kind: Kind,
+    /// The id of the launch that made it, from its marker.
+    pub launch: Option<String>,
+    /// Its power state.
+    pub power_state: PowerState,
+    /// Its guest address, when VMware Tools reports one.
+    pub ip: Option<String>,
+}
+
+impl<G: Govc + 'static> Cloud<G> {
+    /// The VM `name` (a name in the cloud's folder, or an absolute
+    /// inventory path) as an instance; an error if it does not exist.
+    /// When this cloud made it, the instance knows its launch id.
+    pub async fn get_instance(&self, name: &str) -> Result<Instance<G>, CloudError> {
+        let vm = self.inner.vm_ref(name)?;
+        let Some(info) = self.inner.lookup(&vm).await? else {
+            return Err(CloudError::NoSuchVm {
+                name: vm.to_string(),
+            });
+        };
+        let marker = parse_marker(&info.annotation);
+        let launch = self
+            .inner
+            .launch_of(&vm)
+            .or_else(|| marker.as_ref().and_then(|m| m.launch.clone()));
+        let tag = marker.and_then(|m| Tag::new(&m.tag, false).ok());
+        Ok(Instance::new(
+            vm,
+            launch,
+            tag,
+            Some(info.moref),
+            self.inner.clone(),
+        ))
+    }
+
+    /// Deletes the VM `name` (in the folder, or at an absolute path),
+    /// checked right before: vSphere templates and `TEMPLATE-cloud-init-*`
+    /// VMs are never deleted; a VM without vmw's marker only with `force`.
+    /// An absent VM is success.
+    pub async fn delete_vm(&self, name: &str, force: bool) -> Result<Removal, CloudError> {
+        let vm = self.inner.vm_ref(name)?;
+        let launch = self.inner.launch_of(&vm);
+        let expect = match (&launch, force) {
+            (_, true) => Expect::Forced,
+            (Some(l), false) => Expect::Launch(l),
+            (None, false) => Expect::Marker,
+        };
+        let removal = self.inner.destroy_checked(&vm, expect).await?;
+        self.inner.untrack_path(&vm);
+        Ok(removal)
+    }
+
+    /// Deletes every tracked instance, then every tracked image, several at
+    /// a time, trying all of them and returning every error. Each VM is
+    /// destroyed only if it still carries the marker of the launch that
+    /// made it; a clone whose outcome is unknown is looked for first. What
+    /// could not be deleted stays tracked; a second `clean` after a
+    /// successful one does nothing.
+    pub async fn clean(&self) -> Result<(), CleanError> {
+        let tracked = self.inner.tracked().clone();
+        let (instances, images): (Vec<_>, Vec<_>) =
+            tracked.into_iter().partition(|t| t.kind == Kind::Instance);
+        let mut errors = Vec::new();
+        for group in [instances, images] {
+            let results = bounded(group, self.inner.settings.concurrency, |t| async move {
+                // A clone still unaccounted for after its launch ended is
+                // looked for once, not waited for.
+                self.inner.remove_tracked(&t, Duration::ZERO).await
+            })
+            .await;
+            errors.extend(results.into_iter().filter_map(Result::err));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CleanError { errors })
+        }
+    }
+
+    /// The annotation glob that finds the VMs of `scope` (a superset for
+    /// `Family`, narrowed by [`Scope::matches`]).
+    pub(crate) fn scope_glob(&self, scope: &Scope) -> String {
+        match scope {
+            Scope::ThisTag => annotation_glob(Some(&self.inner.tag)),
+            Scope::Tag(t) => annotation_glob(Some(t)),
+            Scope::Family(base) => format!("{}*", annotation_prefix_for(base)),
+            Scope::AllTags => annotation_glob(None),
+        }
+    }
+
+    /// vmw's VMs in the folder (found by their marker; not in subfolders),
+    /// with power state and address: two govc calls however many there
+    /// are.
+    pub async fn list(&self, scope: &Scope) -> Result<Vec<VmRecord>, CloudError> {
+        let folder = &self.inner.config.folder;
+        let paths = self
+            .inner
+            .govc
+            .exec(
+                &Find::new(folder.clone())
+                    .kind(ObjectType::VirtualMachine)
+                    .max_depth(1)
+                    .property("config.annotation", self.scope_glob(scope)),
+            )
+            .await?;
+        let refs: Vec<VmRef> = paths
+            .iter()
+            .filter_map(|p| match VmRef::parse(p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("skipping {p}: {e}");
+                    None
+                }
+            })
+            .collect();
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let infos = self
+            .inner
+            .govc
+            .exec(&VmInfo {
+                vms: refs.clone(),
+                extra_config: false,
+            })
+            .await?;
+        let mut records: Vec<VmRecord> = infos
+            .into_iter()
+            .filter_map(|vm| {
+                let marker = parse_marker(&vm.annotation)?;
+                if !scope.matches(&marker.tag, &self.inner.tag) {
+                    return None;
+                }
+                // Names are unique within the folder searched.
+                let path = refs.iter().find(|r| r.name() == vm.name)?.clone();
+                if crate::ownership::is_protected(&path, &vm) {
+                    return None;
+                }
+                Some(VmRecord {
+                    name: vm.name,
+                    path,
+                    moref: vm.moref,
+                    tag: marker.tag,
+                    kind: marker.kind,
+                    launch: marker.launch,
+                    power_state: vm.power_state,
+                    ip: vm.ip_address,
+                })
+            })
+            .collect();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(records)
+    }
+
+    /// Deletes exactly the VMs of `records` (as [`Cloud::list`] gave them
+    /// and the user confirmed): instances first, then images; each only if
+    /// it is still the object listed, with vmw's marker of the tag listed.
+    /// Returns the paths removed; every deletion is tried.
+    pub async fn delete_listed(&self, records: &[VmRecord]) -> Result<Vec<VmRef>, CleanError> {
+        let (images, instances): (Vec<_>, Vec<_>) =
+            records.iter().partition(|r| r.kind == Kind::Image);
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        for group in [instances, images] {
+            let results = bounded(group, self.inner.settings.concurrency, |r| async move {
+                let expect = Expect::Listed {
+                    tag: &r.tag,
+                    moref: &r.moref,
+                };
+                (r, self.inner.destroy_checked(&r.path, expect).await)
+            })
+            .await;
+            for (r, result) in results {
+                match result {
+                    Ok(_) => {
+                        self.inner.untrack_path(&r.path);
+                        removed.push(r.path.clone());
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(removed)
+        } else {
+            Err(CleanError { errors })
+        }
+    }
+
+    /// Deletes vmw's VMs of `scope` (instances first, then images), whether
+    /// or not this process made them: the way to remove what a crashed run
+    /// left behind. Lists them, then deletes exactly those listed. Returns
+    /// the paths removed; every deletion is tried.
+    pub async fn sweep(&self, scope: &Scope) -> Result<Vec<VmRef>, CleanError> {
+        let records = self
+            .list(scope)
+            .await
+            .map_err(|e| CleanError { errors: vec![e] })?;
+        self.delete_listed(&records).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_scope_takes_the_base_and_its_timestamped_tags() {
+        let own = Tag::parse("me-1123-211405").unwrap();
+        let family = Scope::Family("me".into());
+        assert!(family.matches("me", &own));
+        assert!(family.matches("me-1123-211405", &own));
+        assert!(family.matches("me-0101-000000", &own));
+        assert!(!family.matches("me-too", &own));
+        assert!(!family.matches("mediocre-1123-211405", &own));
+        assert!(!family.matches("me-1123-21140", &own));
+        assert!(Scope::ThisTag.matches("me-1123-211405", &own));
+        assert!(!Scope::ThisTag.matches("me", &own));
+        assert!(Scope::AllTags.matches("anything", &own));
+    }
+}

@@ -1,0 +1,67 @@
+//! Progress: the steps of a launch or a snapshot, and the hook that hears
+//! each one as it begins (the CLI's progress display is one such hook).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A step of [`crate::Cloud::launch`] or [`crate::Cloud::snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `vm.clone` of the image.
+    Clone,
+    /// Writing the guestinfo files.
+    WriteGuestinfo,
+    /// `vm.change` setting guestinfo and extraConfig.
+    Configure,
+    /// `vm.power -on`.
+    PowerOn,
+    /// Waiting for the guest's IP address.
+    WaitIp,
+    /// Waiting for SSH to accept a command.
+    WaitSsh,
+    /// Waiting for cloud-init to finish.
+    WaitReady,
+    /// Cleaning the guest before a snapshot.
+    CleanGuest,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Clone => "clone",
+            Step::WriteGuestinfo => "write guestinfo files",
+            Step::Configure => "set guestinfo and extraConfig",
+            Step::PowerOn => "power on",
+            Step::WaitIp => "wait for an IP address",
+            Step::WaitSsh => "wait for SSH",
+            Step::WaitReady => "wait for cloud-init",
+            Step::CleanGuest => "clean the guest",
+        })
+    }
+}
+
+/// The function behind a [`StepHook`]: the VM's name and the step.
+pub type StepFn = dyn Fn(&str, Step) + Send + Sync;
+
+/// A callback told of each launch step as it begins.
+#[derive(Clone)]
+pub struct StepHook(pub Arc<StepFn>);
+
+impl StepHook {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(&str, Step) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub(crate) fn call(hook: Option<&StepHook>, vm: &str, step: Step) {
+        if let Some(h) = hook {
+            (h.0)(vm, step);
+        }
+    }
+}
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
+}

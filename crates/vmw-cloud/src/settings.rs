@@ -1,0 +1,66 @@
+//! [`Settings`]: the tuning of a cloud (concurrency, waits, SSH, host
+//! keys), and the naming of the source templates.
+
+use std::time::Duration;
+
+use vmw_ssh::{ReadyTimeouts, SshConfig};
+
+/// Source VMs vmw launches from are named `TEMPLATE-cloud-init-<release>`.
+pub const TEMPLATE_PREFIX: &str = "TEMPLATE-cloud-init-";
+
+/// Tuning of a [`Cloud`](crate::Cloud).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How many VMs [`Cloud::launch_many`](crate::Cloud::launch_many),
+    /// [`Cloud::clean`](crate::Cloud::clean) and
+    /// [`Cloud::sweep`](crate::Cloud::sweep) work on at once.
+    pub concurrency: usize,
+    /// How long [`Instance::ip`](crate::Instance::ip) waits for a usable
+    /// address.
+    pub ip_wait: Duration,
+    /// Pause between address queries while the guest reports only unusable
+    /// (link-local) addresses.
+    pub ip_poll: Duration,
+    /// How instances are reached over SSH (user `ubuntu`, port 22 by default);
+    /// [`Instance::set_ssh_config`](crate::Instance::set_ssh_config) changes it
+    /// for one instance.
+    pub ssh: SshConfig,
+    /// How long [`Instance::wait`](crate::Instance::wait) waits for SSH and
+    /// cloud-init (10 minutes by default), and how often it retries.
+    pub ready: ReadyTimeouts,
+    /// Before the first launch from an image, check (one `vm.info`, then
+    /// cached) that it is not a vSphere template and carries no OVF
+    /// environment, and fail early if it does. On by default.
+    pub check_sources: bool,
+    /// How long a clone whose outcome is unknown is waited for, so that it
+    /// can be removed: after a cancellation (the clone in flight is awaited
+    /// this long), after a lost connection or a stopped govc (the VM is
+    /// looked for this long). vCenter finishes a clone it received even
+    /// when its client is gone; real clones take minutes. Default: 10
+    /// minutes.
+    pub clone_grace: Duration,
+    /// Where the SSH host keys of instances are pinned across invocations,
+    /// keyed by each VM's identity (not its address). `None` when building a
+    /// [`Cloud`](crate::Cloud) means vmw's default,
+    /// `$XDG_STATE_HOME/vmw/known_hosts` (else
+    /// `~/.local/state/vmw/known_hosts`); without a home directory, keys are
+    /// pinned per connection only.
+    pub known_hosts: Option<vmw_ssh::KnownHosts>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            // Like terraform's default parallelism: enough to overlap the
+            // waits, few enough not to flood a shared vCenter's task queue.
+            concurrency: 10,
+            ip_wait: Duration::from_secs(5 * 60),
+            ip_poll: Duration::from_secs(1),
+            ssh: SshConfig::default(),
+            ready: ReadyTimeouts::default(),
+            check_sources: true,
+            clone_grace: Duration::from_secs(10 * 60),
+            known_hosts: None,
+        }
+    }
+}
