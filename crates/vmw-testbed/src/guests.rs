@@ -374,8 +374,9 @@ impl Agent {
         }
     }
 
-    /// A VM seen for the first time: its address, its directory, and its
-    /// disk (a copy of its clone source's, else an overlay of the image).
+    /// A VM seen for the first time: its address, its directory, and, for
+    /// a clone of a VM that has a disk, a copy of that disk (otherwise an
+    /// overlay of the image is made when it first boots).
     async fn first_sight(&mut self, path: &str, info: &VmInfo) -> Result<Known, TestbedError> {
         // The next address whose SSH port is free (another process may
         // have guests too).
@@ -417,15 +418,9 @@ impl Agent {
                 }
                 copied?;
             }
-            _ => {
-                run_quiet(
-                    Command::new("qemu-img")
-                        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-                        .arg(self.options.image.disk.as_str())
-                        .arg(disk.as_str()),
-                )
-                .await?;
-            }
+            // A VM that never boots (a template, a simulator default)
+            // needs no disk: the overlay of the image is made at first boot.
+            _ => {}
         }
         let console = match self.vm_folder(info).await {
             Some(folder) => folder.join("console.log"),
@@ -541,6 +536,15 @@ async fn boot(
         if key.starts_with("guestinfo.") {
             guestinfo.push_str(&format!("{key} {}\n", b64.encode(value)));
         }
+    }
+    if !k.disk.is_file() {
+        run_quiet(
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
+                .arg(options.image.disk.as_str())
+                .arg(k.disk.as_str()),
+        )
+        .await?;
     }
     let guestinfo_file = k.dir.join("guestinfo");
     std::fs::write(&guestinfo_file, guestinfo)?;
