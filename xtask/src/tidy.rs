@@ -31,7 +31,7 @@ const SPAWN_ALLOWED: &[(&str, &str)] = &[
         "the process backend: every govc call",
     ),
     (
-        "crates/vmw-cli/src/commands.rs",
+        "crates/vmw-cli/src/commands/ssh.rs",
         "`vmw ssh` hands the terminal to the system's OpenSSH client",
     ),
 ];

@@ -104,6 +104,10 @@ pub(crate) enum Command {
         /// The instances.
         #[arg(required = true)]
         names: Vec<String>,
+        /// How far to wait after the power-on (with `ip` or more, prints
+        /// each name and address).
+        #[arg(long, value_enum, default_value_t = Wait::None)]
+        wait: Wait,
     },
     /// Power instances off (already off is fine).
     Stop {
@@ -229,36 +233,7 @@ pub(crate) enum ImageCommand {
     /// Import an Ubuntu cloud image (.ova or .ovf) as the source template
     /// TEMPLATE-cloud-init-RELEASE, with the import options the templates
     /// need, then check it.
-    Import {
-        /// The .ova or .ovf file.
-        file: camino::Utf8PathBuf,
-        /// The release the template is for (e.g. noble).
-        #[arg(long)]
-        release: String,
-        /// The vSphere network for the image's networks (default: the
-        /// configured one, else the only one there is).
-        #[arg(long)]
-        network: Option<String>,
-        /// Another name for the template.
-        #[arg(long)]
-        name: Option<String>,
-        /// Another datastore than the configured one.
-        #[arg(long)]
-        datastore: Option<String>,
-        /// Another folder than the configured one.
-        #[arg(long)]
-        folder: Option<String>,
-        /// Replace the existing template of that name in the target folder
-        /// (the new one is imported, checked, then swapped in).
-        #[arg(long)]
-        replace: bool,
-        /// With --replace: replace a template vmw did not import.
-        #[arg(long, requires = "replace")]
-        force: bool,
-        /// Save the import options used to this file (-v prints them).
-        #[arg(long, value_name = "FILE")]
-        save_spec: Option<camino::Utf8PathBuf>,
-    },
+    Import(ImportArgs),
     /// Check the five requirements of source VMs; exit 0 only when all pass.
     Check {
         /// The source VMs to check.
@@ -267,6 +242,39 @@ pub(crate) enum ImageCommand {
         #[arg(long, conflicts_with = "names")]
         all: bool,
     },
+}
+
+/// `vmw image import` options.
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The .ova or .ovf file.
+    pub(crate) file: camino::Utf8PathBuf,
+    /// The release the template is for (e.g. noble).
+    #[arg(long)]
+    pub(crate) release: String,
+    /// The vSphere network for the image's networks (default: the
+    /// configured one, else the only one there is).
+    #[arg(long)]
+    pub(crate) network: Option<String>,
+    /// Another name for the template.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Another datastore than the configured one.
+    #[arg(long)]
+    pub(crate) datastore: Option<String>,
+    /// Another folder than the configured one.
+    #[arg(long)]
+    pub(crate) folder: Option<String>,
+    /// Replace the existing template of that name in the target folder
+    /// (the new one is imported, checked, then swapped in).
+    #[arg(long)]
+    pub(crate) replace: bool,
+    /// With --replace: replace a template vmw did not import.
+    #[arg(long, requires = "replace")]
+    pub(crate) force: bool,
+    /// Save the import options used to this file (-v prints them).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) save_spec: Option<camino::Utf8PathBuf>,
 }
 
 /// `vmw config ...`.

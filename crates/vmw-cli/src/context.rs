@@ -1,6 +1,7 @@
 //! What every command starts from: the global options, the environment,
 //! the configuration and the cloud built from them.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use vmw_cloud::{Cloud, CloudBuilder, Scope, Settings, Tag};
@@ -8,24 +9,37 @@ use vmw_cloud::{ProcessGovc, SshConfig};
 use vmw_config::{Environment, Loaded, Loader};
 
 use crate::cli::Global;
-use crate::error::{Target, set_target};
+use crate::error::Target;
+use crate::output::Output;
 
-/// The global options and the environment, read once.
+/// The global options, the environment (read once), where results go, and
+/// the vCenter in use once the configuration is loaded.
 #[derive(Debug)]
 pub(crate) struct Context {
     /// The global options.
     pub(crate) global: Global,
     /// The process environment.
     pub(crate) env: Environment,
+    /// Text or JSON, and the progress display.
+    pub(crate) out: Output,
+    /// The vCenter and user of the loaded configuration, for hints.
+    target: OnceLock<Target>,
 }
 
 impl Context {
-    /// A context for `global` and the process environment.
-    pub(crate) fn new(global: Global) -> Self {
+    /// A context for `global`, the process environment and `out`.
+    pub(crate) fn new(global: Global, out: Output) -> Self {
         Self {
             global,
             env: Environment::from_process(),
+            out,
+            target: OnceLock::new(),
         }
+    }
+
+    /// The vCenter and user of the configuration, once it was loaded.
+    pub(crate) fn target(&self) -> Option<&Target> {
+        self.target.get()
     }
 
     /// The configuration loader: `--config`, else the search order.
@@ -40,7 +54,7 @@ impl Context {
     /// Resolves the configuration and remembers the vCenter for hints.
     pub(crate) fn load(&self) -> Result<Loaded, vmw_config::ConfigError> {
         let loaded = self.loader().load()?;
-        set_target(Target {
+        let _ = self.target.set(Target {
             server: loaded.config.server_display(),
             username: loaded.config.username.clone(),
             password_origin: loaded
@@ -112,19 +126,15 @@ impl Context {
         &self,
         wait_timeout: Option<Duration>,
     ) -> anyhow::Result<Cloud<ProcessGovc>> {
-        self.cloud_tagged(&self.base_tag(), !self.global.no_timestamp, wait_timeout)
-            .await
+        self.cloud_with(self.settings(wait_timeout)).await
     }
 
-    /// The cloud, with a clone grace period other than the default.
-    pub(crate) async fn cloud_with_grace(
+    /// The cloud, with `settings`.
+    pub(crate) async fn cloud_with(
         &self,
-        wait_timeout: Option<Duration>,
-        grace: Duration,
+        settings: Settings,
     ) -> anyhow::Result<Cloud<ProcessGovc>> {
         let loaded = self.load()?;
-        let mut settings = self.settings(wait_timeout);
-        settings.clone_grace = grace;
         Ok(CloudBuilder::new(self.base_tag())
             .timestamp(!self.global.no_timestamp)
             .config(loaded.config)
@@ -132,24 +142,6 @@ impl Context {
             .settings(settings)
             .build()
             .await?)
-    }
-
-    /// The cloud, with another tag.
-    pub(crate) async fn cloud_tagged(
-        &self,
-        tag: &str,
-        timestamp: bool,
-        wait_timeout: Option<Duration>,
-    ) -> anyhow::Result<Cloud<ProcessGovc>> {
-        let loaded = self.load()?;
-        let cloud = CloudBuilder::new(tag)
-            .timestamp(timestamp)
-            .config(loaded.config)
-            .environment(self.env.clone())
-            .settings(self.settings(wait_timeout))
-            .build()
-            .await?;
-        Ok(cloud)
     }
 }
 

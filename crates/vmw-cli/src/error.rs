@@ -1,14 +1,15 @@
-//! How errors leave the program: the exit status of each kind, the hints
-//! added where a fact is known, and the text on stderr.
+//! How errors leave the program: the exit status of each error category,
+//! the hints (the libraries' own, as data, plus the CLI's, which name `vmw`
+//! commands and options), and the text on stderr.
 
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 
-use vmw_cloud::CloudError;
-use vmw_cloud::{ErrorKind, GovcError};
+use vmw_cloud::{CleanError, CloudError, ErrorCategory, ErrorKind, GovcError};
 use vmw_config::ConfigError;
+
+use crate::output::Output;
 
 /// The operation failed.
 pub(crate) const EXIT_FAILED: u8 = 1;
@@ -61,11 +62,7 @@ impl CliError {
 
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(h) = &self.hint {
-            write!(f, "\nhint: {h}")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
@@ -83,13 +80,6 @@ pub(crate) struct Target {
     pub(crate) password_origin: String,
 }
 
-static TARGET: OnceLock<Target> = OnceLock::new();
-
-/// Remembers the vCenter and user for later hints.
-pub(crate) fn set_target(target: Target) {
-    let _ = TARGET.set(target);
-}
-
 /// What a config file looks like, for the "no config" hint.
 pub(crate) const CONFIG_TEMPLATE: &str = "\
 [vmware]
@@ -103,42 +93,80 @@ insecure_transport = false
 # needed when the vCenter has several clusters or hosts:
 resource_pool = \"/DC1/host/Cluster1/Resources\"";
 
-/// The exit status for an error.
-pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<CliError>() {
-            return e.code;
-        }
-        if cause.downcast_ref::<ConfigError>().is_some() {
-            return EXIT_USAGE;
-        }
-        if let Some(e) = cause.downcast_ref::<CloudError>() {
-            return match e {
-                CloudError::InvalidTag { .. }
-                | CloudError::InvalidOption { .. }
-                | CloudError::Config(_)
-                | CloudError::UserData(_)
-                | CloudError::UnknownRelease { .. } => EXIT_USAGE,
-                _ => EXIT_FAILED,
-            };
-        }
-    }
-    EXIT_FAILED
+/// The library error at the root of `err`: the outermost one, whose hints
+/// cover those it wraps.
+enum Root<'a> {
+    Cli(&'a CliError),
+    Config(&'a ConfigError),
+    Cloud(&'a CloudError),
+    Clean(&'a CleanError),
+    Govc(&'a GovcError),
 }
 
-/// The govc error at the root of `err`, if any.
-fn govc_error(err: &anyhow::Error) -> Option<&GovcError> {
+fn root(err: &anyhow::Error) -> Option<Root<'_>> {
     err.chain().find_map(|cause| {
-        cause.downcast_ref::<GovcError>().or_else(|| {
-            cause
-                .downcast_ref::<CloudError>()
-                .and_then(CloudError::govc)
-        })
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            Some(Root::Cli(e))
+        } else if let Some(e) = cause.downcast_ref::<ConfigError>() {
+            Some(Root::Config(e))
+        } else if let Some(e) = cause.downcast_ref::<CloudError>() {
+            Some(Root::Cloud(e))
+        } else if let Some(e) = cause.downcast_ref::<CleanError>() {
+            Some(Root::Clean(e))
+        } else {
+            cause.downcast_ref::<GovcError>().map(Root::Govc)
+        }
     })
 }
 
-/// A hint for a govc failure whose message has none, from what vmw knows
-/// about the configuration.
+/// The exit status for a category of library error.
+fn category_code(category: ErrorCategory) -> u8 {
+    match category {
+        ErrorCategory::Input => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    }
+}
+
+/// The exit status for an error.
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
+    match root(err) {
+        Some(Root::Cli(e)) => e.code,
+        Some(Root::Config(_)) => EXIT_USAGE,
+        Some(Root::Cloud(e)) => category_code(e.category()),
+        Some(Root::Clean(_) | Root::Govc(_)) | None => EXIT_FAILED,
+    }
+}
+
+/// A library error's hints as the CLI gives them: where the library's
+/// hint names a library call, the `vmw` command or option instead; where
+/// a `vmw` command helps further, that command too.
+fn cloud_hints(e: &CloudError) -> Vec<String> {
+    match e {
+        CloudError::BadSource { image, .. } => vec![format!(
+            "`vmw image check {image}` lists every requirement and how to meet it"
+        )],
+        CloudError::NotOurs { .. } => vec![
+            "vmw destroys only VMs carrying its marker (the annotation `made by vmw (...)`); `--force` deletes one that really is to go"
+                .to_owned(),
+        ],
+        CloudError::MayExist { .. } => vec![
+            "`vmw clean --all-tags` removes it once it is there (it carries vmw's marker)"
+                .to_owned(),
+        ],
+        CloudError::Step {
+            vm,
+            rollback: Some(_),
+            ..
+        } => {
+            let mut h = e.hints();
+            h.push(format!("`vmw clean` or `vmw delete {vm}` removes it later"));
+            h
+        }
+        _ => e.hints(),
+    }
+}
+
+/// A hint for a govc failure, from what vmw knows about the configuration.
 pub(crate) fn govc_hint(e: &GovcError, target: Option<&Target>) -> Option<String> {
     let (server, user, origin) = match target {
         Some(t) => (
@@ -162,8 +190,53 @@ pub(crate) fn govc_hint(e: &GovcError, target: Option<&Target>) -> Option<String
     }
 }
 
+/// Every hint for `err`, once each: the library's, then the CLI's.
+pub(crate) fn hints(err: &anyhow::Error, target: Option<&Target>) -> Vec<String> {
+    let mut hints = match root(err) {
+        Some(Root::Cli(e)) => e.hint.iter().cloned().collect(),
+        Some(Root::Config(e)) => config_hints(e),
+        Some(Root::Cloud(e)) => {
+            let mut h = cloud_hints(e);
+            if let Some(g) = e.govc()
+                && let Some(extra) = govc_hint(g, target)
+            {
+                h.push(extra);
+            }
+            if let CloudError::Config(c) = e {
+                h.extend(config_hints(c));
+            }
+            h
+        }
+        Some(Root::Clean(e)) => e.errors.iter().flat_map(cloud_hints).collect(),
+        Some(Root::Govc(e)) => {
+            let mut h = e.hints();
+            h.extend(govc_hint(e, target));
+            h
+        }
+        None => Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    hints.retain(|h| seen.insert(h.clone()));
+    hints
+}
+
+/// A configuration error's hints; a missing value adds what a config file
+/// looks like.
+fn config_hints(e: &ConfigError) -> Vec<String> {
+    let mut h = e.hints();
+    if matches!(e, ConfigError::Missing { .. }) {
+        let mut example = "a config file holds them like this (e.g. ~/.config/pycloudlib.toml, or the file given with --config):".to_owned();
+        for line in CONFIG_TEMPLATE.lines() {
+            example.push_str("\n    ");
+            example.push_str(line);
+        }
+        h.push(example);
+    }
+    h
+}
+
 /// The complete text of an error: every cause once, then the hints.
-pub(crate) fn render(err: &anyhow::Error) -> String {
+pub(crate) fn render(err: &anyhow::Error, target: Option<&Target>) -> String {
     let mut text = String::new();
     let mut last = String::new();
     for cause in err.chain() {
@@ -178,31 +251,9 @@ pub(crate) fn render(err: &anyhow::Error) -> String {
         text.push_str(&s);
         last = s;
     }
-    if !text.contains("hint:")
-        && let Some(g) = govc_error(err)
-        && let Some(h) = govc_hint(g, TARGET.get())
-    {
+    for h in hints(err, target) {
         text.push_str("\nhint: ");
         text.push_str(&h);
-    }
-    let missing_config = err.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<ConfigError>()
-                .or_else(|| match c.downcast_ref::<CloudError>() {
-                    Some(CloudError::Config(e)) => Some(e),
-                    _ => None,
-                }),
-            Some(ConfigError::Missing { .. })
-        )
-    });
-    if missing_config {
-        text.push_str("\nhint: a config file holds them like this (e.g. ~/.config/pycloudlib.toml, or the file given with --config):\n");
-        for line in CONFIG_TEMPLATE.lines() {
-            text.push_str("    ");
-            text.push_str(line);
-            text.push('\n');
-        }
-        text.pop();
     }
     text
 }
@@ -214,29 +265,27 @@ pub(crate) fn stderr_color() -> bool {
 }
 
 /// Prints `error: ...` (with its hints) on stderr and gives the exit status.
-pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
+pub(crate) fn report(out: &Output, err: &anyhow::Error, target: Option<&Target>) -> ExitCode {
     let code = exit_code(err);
-    let text = render(err);
+    let text = render(err, target);
     if !text.is_empty() {
-        let color = stderr_color();
-        let mut out = String::new();
+        let color = out.color();
+        let mut painted = String::new();
         for (i, line) in text.lines().enumerate() {
             if i == 0 {
-                out.push_str(&paint("error", "1;31", color));
-                out.push_str(": ");
-                out.push_str(line);
+                painted.push_str(&paint("error", "1;31", color));
+                painted.push_str(": ");
+                painted.push_str(line);
             } else if let Some(rest) = line.strip_prefix("hint:") {
-                out.push_str(&paint("hint", "1;36", color));
-                out.push(':');
-                out.push_str(rest);
+                painted.push_str(&paint("hint", "1;36", color));
+                painted.push(':');
+                painted.push_str(rest);
             } else {
-                out.push_str(line);
+                painted.push_str(line);
             }
-            out.push('\n');
+            painted.push('\n');
         }
-        crate::progress::suspend(|| {
-            let _ = std::io::stderr().write_all(out.as_bytes());
-        });
+        out.note(&painted);
     }
     ExitCode::from(code)
 }

@@ -16,15 +16,13 @@
 //!   had made); `vmw exec` exits with the remote command's status;
 //! - errors end with a `hint:` line where vmw knows what would fix them.
 
-mod check;
 mod cli;
 mod commands;
 mod context;
 mod error;
-mod image;
-mod launch;
 mod output;
 mod progress;
+mod signals;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -35,6 +33,7 @@ use vmw_config::env;
 
 use crate::cli::{Cli, Global};
 use crate::context::Context;
+use crate::output::Output;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -42,26 +41,39 @@ fn main() -> ExitCode {
         // Help and version exit 0; usage errors exit 2.
         Err(e) => e.exit(),
     };
-    init_logging(&cli.global);
+    let out = output(&cli.global);
+    init_logging(&cli.global, &out);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return error::report(&anyhow::anyhow!("cannot start the async runtime: {e}")),
+        Err(e) => {
+            let e = anyhow::anyhow!("cannot start the async runtime: {e}");
+            return error::report(&out, &e, None);
+        }
     };
-    let ctx = Context::new(cli.global);
-    let result = runtime.block_on(commands::run(&ctx, cli.command));
-    match result {
-        Ok(code) => code,
-        Err(e) => error::report(&e),
+    let ctx = Context::new(cli.global, out);
+    match runtime.block_on(commands::run(&ctx, cli.command)) {
+        Ok(report) => ctx.out.emit(report, ctx.target()),
+        Err(e) => error::report(&ctx.out, &e, ctx.target()),
     }
 }
 
+/// Where results go: JSON with `--json`; progress bars when stderr is a
+/// terminal and neither `--json` nor `-q` is given.
+fn output(global: &Global) -> Output {
+    let progress = !global.json
+        && !global.quiet
+        && std::io::stderr().is_terminal()
+        && env::var(env::TERM).is_none_or(|t| t != "dumb");
+    Output::new(global.json, error::stderr_color(), progress)
+}
+
 /// Logs on stderr: warnings and vmw's own steps by default, more with
-/// `-v`, errors only with `-q`; `RUST_LOG` overrides. Progress bars when
-/// stderr is a terminal and neither `--json` nor `-q` is given.
-fn init_logging(global: &Global) {
+/// `-v`, errors only with `-q`; `RUST_LOG` overrides. Log lines go above
+/// the progress bars of `out`.
+fn init_logging(global: &Global, out: &Output) {
     const CRATES: [&str; 5] = ["vmw", "vmw_cloud", "vmw_govc", "vmw_ssh", "vmw_config"];
     let directives = if global.quiet {
         "error".to_owned()
@@ -92,18 +104,10 @@ fn init_logging(global: &Global) {
         }
         _ => EnvFilter::new(&directives),
     };
-    let stderr = std::io::stderr();
-    if !global.json
-        && !global.quiet
-        && stderr.is_terminal()
-        && env::var(env::TERM).is_none_or(|t| t != "dumb")
-    {
-        progress::enable();
-    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(progress::LogWriter)
-        .with_ansi(error::stderr_color())
+        .with_writer(out.log_writer())
+        .with_ansi(out.color())
         .with_target(false)
         .without_time()
         .try_init();

@@ -1,28 +1,13 @@
-//! Progress on stderr: indicatif spinners and bars when stderr is a
-//! terminal (and neither `--json` nor `-q` was given); plain log lines
-//! otherwise. Log lines written while bars are shown go above them.
+//! Progress on stderr: indicatif spinners when stderr is a terminal (and
+//! neither `--json` nor `-q` was given); plain log lines otherwise. Log
+//! lines written while bars are shown go above them. The bars belong to
+//! the run's [`crate::output::Output`].
 
 use std::io::Write;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-static MULTI: OnceLock<MultiProgress> = OnceLock::new();
-
-/// Turns progress display on (once, at start-up).
-pub(crate) fn enable() {
-    let _ = MULTI.set(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-}
-
-/// Runs `f` with the bars hidden, so that what it writes to stderr is not
-/// mixed with them.
-pub(crate) fn suspend<R>(f: impl FnOnce() -> R) -> R {
-    match MULTI.get() {
-        Some(m) => m.suspend(f),
-        None => f(),
-    }
-}
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use vmw_cloud::Step;
 
 /// A spinner for one task (one VM's launch, a snapshot, ...), or a log line
 /// per step when progress is off.
@@ -33,10 +18,9 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    /// A task called `label` (usually a VM name).
-    pub(crate) fn new(label: impl Into<String>) -> Self {
-        let label = label.into();
-        let bar = MULTI.get().map(|m| {
+    /// A task called `label` (usually a VM name), drawn in `bars` if any.
+    pub(crate) fn new(label: String, bars: Option<&MultiProgress>) -> Self {
+        let bar = bars.map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {prefix}: {wide_msg} {elapsed}")
@@ -57,6 +41,11 @@ impl Task {
         }
     }
 
+    /// The task has reached one of the library's steps.
+    pub(crate) fn library_step(&self, step: Step) {
+        self.step(&step_words(step));
+    }
+
     /// The task is done.
     pub(crate) fn done(&self, message: &str) {
         match &self.bar {
@@ -74,17 +63,42 @@ impl Task {
     }
 }
 
+/// A library step as progress text.
+pub(crate) fn step_words(step: Step) -> String {
+    match step {
+        Step::Clone => "cloning".to_owned(),
+        Step::WriteGuestinfo => "preparing guestinfo".to_owned(),
+        Step::Configure => "setting guestinfo and extraConfig".to_owned(),
+        Step::PowerOff => "powering off".to_owned(),
+        Step::PowerOn => "powering on".to_owned(),
+        Step::WaitIp => "waiting for an IP address".to_owned(),
+        Step::WaitSsh => "waiting for SSH".to_owned(),
+        Step::WaitReady => "waiting for cloud-init to finish".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// The writer of log lines: stderr, with the bars hidden while writing.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct LogWriter;
+#[derive(Clone, Debug)]
+pub(crate) struct LogWriter(Option<MultiProgress>);
+
+impl LogWriter {
+    /// A writer hiding `bars`, if any, while it writes.
+    pub(crate) fn new(bars: Option<MultiProgress>) -> Self {
+        Self(bars)
+    }
+}
 
 /// One log event's bytes, written at once when dropped.
-#[derive(Debug, Default)]
-pub(crate) struct LogLine(Vec<u8>);
+#[derive(Debug)]
+pub(crate) struct LogLine {
+    bytes: Vec<u8>,
+    bars: Option<MultiProgress>,
+}
 
 impl Write for LogLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.bytes.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -94,16 +108,23 @@ impl Write for LogLine {
 
 impl Drop for LogLine {
     fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.0);
-        suspend(|| {
+        let bytes = std::mem::take(&mut self.bytes);
+        let write = || {
             let _ = std::io::stderr().write_all(&bytes);
-        });
+        };
+        match &self.bars {
+            Some(m) => m.suspend(write),
+            None => write(),
+        }
     }
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
     type Writer = LogLine;
     fn make_writer(&'a self) -> LogLine {
-        LogLine::default()
+        LogLine {
+            bytes: Vec::new(),
+            bars: self.0.clone(),
+        }
     }
 }

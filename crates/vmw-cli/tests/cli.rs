@@ -79,6 +79,27 @@ async fn launch_list_ip_power_and_delete() {
         .ok()
         .json();
     assert_eq!(restarted[0]["result"], "restarted", "{restarted}");
+    // The library's steps, announced in order; the address on stdout.
+    let restarted = b.vmw(&["restart", &vms[0], "--wait", "ip"]).await;
+    let restarted = restarted.ok();
+    assert_eq!(restarted.stdout, format!("{} 127.0.0.1\n", vms[0]));
+    let at = |step: &str| {
+        restarted
+            .stderr
+            .find(step)
+            .unwrap_or_else(|| panic!("no {step:?} in {}", restarted.stderr))
+    };
+    assert!(at("powering off") < at("powering on"));
+    assert!(at("powering on") < at("waiting for an IP address"));
+    b.vmw(&["stop", &vms[0]]).await.ok();
+    let started = b.vmw(&["start", &vms[0], "--wait", "ip"]).await;
+    let started = started.ok();
+    assert_eq!(started.stdout, format!("{} 127.0.0.1\n", vms[0]));
+    assert!(
+        started.stderr.contains("waiting for an IP address"),
+        "{}",
+        started.stderr
+    );
 
     let missing = b.vmw(&["start", "no-such-vm"]).await;
     missing.expect_code(1);

@@ -12,7 +12,7 @@ use crate::progress::Step;
 #[non_exhaustive]
 pub enum CloudError {
     /// The tag breaks the naming rules (all broken rules listed).
-    #[error("invalid tag {tag:?}: {}\nhint: tags are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'", .problems.join("; "))]
+    #[error("invalid tag {tag:?}: {}", .problems.join("; "))]
     InvalidTag {
         /// The tag as given (with its timestamp, if one was added).
         tag: String,
@@ -44,8 +44,10 @@ pub enum CloudError {
     Key {
         /// The key file.
         path: Utf8PathBuf,
-        /// What is wrong, and how to fix it.
+        /// What is wrong.
         problem: String,
+        /// What would fix it.
+        hint: Option<String>,
     },
 
     /// govc failed.
@@ -75,7 +77,7 @@ pub enum CloudError {
     },
 
     /// No template for this release.
-    #[error("no image for release {release:?} in {folder}; available: {}\nhint: a source VM must be named TEMPLATE-cloud-init-<release>", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
+    #[error("no image for release {release:?} in {folder}; available: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
     UnknownRelease {
         /// The release asked for.
         release: String,
@@ -86,7 +88,7 @@ pub enum CloudError {
     },
 
     /// The image cannot serve as a source VM.
-    #[error("image {image} cannot be launched from: {}\nhint: `vmw image check {image}` lists every requirement and how to meet it", .problems.join("; "))]
+    #[error("image {image} cannot be launched from: {}", .problems.join("; "))]
     BadSource {
         /// The image.
         image: String,
@@ -103,7 +105,7 @@ pub enum CloudError {
 
     /// The operation is refused on a source template.
     #[error(
-        "{name} is a template (a vSphere template or a TEMPLATE-cloud-init-* source VM); vmw does not delete templates\nhint: delete it with govc if you really mean to"
+        "{name} is a template (a vSphere template or a TEMPLATE-cloud-init-* source VM); vmw does not delete templates"
     )]
     TemplateProtected {
         /// The template.
@@ -111,7 +113,7 @@ pub enum CloudError {
     },
 
     /// The VM did not get a usable IP address in time.
-    #[error("VM {vm} reported no usable IP address within {waited:?}{}\nhint: the guest needs VMware Tools (open-vm-tools) running and a network with DHCP", if .seen.is_empty() { String::new() } else { format!(" (it reported only {})", .seen.join(", ")) })]
+    #[error("VM {vm} reported no usable IP address within {waited:?}{}", if .seen.is_empty() { String::new() } else { format!(" (it reported only {})", .seen.join(", ")) })]
     IpTimeout {
         /// The VM.
         vm: String,
@@ -124,9 +126,7 @@ pub enum CloudError {
     /// A destructive operation met a VM without vmw's marker (or with the
     /// marker of another launch, tag or object than expected), and was
     /// not forced.
-    #[error(
-        "VM {vm} was not destroyed: {reason}\nhint: vmw destroys only VMs carrying its marker (the annotation `made by vmw (...)`); pass --force (in the library: a forced deletion) if it really is to go"
-    )]
+    #[error("VM {vm} was not destroyed: {reason}")]
     NotOurs {
         /// The VM's inventory path.
         vm: String,
@@ -149,9 +149,7 @@ pub enum CloudError {
     /// A clone whose outcome is unknown (the connection broke, govc was
     /// stopped, the operation was cancelled) had not appeared within the
     /// grace period; vCenter may still finish it.
-    #[error(
-        "the clone of {vm} may still finish on vCenter (it had not appeared after {waited:?})\nhint: `vmw clean --all-tags` removes it once it is there (it carries vmw's marker)"
-    )]
+    #[error("the clone of {vm} may still finish on vCenter (it had not appeared after {waited:?})")]
     MayExist {
         /// The VM's inventory path.
         vm: String,
@@ -171,7 +169,7 @@ pub enum CloudError {
     },
 
     /// Something this version cannot do yet.
-    #[error("{what} is not supported{}", .hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    #[error("{what} is not supported")]
     NotSupported {
         /// What was asked.
         what: String,
@@ -199,13 +197,27 @@ fn step_text(
 ) -> String {
     let mut s = format!("making VM {vm} failed at step \"{step}\": {source}");
     match (rollback, removed) {
-        (Some(r), _) => s.push_str(&format!(
-            "\nremoving the half-made VM {vm} failed too: {r}\nhint: `vmw clean` or `vmw delete {vm}` removes it later"
-        )),
+        (Some(r), _) => s.push_str(&format!("\nremoving the half-made VM {vm} failed too: {r}")),
         (None, true) => s.push_str(&format!("\nthe half-made VM {vm} was removed")),
         (None, false) => s.push_str("\nvmw created nothing, so there was nothing to remove"),
     }
     s
+}
+
+/// What kind of error a [`CloudError`] is, for callers that act on the
+/// kind (a command line's exit status, a retry policy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCategory {
+    /// The input is wrong (an option, a tag, the configuration, the user
+    /// data): fixing the call fixes it; nothing was touched.
+    Input,
+    /// vmw refused to act on a VM that is not its own, or on a template.
+    Refused,
+    /// The operation was cancelled.
+    Cancelled,
+    /// An operation failed: govc, the vCenter, the guest, a file.
+    Failed,
 }
 
 impl From<vmw_govc::VmRefError> for CloudError {
@@ -219,6 +231,74 @@ impl From<vmw_govc::VmRefError> for CloudError {
 }
 
 impl CloudError {
+    /// The category of this error.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            CloudError::InvalidTag { .. }
+            | CloudError::InvalidOption { .. }
+            | CloudError::Config(_)
+            | CloudError::UserData(_)
+            | CloudError::UnknownRelease { .. } => ErrorCategory::Input,
+            CloudError::NotOurs { .. } | CloudError::TemplateProtected { .. } => {
+                ErrorCategory::Refused
+            }
+            CloudError::Cancelled => ErrorCategory::Cancelled,
+            _ => ErrorCategory::Failed,
+        }
+    }
+
+    /// What would fix this error, where that is known: data, for the
+    /// caller to render (the message states only the fact). The hints of
+    /// the errors it wraps are included.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            CloudError::InvalidTag { .. } => vec![
+                "tags are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+                    .to_owned(),
+            ],
+            CloudError::Config(e) => e.hints(),
+            CloudError::UserData(e) => e.hint().into_iter().collect(),
+            CloudError::Key { hint, .. } | CloudError::NotSupported { hint, .. } => {
+                hint.iter().cloned().collect()
+            }
+            CloudError::Govc(e) => e.hints(),
+            CloudError::Ssh(e) => e.hints(),
+            CloudError::Step {
+                source, rollback, ..
+            } => {
+                let mut h = source.hints();
+                if let Some(r) = rollback {
+                    h.extend(r.hints());
+                }
+                h
+            }
+            CloudError::UnknownRelease { .. } => vec![format!(
+                "a source VM must be named {}<release>",
+                crate::TEMPLATE_PREFIX
+            )],
+            CloudError::BadSource { .. } => vec![
+                "checking the image (`Cloud::check_template`) reports every requirement and how to meet it"
+                    .to_owned(),
+            ],
+            CloudError::TemplateProtected { .. } => {
+                vec!["delete it with govc if you really mean to".to_owned()]
+            }
+            CloudError::IpTimeout { .. } => vec![
+                "the guest needs VMware Tools (open-vm-tools) running and a network with DHCP"
+                    .to_owned(),
+            ],
+            CloudError::NotOurs { .. } => vec![
+                "vmw destroys only VMs carrying its marker (the annotation `made by vmw (...)`); a forced deletion removes one that really is to go"
+                    .to_owned(),
+            ],
+            CloudError::MayExist { .. } => vec![
+                "it carries vmw's marker: a clean of its tag removes it once it is there"
+                    .to_owned(),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The govc error at the root of this one, if any.
     pub fn govc(&self) -> Option<&GovcError> {
         match self {

@@ -1,6 +1,7 @@
 //! [`Instance`]: one VM, with its address, power and deletion.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest
 
 use crate::inner::Inner;
 use crate::ownership::{Expect, Removal, host_key_identity};
+use crate::progress::{Step, StepHook};
 use crate::{CloudError, Tag, WaitStage};
 
 /// How long [`Instance::restart`] gives a running VM, whose address it has
@@ -200,33 +202,74 @@ impl<G: Govc> Instance<G> {
     /// Waits until `stage` is reached (`None` returns at once with the
     /// cached address, if any, else waits for one).
     pub async fn wait_for(&self, stage: WaitStage) -> Result<IpAddr, CloudError> {
-        self.wait_for_with(stage, &|| {}).await
+        match self.wait_until(stage.max(WaitStage::Ip), None).await? {
+            Some(ip) => Ok(ip),
+            None => self.ip().await,
+        }
     }
 
-    /// [`Instance::wait_for`], calling `on_ssh` when SSH first accepts a
-    /// command on the way to [`WaitStage::Ready`].
-    pub(crate) async fn wait_for_with(
+    /// Waits until `stage`, telling `hook` of each stage as it begins, in
+    /// order: [`Step::WaitIp`], then [`Step::WaitSsh`], then
+    /// [`Step::WaitReady`] once SSH answers. Returns the address, or the
+    /// cached one (if any) for [`WaitStage::None`]. This is the wait of a
+    /// launch, a start and a restart.
+    pub async fn wait_until(
         &self,
         stage: WaitStage,
-        on_ssh: &(dyn Fn() + Send + Sync),
-    ) -> Result<IpAddr, CloudError> {
-        let ip = self.ip().await?;
+        hook: Option<&StepHook>,
+    ) -> Result<Option<IpAddr>, CloudError> {
+        let name = self.name().to_owned();
+        self.wait_stages(stage, &|s| StepHook::call(hook, &name, s))
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// [`Instance::wait_until`] with the stage a failure happened at.
+    pub(crate) async fn wait_stages(
+        &self,
+        stage: WaitStage,
+        step: &(dyn Fn(Step) + Send + Sync),
+    ) -> Result<Option<IpAddr>, (Step, CloudError)> {
+        if stage == WaitStage::None {
+            return Ok(self.cached_ip());
+        }
+        step(Step::WaitIp);
+        let ip = self.ip().await.map_err(|e| (Step::WaitIp, e))?;
+        let timeouts = self.cloud.settings.ready;
         match stage {
             WaitStage::None | WaitStage::Ip => {}
             WaitStage::Ssh => {
-                self.guest()
-                    .await?
-                    .wait_ssh(self.cloud.settings.ready)
-                    .await?
+                step(Step::WaitSsh);
+                let guest = self.guest().await.map_err(|e| (Step::WaitSsh, e))?;
+                guest
+                    .wait_ssh(timeouts)
+                    .await
+                    .map_err(|e| (Step::WaitSsh, e.into()))?;
             }
             WaitStage::Ready => {
-                self.guest()
-                    .await?
-                    .wait_ready_with(self.cloud.settings.ready, on_ssh)
-                    .await?
+                // SSH first, then cloud-init, each announced as it begins.
+                step(Step::WaitSsh);
+                let answered = AtomicBool::new(false);
+                let on_ssh = || {
+                    if !answered.swap(true, Ordering::SeqCst) {
+                        step(Step::WaitReady);
+                    }
+                };
+                let reached = |answered: &AtomicBool| {
+                    if answered.load(Ordering::SeqCst) {
+                        Step::WaitReady
+                    } else {
+                        Step::WaitSsh
+                    }
+                };
+                let guest = self.guest().await.map_err(|e| (Step::WaitSsh, e))?;
+                guest
+                    .wait_ready_with(timeouts, &on_ssh)
+                    .await
+                    .map_err(|e| (reached(&answered), e.into()))?;
             }
         }
-        Ok(ip)
+        Ok(Some(ip))
     }
 
     /// The SSH settings of this instance (the cloud's unless changed).
@@ -375,16 +418,81 @@ impl<G: Govc> Instance<G> {
             .await
     }
 
+    /// Powers the VM on and waits until `stage` (see
+    /// [`Instance::wait_until`]), telling `hook` of each step.
+    pub async fn start_until(
+        &self,
+        stage: WaitStage,
+        hook: Option<&StepHook>,
+    ) -> Result<Option<IpAddr>, CloudError> {
+        StepHook::call(hook, self.name(), Step::PowerOn);
+        self.start().await?;
+        self.wait_until(stage, hook).await
+    }
+
     /// Restarts the VM and waits until it is ready again. When the guest
     /// answers over SSH before, its boot id is read, and the wait lasts
     /// until the guest reports a different one (so an old connection or a
     /// guest that never went down is not mistaken for a restarted one); when
     /// it does not answer, the VM is restarted and waited for.
     pub async fn restart(&self) -> Result<IpAddr, CloudError> {
-        let reachable = match self.cached_ip() {
+        match self.restart_until(WaitStage::Ready, None).await? {
+            Some(ip) => Ok(ip),
+            None => self.ip().await,
+        }
+    }
+
+    /// Restarts the VM (power off, power on) and waits until `stage`,
+    /// telling `hook` of each step. For [`WaitStage::Ready`] it is
+    /// [`Instance::restart`]: the guest's boot id tells a restarted guest
+    /// from one that never went down.
+    pub async fn restart_until(
+        &self,
+        stage: WaitStage,
+        hook: Option<&StepHook>,
+    ) -> Result<Option<IpAddr>, CloudError> {
+        let announce = |s: Step| StepHook::call(hook, self.name(), s);
+        let power_cycle = || async {
+            announce(Step::PowerOff);
+            self.shutdown().await?;
+            announce(Step::PowerOn);
+            self.start().await
+        };
+        if stage < WaitStage::Ready {
+            power_cycle().await?;
+            return self.wait_until(stage, hook).await;
+        }
+        match self.reachable().await? {
+            Some(guest) => {
+                guest
+                    .restart_with(
+                        || async {
+                            power_cycle().await?;
+                            announce(Step::WaitIp);
+                            self.ip().await?;
+                            // The guest answers again with a new boot id,
+                            // then cloud-init finishes.
+                            announce(Step::WaitSsh);
+                            Ok::<_, CloudError>(())
+                        },
+                        self.cloud.settings.ready,
+                    )
+                    .await?;
+                self.ip().await.map(Some)
+            }
+            None => {
+                power_cycle().await?;
+                self.wait_until(stage, hook).await
+            }
+        }
+    }
+
+    /// The guest, when it answers over SSH now; an instance whose address
+    /// was not looked at yet (e.g. from `get_instance`) gets a short look
+    /// when it is running.
+    async fn reachable(&self) -> Result<Option<Arc<SshGuest>>, CloudError> {
+        Ok(match self.cached_ip() {
             Some(_) => self.guest().await.ok(),
-            // Not looked at yet (e.g. an instance from `get_instance`): a
-            // running VM that has an address soon may answer.
             None if self.power_state().await? == PowerState::On => {
                 match tokio::time::timeout(ADDRESS_PROBE, self.ip()).await {
                     Ok(Ok(_)) => self.guest().await.ok(),
@@ -392,27 +500,7 @@ impl<G: Govc> Instance<G> {
                 }
             }
             None => None,
-        };
-        match reachable {
-            Some(guest) => {
-                guest
-                    .restart_with(
-                        || async {
-                            self.shutdown().await?;
-                            self.start().await?;
-                            self.ip().await.map(|_| ())
-                        },
-                        self.cloud.settings.ready,
-                    )
-                    .await?;
-                self.ip().await
-            }
-            None => {
-                self.shutdown().await?;
-                self.start().await?;
-                self.wait().await
-            }
-        }
+        })
     }
 
     async fn power(

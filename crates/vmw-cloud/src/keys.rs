@@ -51,11 +51,17 @@ pub fn expand_home(path: &Utf8Path, env: &Environment) -> Utf8PathBuf {
     }
 }
 
-fn key_err(path: &Utf8Path, problem: impl Into<String>) -> CloudError {
+fn key_err(path: &Utf8Path, problem: impl Into<String>, hint: Option<String>) -> CloudError {
     CloudError::Key {
         path: path.to_owned(),
         problem: problem.into(),
+        hint,
     }
+}
+
+/// The hint of most key errors.
+fn set_key(key: &str) -> Option<String> {
+    Some(format!("set {key} in [vmware]"))
 }
 
 impl KeyPair {
@@ -86,10 +92,13 @@ impl KeyPair {
                 }
             }
         }
-        let dir = env
-            .cache_dir()
-            .map(|d| d.join("ssh"))
-            .ok_or_else(|| key_err(Utf8Path::new("~/.ssh"), "no key configured, none in ~/.ssh, and no HOME to keep a generated one in\nhint: set public_key_path in [vmware]"))?;
+        let dir = env.cache_dir().map(|d| d.join("ssh")).ok_or_else(|| {
+            key_err(
+                Utf8Path::new("~/.ssh"),
+                "no key configured, none in ~/.ssh, and no HOME to keep a generated one in",
+                set_key("public_key_path"),
+            )
+        })?;
         Self::generated_in(&dir, name)
     }
 
@@ -103,10 +112,12 @@ impl KeyPair {
         let text = std::fs::read_to_string(public).map_err(|e| {
             key_err(
                 public,
-                format!("cannot read the public key: {e}\nhint: fix public_key_path in [vmware]"),
+                format!("cannot read the public key: {e}"),
+                Some("fix public_key_path in [vmware]".to_owned()),
             )
         })?;
-        let public_key = PublicKey::parse(&text).map_err(|e| key_err(public, e.to_string()))?;
+        let public_key =
+            PublicKey::parse(&text).map_err(|e| key_err(public, e.to_string(), e.hint()))?;
         let private_path = match private {
             Some(p) => p.to_owned(),
             None => match public.as_str().strip_suffix(".pub") {
@@ -114,7 +125,8 @@ impl KeyPair {
                 None => {
                     return Err(key_err(
                         public,
-                        "the public key file does not end in .pub, so the private key path cannot be derived\nhint: set private_key_path in [vmware]",
+                        "the public key file does not end in .pub, so the private key path cannot be derived",
+                        set_key("private_key_path"),
                     ));
                 }
             },
@@ -122,7 +134,8 @@ impl KeyPair {
         if !private_path.is_file() {
             return Err(key_err(
                 &private_path,
-                "the private key does not exist\nhint: set private_key_path in [vmware]",
+                "the private key does not exist",
+                set_key("private_key_path"),
             ));
         }
         Ok(Self {
@@ -192,15 +205,15 @@ fn generate(
     name: &str,
 ) -> Result<(), CloudError> {
     let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .map_err(|e| key_err(private_path, format!("generating a key failed: {e}")))?;
+        .map_err(|e| key_err(private_path, format!("generating a key failed: {e}"), None))?;
     key.set_comment(format!("vmw-{name}"));
     let private = key
         .to_openssh(LineEnding::LF)
-        .map_err(|e| key_err(private_path, format!("encoding the key failed: {e}")))?;
+        .map_err(|e| key_err(private_path, format!("encoding the key failed: {e}"), None))?;
     let public = key
         .public_key()
         .to_openssh()
-        .map_err(|e| key_err(public_path, format!("encoding the key failed: {e}")))?;
+        .map_err(|e| key_err(public_path, format!("encoding the key failed: {e}"), None))?;
 
     // Both halves complete under unique names first.
     let tmp_private = write_temporary(dir, private.as_bytes(), 0o600)?;
@@ -476,6 +489,10 @@ mod tests {
             msg.contains(&format!("{}/nope/key.pub", utf8(home.path()))),
             "{msg}"
         );
-        assert!(msg.contains("public_key_path"), "{msg}");
+        assert!(
+            err.hints().iter().any(|h| h.contains("public_key_path")),
+            "{:?}",
+            err.hints()
+        );
     }
 }

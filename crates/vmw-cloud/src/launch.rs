@@ -634,34 +634,7 @@ impl<G: Govc + 'static> Cloud<G> {
         drop(files);
         step(Step::PowerOn);
         instance.start().await.map_err(|e| (Step::PowerOn, e))?;
-        if p.wait >= WaitStage::Ip {
-            step(Step::WaitIp);
-            instance.ip().await.map_err(|e| (Step::WaitIp, e))?;
-        }
-        if p.wait == WaitStage::Ssh {
-            step(Step::WaitSsh);
-            instance
-                .wait_for(WaitStage::Ssh)
-                .await
-                .map_err(|e| (Step::WaitSsh, e))?;
-        }
-        if p.wait == WaitStage::Ready {
-            // SSH first, then cloud-init, each announced as it begins.
-            step(Step::WaitSsh);
-            let announced = std::sync::atomic::AtomicBool::new(false);
-            let on_ssh = || {
-                if !announced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    step(Step::WaitReady);
-                }
-            };
-            instance
-                .wait_for_with(WaitStage::Ready, &on_ssh)
-                .await
-                .map_err(|e| {
-                    let reached = *current.lock().unwrap_or_else(|e| e.into_inner());
-                    (reached, e)
-                })?;
-        }
+        instance.wait_stages(p.wait, &step).await?;
         Ok(())
     }
 }

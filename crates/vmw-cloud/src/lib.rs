@@ -58,7 +58,7 @@ mod template;
 
 pub use builder::CloudBuilder;
 pub use cloud::Cloud;
-pub use error::{CleanError, CloudError};
+pub use error::{CleanError, CloudError, ErrorCategory};
 pub use images::Image;
 pub use instance::{Instance, usable_address};
 pub use inventory::{Scope, VmRecord};

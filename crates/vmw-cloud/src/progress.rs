@@ -4,7 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A step of [`crate::Cloud::launch`] or [`crate::Cloud::snapshot`].
+/// A step of [`crate::Cloud::launch`], [`crate::Cloud::snapshot`],
+/// [`crate::Instance::wait_until`] or [`crate::Instance::restart_until`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// `vm.clone` of the image.
@@ -13,6 +14,8 @@ pub enum Step {
     WriteGuestinfo,
     /// `vm.change` setting guestinfo and extraConfig.
     Configure,
+    /// `vm.power -off` (a restart's first half).
+    PowerOff,
     /// `vm.power -on`.
     PowerOn,
     /// Waiting for the guest's IP address.
@@ -31,6 +34,7 @@ impl fmt::Display for Step {
             Step::Clone => "clone",
             Step::WriteGuestinfo => "write guestinfo files",
             Step::Configure => "set guestinfo and extraConfig",
+            Step::PowerOff => "power off",
             Step::PowerOn => "power on",
             Step::WaitIp => "wait for an IP address",
             Step::WaitSsh => "wait for SSH",

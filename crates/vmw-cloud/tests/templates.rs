@@ -204,7 +204,11 @@ async fn each_violated_requirement_is_named() {
             .await
             .unwrap_err();
         assert!(matches!(err, CloudError::BadSource { .. }), "{err}");
-        assert!(err.to_string().contains("vmw image check"), "{err}");
+        assert!(
+            err.hints().iter().any(|h| h.contains("check_template")),
+            "{:?}",
+            err.hints()
+        );
     }
     assert!(bed.cloud.tracked_instances().is_empty());
 

@@ -4,14 +4,13 @@ use std::fmt;
 
 use camino::Utf8PathBuf;
 
-/// A configuration error. Every variant names the file or variable involved
-/// and, where one is known, what would fix it.
+/// A configuration error. Every variant names the file or variable
+/// involved; [`ConfigError::hints`] says what would fix it, where that is
+/// known.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file the caller named (argument or `PYCLOUDLIB_CONFIG`) does not exist.
-    #[error(
-        "config file {path} ({named_by}) does not exist\nhint: fix the path, or unset it to search {defaults}"
-    )]
+    #[error("config file {path} ({named_by}) does not exist")]
     NamedFileMissing {
         /// The path that was named.
         path: Utf8PathBuf,
@@ -133,8 +132,7 @@ fn missing_message(
     tried: &[Utf8PathBuf],
 ) -> String {
     let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
-    let vars: Vec<&str> = keys.iter().map(|k| k.env).collect();
-    let mut msg = match file {
+    match file {
         Some(path) => format!(
             "missing required key(s) in the [vmware] section of {path}: {}",
             names.join(", ")
@@ -144,10 +142,26 @@ fn missing_message(
             PathList(tried.to_vec()),
             names.join(", ")
         ),
-    };
-    msg.push_str(&format!(
-        "\nhint: set them under [vmware] in the config file, or in the environment as {}",
-        vars.join(", ")
-    ));
-    msg
+    }
+}
+
+impl ConfigError {
+    /// What would fix this error, where that is known: data, for the
+    /// caller to render (the message states only the fact).
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            ConfigError::NamedFileMissing { defaults, .. } => {
+                vec![format!("fix the path, or unset it to search {defaults}")]
+            }
+            ConfigError::BadServer { problem, .. } => problem.hint().into_iter().collect(),
+            ConfigError::Missing { keys, .. } => {
+                let vars: Vec<&str> = keys.iter().map(|k| k.env).collect();
+                vec![format!(
+                    "set them under [vmware] in the config file, or in the environment as {}",
+                    vars.join(", ")
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
 }

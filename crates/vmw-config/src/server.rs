@@ -37,19 +37,29 @@ pub struct ServerUrl {
 #[non_exhaustive]
 pub enum ServerUrlError {
     /// The user info holds a `%` not followed by two hexadecimal digits.
-    #[error(
-        "its {0} (before the `@`) holds a `%` that is not a %XX escape\nhint: write a literal `%` as %25"
-    )]
+    #[error("its {0} (before the `@`) holds a `%` that is not a %XX escape")]
     BadEscape(Part),
     /// The decoded user info is not UTF-8.
     #[error("its {0} (before the `@`) decodes to bytes that are not UTF-8")]
     NotUtf8(Part),
     /// An `@` comes after the end of the host: most likely a password
     /// holding `/`, `?` or `#` without escaping.
-    #[error(
-        "it holds an `@` after the host name\nhint: in a password inside the URL, write `/` as %2F, `?` as %3F, `#` as %23 and `@` as %40; or set `username` and `password` instead"
-    )]
+    #[error("it holds an `@` after the host name")]
     AtAfterHost,
+}
+
+impl ServerUrlError {
+    /// What would fix it, where that is known.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ServerUrlError::BadEscape(_) => Some("write a literal `%` as %25".to_owned()),
+            ServerUrlError::NotUtf8(_) => None,
+            ServerUrlError::AtAfterHost => Some(
+                "in a password inside the URL, write `/` as %2F, `?` as %3F, `#` as %23 and `@` as %40; or set `username` and `password` instead"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 /// Which part of the user info a [`ServerUrlError`] is about.

@@ -179,9 +179,11 @@ fn no_file_anywhere_lists_every_path_tried_and_every_missing_key() {
     for p in tried {
         assert!(msg.contains(p.as_str()), "{msg}");
     }
+    // The fact in the message; what to set, as a hint.
+    let hints = err.hints().join("\n");
     assert!(
-        msg.contains("GOVC_URL") && msg.contains("GOVC_FOLDER"),
-        "{msg}"
+        hints.contains("GOVC_URL") && hints.contains("GOVC_FOLDER"),
+        "{hints}"
     );
 }
 
@@ -532,7 +534,11 @@ fn unreadable_user_info_is_an_error_that_does_not_show_it() {
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains(secret), "{shown}");
         assert!(shown.contains("environment variable GOVC_URL"), "{shown}");
-        assert!(shown.contains("hint:"), "{shown}");
+        assert!(!shown.contains("hint:"), "{shown}");
+        let hints = err.hints();
+        assert_eq!(hints.len(), 1, "{hints:?}");
+        assert!(hints[0].contains('%'), "{hints:?}");
+        assert!(!hints[0].contains(secret), "{hints:?}");
     }
 }
 

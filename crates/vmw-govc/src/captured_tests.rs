@@ -369,7 +369,11 @@ async fn ambiguous_pool_errors_list_the_pools() {
         ),
         "{msg}"
     );
-    assert!(msg.contains("hint: set `resource_pool`"), "{msg}");
+    assert!(
+        err.hints()[0].starts_with("set `resource_pool`"),
+        "{:?}",
+        err.hints()
+    );
 }
 
 fn vm(path: &str) -> crate::VmRef {

@@ -125,9 +125,7 @@ pub enum GovcError {
 
     /// `vm.ip` waited its full `-wait` time and no address came (govc exits
     /// 0 with empty output in that case).
-    #[error(
-        "no IP address reported for VM {vm} within {waited:?} (`{command}`)\nhint: the guest needs VMware Tools (open-vm-tools) running and a network with DHCP"
-    )]
+    #[error("no IP address reported for VM {vm} within {waited:?} (`{command}`)")]
     NoIp {
         /// The command.
         command: Box<Command>,
@@ -138,17 +136,14 @@ pub enum GovcError {
     },
 
     /// No govc binary was found.
-    #[error("govc was not found (looked in: {})\nhint: run `cargo xtask tools` in the vmw repository, install govc v{} from https://github.com/vmware/govmomi/releases, or set VMW_GOVC to its path", .searched.join(", "), crate::TESTED_VERSION)]
+    #[error("govc was not found (looked in: {})", .searched.join(", "))]
     GovcMissing {
         /// Where vmw looked.
         searched: Vec<String>,
     },
 
     /// The govc binary is too old (or says no version).
-    #[error(
-        "{path} is govc {found}; vmw needs govc {required} or newer\nhint: install govc v{} or set VMW_GOVC to a newer govc",
-        crate::TESTED_VERSION
-    )]
+    #[error("{path} is govc {found}; vmw needs govc {required} or newer")]
     UnsupportedVersion {
         /// The binary.
         path: Utf8PathBuf,
@@ -196,14 +191,34 @@ fn failure_text(f: &Failure) -> String {
     if !f.resource_pools.is_empty() {
         s.push_str("\nresource pools found: ");
         s.push_str(&f.resource_pools.join(", "));
-        s.push_str(
-            "\nhint: set `resource_pool` in [vmware] (or GOVC_RESOURCE_POOL) to one of them",
-        );
     }
     s
 }
 
 impl GovcError {
+    /// What would fix this error, where that is known: data, for the
+    /// caller to render (the message states only the fact).
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            GovcError::Failed(f) if !f.resource_pools.is_empty() => vec![
+                "set `resource_pool` in [vmware] (or GOVC_RESOURCE_POOL) to one of them".to_owned(),
+            ],
+            GovcError::NoIp { .. } => vec![
+                "the guest needs VMware Tools (open-vm-tools) running and a network with DHCP"
+                    .to_owned(),
+            ],
+            GovcError::GovcMissing { .. } => vec![format!(
+                "run `cargo xtask tools` in the vmw repository, install govc v{} from https://github.com/vmware/govmomi/releases, or set VMW_GOVC to its path",
+                crate::TESTED_VERSION
+            )],
+            GovcError::UnsupportedVersion { .. } => vec![format!(
+                "install govc v{} or set VMW_GOVC to a newer govc",
+                crate::TESTED_VERSION
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -147,7 +147,8 @@ mod tests {
         let err = find_govc(None, &env).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::GovcMissing);
         assert!(err.to_string().contains(d.as_str()), "{err}");
-        assert!(err.to_string().contains("hint:"), "{err}");
+        assert!(!err.to_string().contains("hint:"), "{err}");
+        assert!(err.hints()[0].contains("VMW_GOVC"), "{:?}", err.hints());
 
         let govc = d.join("govc");
         std::fs::write(&govc, "#!/bin/sh\n").unwrap();

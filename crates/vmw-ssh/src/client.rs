@@ -77,20 +77,23 @@ impl Default for SshConfig {
 /// Loads a private key file (OpenSSH or PEM). A passphrase-protected key is
 /// refused with an explanation: vmw runs unattended.
 pub fn load_private_key(path: &Utf8Path) -> Result<Arc<PrivateKey>, SshError> {
-    let fail = |message: String| SshError::Transport {
+    let fail = |message: String, hint: &str| SshError::Transport {
         instance: String::new(),
         address: path.to_string(),
         stage: Stage::Key,
         message,
+        hint: Some(hint.to_owned()),
     };
     match load_secret_key(path, None) {
         Ok(k) => Ok(Arc::new(k)),
-        Err(russh::keys::Error::KeyIsEncrypted) => Err(fail(format!(
-            "{path} is protected by a passphrase, which vmw cannot type\nhint: use a key without a passphrase for test instances (ssh-keygen -t ed25519 -N '' -f <file>) and set private_key_path"
-        ))),
-        Err(e) => Err(fail(format!(
-            "cannot read the private key {path}: {e}\nhint: set private_key_path in [vmware] to a readable OpenSSH private key"
-        ))),
+        Err(russh::keys::Error::KeyIsEncrypted) => Err(fail(
+            format!("{path} is protected by a passphrase, which vmw cannot type"),
+            "use a key without a passphrase for test instances (ssh-keygen -t ed25519 -N '' -f <file>) and set private_key_path",
+        )),
+        Err(e) => Err(fail(
+            format!("cannot read the private key {path}: {e}"),
+            "set private_key_path in [vmware] to a readable OpenSSH private key",
+        )),
     }
 }
 
@@ -99,7 +102,8 @@ pub fn load_private_key(path: &Utf8Path) -> Result<Arc<PrivateKey>, SshError> {
 #[derive(Default)]
 struct HostKeyPin {
     key: Mutex<Option<PublicKey>>,
-    refused: Mutex<Option<String>>,
+    /// Why, and what would fix it.
+    refused: Mutex<Option<(String, Option<String>)>>,
 }
 
 impl HostKeyPin {
@@ -111,11 +115,11 @@ impl HostKeyPin {
         *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
     }
 
-    fn refuse(&self, reason: String) {
-        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    fn refuse(&self, reason: String, hint: Option<String>) {
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some((reason, hint));
     }
 
-    fn take_refusal(&self) -> Option<String> {
+    fn take_refusal(&self) -> Option<(String, Option<String>)> {
         self.refused
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -153,11 +157,17 @@ impl client::Handler for Handler {
                     }
                     Some(known) if known.key_data() == presented.key_data() => Ok(true),
                     Some(known) => {
-                        self.pin.refuse(format!(
-                            "the server presented the host key {}, not {} seen first; refusing to talk to it\nhint: if the instance was rebuilt, get it again from the cloud",
-                            fingerprint(&presented),
-                            fingerprint(known)
-                        ));
+                        self.pin.refuse(
+                            format!(
+                                "the server presented the host key {}, not {} seen first; refusing to talk to it",
+                                fingerprint(&presented),
+                                fingerprint(known)
+                            ),
+                            Some(
+                                "if the instance was rebuilt, get it again from the cloud"
+                                    .to_owned(),
+                            ),
+                        );
                         Ok(false)
                     }
                 }
@@ -187,12 +197,12 @@ impl client::Handler for Handler {
                         Ok(true)
                     }
                     Ok((_, Err(e))) => {
-                        self.pin.refuse(e.to_string());
+                        self.pin.refuse(e.to_string(), e.hint());
                         Ok(false)
                     }
                     Err(e) => {
                         self.pin
-                            .refuse(format!("checking the known hosts failed: {e}"));
+                            .refuse(format!("checking the known hosts failed: {e}"), None);
                         Ok(false)
                     }
                 }
@@ -248,11 +258,16 @@ impl SshGuest {
     }
 
     fn err(&self, stage: Stage, message: impl Into<String>) -> SshError {
+        self.err_hint(stage, message, None)
+    }
+
+    fn err_hint(&self, stage: Stage, message: impl Into<String>, hint: Option<String>) -> SshError {
         SshError::Transport {
             instance: self.instance.clone(),
             address: self.addr.to_string(),
             stage,
             message: message.into(),
+            hint,
         }
     }
 
@@ -293,8 +308,8 @@ impl SshGuest {
                 ));
             }
             Ok(Err(e)) => {
-                if let Some(reason) = self.pin.take_refusal() {
-                    return Err(self.err(Stage::HostKey, reason));
+                if let Some((reason, hint)) = self.pin.take_refusal() {
+                    return Err(self.err_hint(Stage::HostKey, reason, hint));
                 }
                 return Err(self.err(Stage::Connect, e.to_string()));
             }
@@ -321,12 +336,10 @@ impl SshGuest {
         .map_err(|_| self.err(Stage::Auth, "no answer to authentication"))?
         .map_err(|e| self.err(Stage::Auth, e.to_string()))?;
         if !auth.success() {
-            return Err(self.err(
+            return Err(self.err_hint(
                 Stage::Auth,
-                format!(
-                    "the server refused the key for user {}\nhint: the instance must have been launched with this key (it is injected into the user data), and the user must exist",
-                    self.config.user
-                ),
+                format!("the server refused the key for user {}", self.config.user),
+                Some("the instance must have been launched with this key (it is injected into the user data), and the user must exist".to_owned()),
             ));
         }
         tracing::debug!(instance = %self.instance, addr = %self.addr, "ssh: connected");

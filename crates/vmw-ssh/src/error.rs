@@ -75,8 +75,10 @@ pub enum SshError {
         address: String,
         /// Where it failed.
         stage: Stage,
-        /// What happened, and a hint where one is known.
+        /// What happened.
         message: String,
+        /// What would fix it, where that is known.
+        hint: Option<String>,
     },
 
     /// A wait ran out of time.
@@ -109,6 +111,15 @@ pub enum SshError {
 }
 
 impl SshError {
+    /// What would fix this error, where that is known: data, for the
+    /// caller to render (the message states only the fact).
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            SshError::Transport { hint, .. } => hint.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The stage of a transport error.
     pub fn stage(&self) -> Option<Stage> {
         match self {

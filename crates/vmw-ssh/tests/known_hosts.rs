@@ -142,12 +142,16 @@ async fn a_changed_key_is_refused_naming_identity_address_and_fingerprints() {
     let err = reach(&b.guest(VM_1)).await.unwrap_err();
     assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
     let text = err.to_string();
+    assert!(
+        err.hints().iter().any(|h| h.contains("identity=")),
+        "{:?}",
+        err.hints()
+    );
     for part in [
         VM_1,
         &b.sshd.address().to_string(),
         &old,
         &new,
-        "hint:",
         b.store.path().as_str(),
     ] {
         assert!(text.contains(part), "{part:?} missing from: {text}");

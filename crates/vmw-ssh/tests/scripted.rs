@@ -92,12 +92,14 @@ impl Guest for Scripted {
                 address: self.address(),
                 stage: Stage::Connect,
                 message: "connection refused".into(),
+                hint: None,
             }),
             Answer::Broken(stage, message) => Err(SshError::Transport {
                 instance: "vm-1".into(),
                 address: self.address(),
                 stage,
                 message: message.into(),
+                hint: None,
             }),
             Answer::Killed(signal) => Ok(ExecResult::from_raw(
                 b"",
@@ -547,6 +549,7 @@ fn transient_errors_are_the_ones_waiting_can_cure() {
         address: "192.0.2.10:22".into(),
         stage,
         message: "x".into(),
+        hint: None,
     };
     for stage in [
         Stage::Connect,

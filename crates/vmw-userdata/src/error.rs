@@ -1,6 +1,7 @@
 //! The one error type of this crate.
 //!
-//! Every message names the input at fault, where in it the fault is, and what would fix it.
+//! Every message names the input at fault and where in it the fault is;
+//! [`UserDataError::hint`] says what would fix it.
 //! No message quotes the user data itself beyond a line/column location: user data often
 //! holds passwords and tokens, and error messages end up in logs.
 
@@ -9,17 +10,12 @@
 #[non_exhaustive]
 pub enum UserDataError {
     /// The public key text is empty or only whitespace.
-    #[error(
-        "the SSH public key is empty; hint: pass the contents of a `.pub` file, \
-         such as ~/.ssh/id_ed25519.pub"
-    )]
+    #[error("the SSH public key is empty")]
     EmptyKey,
 
     /// The public key text spans several lines.
     #[error(
-        "the SSH public key spans {lines} lines, but an OpenSSH public key is a single line \
-         `ALGORITHM BASE64 [COMMENT]`; hint: pass one key from a `.pub` file, not an \
-         authorized_keys file or a key in another format"
+        "the SSH public key spans {lines} lines, but an OpenSSH public key is a single line `ALGORITHM BASE64 [COMMENT]`"
     )]
     MultiLineKey {
         /// How many non-empty lines the text has.
@@ -27,18 +23,12 @@ pub enum UserDataError {
     },
 
     /// The text given as a public key is a private key.
-    #[error(
-        "the text given as SSH public key is a private key; hint: pass the `.pub` file next \
-         to it (or derive it with `ssh-keygen -y -f KEYFILE`), and never hand a private key \
-         to a VM's configuration"
-    )]
+    #[error("the text given as SSH public key is a private key")]
     PrivateKeyGiven,
 
     /// The first word of the key is not an OpenSSH public key algorithm.
     #[error(
-        "the SSH public key starts with `{found}`, which is not an OpenSSH public key \
-         algorithm (expected one of: {expected}); hint: pass the line of a `.pub` file \
-         without authorized_keys options in front of it"
+        "the SSH public key starts with `{found}`, which is not an OpenSSH public key algorithm (expected one of: {expected})"
     )]
     UnknownKeyAlgorithm {
         /// The first word found (shortened to at most 40 characters).
@@ -48,10 +38,7 @@ pub enum UserDataError {
     },
 
     /// The key line has an algorithm but no key data after it.
-    #[error(
-        "the SSH public key has no key data after `{algorithm}`; hint: the line must read \
-         `{algorithm} BASE64 [COMMENT]`"
-    )]
+    #[error("the SSH public key has no key data after `{algorithm}`")]
     MissingKeyData {
         /// The algorithm name on the line.
         algorithm: String,
@@ -67,10 +54,7 @@ pub enum UserDataError {
     },
 
     /// The algorithm inside the key data differs from the one written on the line.
-    #[error(
-        "the SSH public key's line says `{algorithm}` but its data holds a `{embedded}` key; \
-         hint: the line was probably edited by hand: copy it again from the `.pub` file"
-    )]
+    #[error("the SSH public key's line says `{algorithm}` but its data holds a `{embedded}` key")]
     KeyAlgorithmMismatch {
         /// The algorithm name on the line.
         algorithm: String,
@@ -80,8 +64,7 @@ pub enum UserDataError {
 
     /// The key's comment holds a control character.
     #[error(
-        "the SSH public key's comment holds a control character (at character {position} \
-         of the comment); hint: remove it from the `.pub` file's comment"
+        "the SSH public key's comment holds a control character (at character {position} of the comment)"
     )]
     ControlCharacterInKey {
         /// Position (0-based, in characters) inside the comment.
@@ -89,10 +72,7 @@ pub enum UserDataError {
     },
 
     /// Text was required but the bytes are not UTF-8.
-    #[error(
-        "{what} is not valid UTF-8 (first invalid byte at line {line}, column {column}); \
-         hint: cloud-init reads this format as UTF-8 text: re-encode the file as UTF-8"
-    )]
+    #[error("{what} is not valid UTF-8 (first invalid byte at line {line}, column {column})")]
     NotUtf8 {
         /// What was being read, e.g. "the #cloud-config user data".
         what: &'static str,
@@ -104,19 +84,13 @@ pub enum UserDataError {
 
     /// The user data starts with nothing that cloud-init recognises.
     #[error(
-        "the user data's first line is not a header cloud-init recognises (#cloud-config, \
-         #!, #cloud-boothook, #include, #include-once, #part-handler, #cloud-config-archive, \
-         #cloud-config-jsonp, ## template: jinja), it is not MIME (no MIME-Version header) \
-         and not gzip-compressed, so cloud-init would ignore it; hint: if it is a cloud-config \
-         document, make `#cloud-config` its first line"
+        "the user data's first line is not a header cloud-init recognises (#cloud-config, #!, #cloud-boothook, #include, #include-once, #part-handler, #cloud-config-archive, #cloud-config-jsonp, ## template: jinja), it is not MIME (no MIME-Version header) and not gzip-compressed, so cloud-init would ignore it"
     )]
     UnknownFormat,
 
     /// `#cloud-config` user data that is not valid YAML.
     #[error(
-        "the #cloud-config user data is not valid YAML at line {line}, column {column}: \
-         {problem}; hint: check the indentation and quoting around that spot (e.g. with \
-         `cloud-init schema -c FILE`)"
+        "the #cloud-config user data is not valid YAML at line {line}, column {column}: {problem}"
     )]
     InvalidYaml {
         /// 1-based line of the fault (counted in the whole user data).
@@ -129,9 +103,7 @@ pub enum UserDataError {
 
     /// `#cloud-config` user data whose top level is not a mapping.
     #[error(
-        "the #cloud-config user data's top level is {found}, but cloud-init needs a mapping \
-         of `key: value` entries; hint: write the settings as `key: value` lines starting at \
-         column 1"
+        "the #cloud-config user data's top level is {found}, but cloud-init needs a mapping of `key: value` entries"
     )]
     NotAMapping {
         /// What the top level is instead (e.g. "a list").
@@ -140,8 +112,7 @@ pub enum UserDataError {
 
     /// `ssh_authorized_keys` holds something other than a list.
     #[error(
-        "`ssh_authorized_keys` in the #cloud-config user data (line {line}) is {found}, \
-         but must be a list; hint: write each key as a `- KEY` item under it"
+        "`ssh_authorized_keys` in the #cloud-config user data (line {line}) is {found}, but must be a list"
     )]
     AuthorizedKeysNotAList {
         /// What it holds instead (e.g. "a string").
@@ -152,8 +123,7 @@ pub enum UserDataError {
 
     /// An item of `ssh_authorized_keys` is not a string.
     #[error(
-        "item {index} of `ssh_authorized_keys` in the #cloud-config user data is {found}, \
-         but each item must be a key as a string; hint: quote the key"
+        "item {index} of `ssh_authorized_keys` in the #cloud-config user data is {found}, but each item must be a key as a string"
     )]
     AuthorizedKeyNotAString {
         /// 1-based position of the item.
@@ -164,27 +134,19 @@ pub enum UserDataError {
 
     /// MIME multipart user data without a usable boundary.
     #[error(
-        "the MIME multipart user data has no `boundary` parameter in its top-level \
-         Content-Type header; hint: produce the document with `cloud-init devel make-mime` \
-         or a mail library"
+        "the MIME multipart user data has no `boundary` parameter in its top-level Content-Type header"
     )]
     MultipartWithoutBoundary,
 
     /// Gzip-compressed user data that does not decompress.
-    #[error(
-        "the user data starts like gzip but does not decompress ({reason}); hint: compress \
-         it again with `gzip -c FILE`"
-    )]
+    #[error("the user data starts like gzip but does not decompress ({reason})")]
     BadGzip {
         /// What the decompressor reported.
         reason: String,
     },
 
     /// Extra metadata tries to set a key that is derived from the VM.
-    #[error(
-        "the extra metadata sets `{key}`, which is derived from the VM; hint: use \
-         Metadata::{setter} to choose it instead"
-    )]
+    #[error("the extra metadata sets `{key}`, which is derived from the VM")]
     ReservedMetadataKey {
         /// The key (`instance-id` or `local-hostname`).
         key: &'static str,
@@ -194,8 +156,7 @@ pub enum UserDataError {
 
     /// `instance-id` or `local-hostname` is empty.
     #[error(
-        "the metadata's `{key}` is empty, and cloud-init would fall back to a value of its \
-         own; hint: name the VM, or use Metadata::{setter}"
+        "the metadata's `{key}` is empty, and cloud-init would fall back to a value of its own"
     )]
     EmptyMetadataValue {
         /// The key (`instance-id` or `local-hostname`).
@@ -213,9 +174,7 @@ pub enum UserDataError {
 
     /// A guestinfo value is too large for vSphere even after compression.
     #[error(
-        "{key} would be {size} bytes even as gzip+base64, above the {limit}-byte limit for \
-         one guestinfo value (vSphere's guest/host message size); hint: shrink the data, \
-         e.g. fetch large files at boot with `#include` or a script instead of embedding them"
+        "{key} would be {size} bytes even as gzip+base64, above the {limit}-byte limit for one guestinfo value (vSphere's guest/host message size)"
     )]
     ValueTooLarge {
         /// The guestinfo key, e.g. `guestinfo.userdata`.
@@ -227,10 +186,7 @@ pub enum UserDataError {
     },
 
     /// An encoding name that cloud-init does not know.
-    #[error(
-        "`{found}` is not a guestinfo encoding cloud-init knows; hint: use `base64`, `b64`, \
-         `gzip+base64` or `gz+b64`"
-    )]
+    #[error("`{found}` is not a guestinfo encoding cloud-init knows")]
     UnknownEncoding {
         /// The encoding name found (shortened to at most 40 characters).
         found: String,
@@ -244,6 +200,73 @@ pub enum UserDataError {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl UserDataError {
+    /// What would fix this error: data, for the caller to render (the
+    /// message states only the fact).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            UserDataError::EmptyKey => Some(
+                "pass the contents of a `.pub` file, such as ~/.ssh/id_ed25519.pub".to_owned(),
+            ),
+            UserDataError::MultiLineKey { .. } => Some(
+                "pass one key from a `.pub` file, not an authorized_keys file or a key in another format".to_owned(),
+            ),
+            UserDataError::PrivateKeyGiven => Some(
+                "pass the `.pub` file next to it (or derive it with `ssh-keygen -y -f KEYFILE`), and never hand a private key to a VM's configuration".to_owned(),
+            ),
+            UserDataError::UnknownKeyAlgorithm { .. } => Some(
+                "pass the line of a `.pub` file without authorized_keys options in front of it".to_owned(),
+            ),
+            UserDataError::MissingKeyData { algorithm, .. } => Some(format!(
+                "the line must read `{algorithm} BASE64 [COMMENT]`"
+            )),
+            UserDataError::KeyAlgorithmMismatch { .. } => Some(
+                "the line was probably edited by hand: copy it again from the `.pub` file".to_owned(),
+            ),
+            UserDataError::ControlCharacterInKey { .. } => Some(
+                "remove it from the `.pub` file's comment".to_owned(),
+            ),
+            UserDataError::NotUtf8 { .. } => Some(
+                "cloud-init reads this format as UTF-8 text: re-encode the file as UTF-8".to_owned(),
+            ),
+            UserDataError::UnknownFormat => Some(
+                "if it is a cloud-config document, make `#cloud-config` its first line".to_owned(),
+            ),
+            UserDataError::InvalidYaml { .. } => Some(
+                "check the indentation and quoting around that spot (e.g. with `cloud-init schema -c FILE`)".to_owned(),
+            ),
+            UserDataError::NotAMapping { .. } => Some(
+                "write the settings as `key: value` lines starting at column 1".to_owned(),
+            ),
+            UserDataError::AuthorizedKeysNotAList { .. } => Some(
+                "write each key as a `- KEY` item under it".to_owned(),
+            ),
+            UserDataError::AuthorizedKeyNotAString { .. } => Some(
+                "quote the key".to_owned(),
+            ),
+            UserDataError::MultipartWithoutBoundary => Some(
+                "produce the document with `cloud-init devel make-mime` or a mail library".to_owned(),
+            ),
+            UserDataError::BadGzip { .. } => Some(
+                "compress it again with `gzip -c FILE`".to_owned(),
+            ),
+            UserDataError::ReservedMetadataKey { setter, .. } => Some(format!(
+                "use Metadata::{setter} to choose it instead"
+            )),
+            UserDataError::EmptyMetadataValue { setter, .. } => Some(format!(
+                "name the VM, or use Metadata::{setter}"
+            )),
+            UserDataError::ValueTooLarge { .. } => Some(
+                "shrink the data, e.g. fetch large files at boot with `#include` or a script instead of embedding them".to_owned(),
+            ),
+            UserDataError::UnknownEncoding { .. } => Some(
+                "use `base64`, `b64`, `gzip+base64` or `gz+b64`".to_owned(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// Shortens an untrusted word for an error message: at most `max` characters.

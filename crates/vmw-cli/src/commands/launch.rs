@@ -9,22 +9,22 @@
 //! command that removes it.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use vmw_cloud::ProcessGovc;
-use vmw_cloud::{Cloud, CloudError, LaunchOptions, Step, StepHook, WaitStage};
+use vmw_cloud::{Cloud, CloudError, LaunchOptions, StepHook, WaitStage};
 
 use crate::cli::LaunchArgs;
 use crate::context::Context;
-use crate::error::{CliError, EXIT_INTERRUPTED};
-use crate::output;
+use crate::error::CliError;
+use crate::output::{Lines, Output, Report, or_dash};
 use crate::progress::Task;
+use crate::signals::Stops;
 
 /// One launched instance, as printed.
 #[derive(Debug, Serialize)]
@@ -37,6 +37,12 @@ struct Launched {
     /// The image's inventory path.
     image_path: String,
     tag: String,
+}
+
+impl fmt::Display for Launched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} {}", self.name, or_dash(self.ip))
+    }
 }
 
 /// Reads the user data: a file, or standard input for `-`.
@@ -60,58 +66,39 @@ fn read_user_data(arg: Option<&str>) -> Result<Option<Vec<u8>>, CliError> {
     })
 }
 
-/// The signals that stop a launch: Ctrl-C, `kill`/CI cancellation and
-/// `timeout`, and a closed terminal.
-pub(crate) struct Stops {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
-}
-
-impl Stops {
-    /// Listens for SIGINT, SIGTERM and SIGHUP from now on.
-    pub(crate) fn listen() -> std::io::Result<Self> {
-        Ok(Self {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    /// The next signal, with the exit code it calls for (128 + its
-    /// number) and its name.
-    pub(crate) async fn next(&mut self) -> (u8, &'static str) {
-        tokio::select! {
-            _ = self.int.recv() => (EXIT_INTERRUPTED, "SIGINT"),
-            _ = self.term.recv() => (143, "SIGTERM"),
-            _ = self.hup.recv() => (129, "SIGHUP"),
-        }
-    }
-}
-
 /// Progress spinners by VM name, made as the library names the VMs.
-#[derive(Clone, Default)]
-struct Tasks(Arc<Mutex<HashMap<String, Arc<Task>>>>);
+#[derive(Clone)]
+struct Tasks {
+    out: Output,
+    tasks: Arc<Mutex<HashMap<String, Arc<Task>>>>,
+}
 
 impl Tasks {
+    fn new(out: &Output) -> Self {
+        Self {
+            out: out.clone(),
+            tasks: Arc::default(),
+        }
+    }
+
     fn get(&self, name: &str) -> Arc<Task> {
-        self.0
+        self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(Task::new(name)))
+            .or_insert_with(|| Arc::new(self.out.task(name)))
             .clone()
     }
 
     fn take(&self, name: &str) -> Option<Arc<Task>> {
-        self.0
+        self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name)
     }
 
     fn rest(&self) -> Vec<Arc<Task>> {
-        self.0
+        self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
@@ -121,11 +108,11 @@ impl Tasks {
 }
 
 /// Runs `vmw launch`.
-pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Report> {
     let wait = args.wait_stage();
     let user_data = read_user_data(args.user_data.as_deref())?;
     let cancel = CancellationToken::new();
-    let tasks = Tasks::default();
+    let tasks = Tasks::new(&ctx.out);
     let count = args.count as usize;
     let hook_tasks = tasks.clone();
     let options = LaunchOptions {
@@ -137,17 +124,7 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
         linked_clone: args.linked,
         cancel: Some(cancel.clone()),
         on_step: Some(StepHook::new(move |name, step| {
-            let task = hook_tasks.get(name);
-            task.step(&match step {
-                Step::Clone => "cloning".to_owned(),
-                Step::WriteGuestinfo => "preparing guestinfo".to_owned(),
-                Step::Configure => "setting guestinfo and extraConfig".to_owned(),
-                Step::PowerOn => "powering on".to_owned(),
-                Step::WaitIp => "waiting for an IP address".to_owned(),
-                Step::WaitSsh => "waiting for SSH".to_owned(),
-                Step::WaitReady => "waiting for cloud-init to finish".to_owned(),
-                other => other.to_string(),
-            });
+            hook_tasks.get(name).library_step(step);
         })),
         ..LaunchOptions::default()
     };
@@ -157,15 +134,14 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
 
     // Listen before anything is made, so no signal is missed.
     let mut stops = Stops::listen()?;
-    let cloud = match args.clone_grace {
-        Some(grace) => ctx.cloud_with_grace(args.wait_timeout, grace).await?,
-        None => ctx.cloud(args.wait_timeout).await?,
-    };
+    let mut settings = ctx.settings(args.wait_timeout);
+    if let Some(grace) = args.clone_grace {
+        settings.clone_grace = grace;
+    }
+    let cloud = ctx.cloud_with(settings).await?;
     let image = match (&args.release, &args.image) {
         (Some(release), _) => cloud.released_image(release).await?.path,
-        (None, Some(image)) => cloud
-            .vm_ref(image)
-            .map_err(|e| CliError::usage(e.to_string(), None))?,
+        (None, Some(image)) => cloud.vm_ref(image).map_err(super::bad_name)?,
         (None, None) => {
             return Err(CliError::usage(
                 "give --release or --image",
@@ -193,11 +169,9 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
                     // A second signal: stop waiting for the rollback.
                     return Err(left_behind(&cloud, code, name).into());
                 }
-                crate::progress::suspend(|| {
-                    eprintln!(
-                        "{name}: removing what this launch made (clones under way are awaited first); send it again to stop waiting"
-                    );
-                });
+                ctx.out.note(&format!(
+                    "{name}: removing what this launch made (clones under way are awaited first); send it again to stop waiting\n"
+                ));
                 cancel.cancel();
                 signalled = Some((code, name));
             }
@@ -240,44 +214,34 @@ pub(crate) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<ExitC
         task.failed("name taken meanwhile; moved on to the next number");
     }
 
-    if ctx.global.json {
-        output::json(&launched)?;
-    } else {
-        let mut text = String::new();
-        for l in &launched {
-            let ip = l.ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string());
-            text.push_str(&format!("{} {ip}\n", l.name));
-        }
-        output::print(&text)?;
-    }
+    let printed = launched.len();
+    let report = Report::of(&Lines(launched))?;
     if let Some((code, name)) = signalled {
-        return Err(interrupted(&cloud, &fleet.failures, code, name).into());
+        return Ok(report.fail(interrupted(&cloud, &fleet.failures, code, name)));
     }
     if fleet.failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(report);
     }
     // Every lane failed the same way before touching a VM: one error.
     let failures = fleet.failures;
-    if launched.is_empty() && failures.iter().all(|(_, e)| e.step().is_none()) {
+    if printed == 0 && failures.iter().all(|(_, e)| e.step().is_none()) {
         if let Some((_, e)) = failures.into_iter().next() {
-            return Err(e.into());
+            return Ok(report.fail(e));
         }
-        return Ok(ExitCode::FAILURE);
+        return Ok(report.fail(CliError::silent(crate::error::EXIT_FAILED)));
     }
     let total = failures.len();
-    for (i, e) in failures {
-        crate::error::report(
-            &anyhow::Error::new(e).context(format!("launching instance {} failed", i + 1)),
-        );
-    }
-    Err(CliError::failed(
+    let errors = failures
+        .into_iter()
+        .map(|(i, e)| anyhow::Error::new(e).context(format!("launching instance {} failed", i + 1)))
+        .collect();
+    Ok(report.failures(errors).fail(CliError::failed(
         format!("{total} of {count} instance(s) failed to launch"),
-        (!launched.is_empty()).then(|| {
+        (printed > 0).then(|| {
             "the instances printed above are running; `vmw delete NAME` or `vmw clean` removes them"
                 .to_owned()
         }),
-    )
-    .into())
+    )))
 }
 
 /// After a signal, once the library's rollback finished: the launch was

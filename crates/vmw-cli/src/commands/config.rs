@@ -2,7 +2,7 @@
 //! from, govc (path and version), the login, the SSH key and the templates;
 //! every problem named, with a hint.
 
-use std::process::ExitCode;
+use std::fmt;
 
 use serde::Serialize;
 use vmw_cloud::{CloudBuilder, KeyPair};
@@ -11,10 +11,10 @@ use vmw_config::{Loaded, Secret, VmwareConfig, env};
 
 use crate::context::Context;
 use crate::error::{CliError, EXIT_FAILED, EXIT_USAGE};
-use crate::output;
+use crate::output::{Report, table};
 
 #[derive(Debug, Default, Serialize)]
-struct Report {
+struct CheckReport {
     ok: bool,
     config: Option<ConfigReport>,
     govc: Option<GovcReport>,
@@ -109,8 +109,8 @@ fn no_vcenter() -> VmwareConfig {
 }
 
 /// Runs `vmw config check`.
-pub(crate) async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let mut report = Report::default();
+pub(super) async fn check(ctx: &Context) -> anyhow::Result<Report> {
+    let mut report = CheckReport::default();
     let mut errors: Vec<anyhow::Error> = Vec::new();
     let mut code = 0u8;
 
@@ -216,27 +216,29 @@ pub(crate) async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
 
-    report.problems = errors.iter().map(crate::error::render).collect();
+    report.problems = errors
+        .iter()
+        .map(|e| crate::error::render(e, ctx.target()))
+        .collect();
     report.ok = errors.is_empty();
-    if ctx.global.json {
-        output::json(&report)?;
-    } else {
-        output::print(&human(&report))?;
-    }
     if errors.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Report::of(&report);
     }
-    for e in &errors {
-        if code == 0 {
-            code = crate::error::exit_code(e);
-        }
-        crate::error::report(e);
+    if code == 0 {
+        code = errors.first().map_or(EXIT_FAILED, crate::error::exit_code);
     }
-    let code = if code == 0 { EXIT_FAILED } else { code };
-    Err(CliError::silent(code).into())
+    Ok(Report::of(&report)?
+        .failures(errors)
+        .fail(CliError::silent(code)))
 }
 
-fn human(r: &Report) -> String {
+impl fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&human(self))
+    }
+}
+
+fn human(r: &CheckReport) -> String {
     let mut s = String::new();
     match &r.config {
         Some(c) => {
@@ -257,7 +259,7 @@ fn human(r: &Report) -> String {
                     ]
                 })
                 .collect();
-            let table = output::table(&["  KEY", "VALUE", "FROM"], &rows);
+            let table = table(&["  KEY", "VALUE", "FROM"], &rows);
             s.push_str(&table);
             for k in &c.unknown_keys {
                 s.push_str(&format!("  unknown key `{k}` (ignored)\n"));

@@ -1,0 +1,74 @@
+//! `vmw list`: the instances and images vmw made, with power state and IP.
+
+use std::fmt;
+
+use serde::Serialize;
+use vmw_cloud::VmRecord;
+
+use crate::context::Context;
+use crate::output::{Report, kind_word, or_dash, power_word, table};
+
+/// A VM as `list` prints it.
+#[derive(Debug, Serialize)]
+struct ListedVm {
+    name: String,
+    path: String,
+    kind: &'static str,
+    tag: String,
+    power_state: String,
+    ip: Option<String>,
+}
+
+impl From<&VmRecord> for ListedVm {
+    fn from(r: &VmRecord) -> Self {
+        Self {
+            name: r.name.clone(),
+            path: r.path.to_string(),
+            kind: kind_word(r.kind),
+            tag: r.tag.clone(),
+            power_state: power_word(&r.power_state),
+            ip: r.ip.clone(),
+        }
+    }
+}
+
+/// The VMs, as a table (nothing when there are none).
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct Listing(Vec<ListedVm>);
+
+impl fmt::Display for Listing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<Vec<String>> = self
+            .0
+            .iter()
+            .map(|v| {
+                vec![
+                    v.name.clone(),
+                    v.kind.to_owned(),
+                    v.tag.clone(),
+                    v.power_state.clone(),
+                    or_dash(v.ip.as_ref()),
+                ]
+            })
+            .collect();
+        f.write_str(&table(&["NAME", "KIND", "TAG", "STATE", "IP"], &rows))
+    }
+}
+
+/// Runs `vmw list`.
+pub(super) async fn run(ctx: &Context, all_tags: bool) -> anyhow::Result<Report> {
+    let scope = ctx.scope(all_tags)?;
+    let cloud = ctx.cloud(None).await?;
+    let records = cloud.list(&scope).await?;
+    if records.is_empty() && !ctx.out.json() {
+        tracing::info!(
+            "no VMs made by vmw for {}",
+            super::describe_scope(ctx, all_tags)
+        );
+    }
+    Report::of(&Listing(records.iter().map(ListedVm::from).collect()))
+}

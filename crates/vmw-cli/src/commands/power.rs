@@ -1,0 +1,101 @@
+//! `vmw start`, `vmw stop` and `vmw restart`: power operations on several
+//! instances at once, with the library's waits.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use vmw_cloud::{StepHook, WaitStage};
+
+use crate::context::Context;
+use crate::output::{Report, or_dash};
+
+/// Runs `vmw start NAME...`: powers on, then waits until `wait`.
+pub(super) async fn start(
+    ctx: &Context,
+    names: Vec<String>,
+    wait: WaitStage,
+) -> anyhow::Result<Report> {
+    cycle(ctx, names, wait, None, Cycle::Start).await
+}
+
+/// Runs `vmw stop NAME...`.
+pub(super) async fn stop(ctx: &Context, names: Vec<String>) -> anyhow::Result<Report> {
+    let cloud = ctx.cloud(None).await?;
+    let results = futures_util::future::join_all(names.iter().map(|name| {
+        let cloud = cloud.clone();
+        async move {
+            super::instance(&cloud, name).await?.shutdown().await?;
+            Ok::<_, anyhow::Error>(())
+        }
+    }))
+    .await;
+    super::each(names, results, "power off", |name, ()| {
+        tracing::info!("{name}: off");
+        ("off".to_owned(), String::new())
+    })
+}
+
+/// Runs `vmw restart NAME...`: a power cycle, then the wait asked for.
+pub(super) async fn restart(
+    ctx: &Context,
+    names: Vec<String>,
+    wait: WaitStage,
+    wait_timeout: Option<Duration>,
+) -> anyhow::Result<Report> {
+    cycle(ctx, names, wait, wait_timeout, Cycle::Restart).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cycle {
+    Start,
+    Restart,
+}
+
+async fn cycle(
+    ctx: &Context,
+    names: Vec<String>,
+    wait: WaitStage,
+    wait_timeout: Option<Duration>,
+    cycle: Cycle,
+) -> anyhow::Result<Report> {
+    let cloud = ctx.cloud(wait_timeout).await?;
+    let results = futures_util::future::join_all(names.iter().map(|name| {
+        let cloud = cloud.clone();
+        async move {
+            let instance = super::instance(&cloud, name).await?;
+            let task = ctx.out.task(name.as_str());
+            let hook = {
+                let task = task.clone();
+                StepHook::new(move |_, step| task.library_step(step))
+            };
+            let done = match cycle {
+                Cycle::Start => instance.start_until(wait, Some(&hook)).await,
+                Cycle::Restart => instance.restart_until(wait, Some(&hook)).await,
+            };
+            match &done {
+                Ok(_) => task.done(match cycle {
+                    Cycle::Start => "on",
+                    Cycle::Restart => "restarted",
+                }),
+                Err(_) => task.failed(match cycle {
+                    Cycle::Start => "start",
+                    Cycle::Restart => "restart",
+                }),
+            }
+            Ok::<Option<IpAddr>, anyhow::Error>(done?)
+        }
+    }))
+    .await;
+    let (what, word) = match cycle {
+        Cycle::Start => ("power on", "on"),
+        Cycle::Restart => ("restart", "restarted"),
+    };
+    super::each(names, results, what, |name, ip| {
+        let line = match cycle {
+            // `start` prints nothing unless it waited for an address.
+            Cycle::Start if wait == WaitStage::None => String::new(),
+            _ => format!("{name} {}", or_dash(ip)),
+        };
+        (word.to_owned(), line)
+    })
+}
