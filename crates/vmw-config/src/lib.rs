@@ -1,7 +1,7 @@
 //! The vCenter configuration of vmw, compatible with pycloudlib's
 //! `[vmware]` TOML section: plain data, and the names of every environment
-//! variable vmw reads ([`env`]). What a govc process gets of it is decided
-//! by vmw-govc (`vmw_govc::GovcTarget`).
+//! variable vmw reads ([`env`](mod@env)). What a govc process gets of it is
+//! decided by vmw-govc (`vmw_govc::GovcTarget`).
 //!
 //! # Where values come from
 //!
