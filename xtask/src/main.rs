@@ -391,12 +391,16 @@ fn vcsim_task() -> Result<()> {
         let sim = vmw_testbed::Vcsim::start().await?;
         let config = sim.config();
         println!("# vCenter simulator ready; paste into a shell, Ctrl-C here to stop:");
-        for (k, v) in config
-            .govc_env(Some(sim.session_dir()), &Default::default())
-            .expose_all()
-        {
+        let target =
+            vmw_govc::GovcTarget::new(&config, Some(sim.session_dir()), &Default::default());
+        for (k, v) in target.vars() {
             println!("export {k}='{v}'");
         }
+        println!(
+            "export {}='{}'",
+            vmw_config::env::GOVC_PASSWORD,
+            config.login().password.expose()
+        );
         println!("export VMW_GOVC='{}'", sim.govc_path());
         tokio::signal::ctrl_c().await?;
         drop(sim);

@@ -78,8 +78,8 @@ pub use template::{
 /// The cancellation token [`LaunchOptions::cancel`] takes (from tokio-util).
 pub use tokio_util::sync::CancellationToken;
 // What users of this crate meet in its API and its errors, so that they
-// need no other vmw crate: govc's process backend and error classes, the
-// power state, and the SSH types of `Instance`.
+// need no other vmw crate: govc's process backend, its target and error
+// classes, the power state, and the SSH types of `Instance`.
 pub use vmw_govc::parse::{AboutInfo, PowerState};
-pub use vmw_govc::{ErrorKind, GovcError, ProcessGovc, find_govc};
+pub use vmw_govc::{ErrorKind, GovcError, GovcTarget, ProcessGovc, find_govc};
 pub use vmw_ssh::{Cmd, ExecOptions, ExecResult, SshConfig, SshError};

@@ -1,5 +1,7 @@
 //! The vCenter configuration of vmw, compatible with pycloudlib's
-//! `[vmware]` TOML section, and the environment vmw hands to `govc`.
+//! `[vmware]` TOML section: plain data, and the names of every environment
+//! variable vmw reads ([`env`](mod@env)). What a govc process gets of it is
+//! decided by vmw-govc (`vmw_govc::GovcTarget`).
 //!
 //! # Where values come from
 //!
@@ -36,16 +38,18 @@
 //! `GOVC_PASSWORD` win over `GOVC_URL` in govc), and its origin is then
 //! [`Origin::ServerUrl`]. The `server` the loader returns never holds user
 //! info, and neither does anything vmw shows or hands govc:
-//! [`VmwareConfig::server_display`], `Debug`, the `GOVC_URL` of
-//! [`VmwareConfig::govc_env`] (user and password go in `GOVC_USERNAME` and
-//! `GOVC_PASSWORD`), so not even govc's error messages can echo the password.
+//! [`VmwareConfig::server_display`], `Debug`, and the
+//! [`address`](Login::address) of [`VmwareConfig::login`], which holds the
+//! user name and password apart (vmw-govc hands them to govc in
+//! `GOVC_USERNAME` and `GOVC_PASSWORD`), so not even govc's error messages
+//! can echo the password. [`VmwareConfig::login`] also takes the user info
+//! out of a `server` set by hand, with the same precedence as the loader.
 //!
-//! # Session directories
+//! # Locations
 //!
-//! [`VmwareConfig::govc_env`] points govc's session cache (`GOVMOMI_HOME`)
-//! at a directory of its own for each server, user and password under the
-//! session root it is given ([`session::key`]), so a wrong password never
-//! reuses the session of a right one.
+//! [`Environment::govc_session_dir`] is where vmw keeps govc's sessions
+//! (`~/.cache/vmw/govmomi`); vmw-govc gives each server, user and password a
+//! directory of its own in it.
 //!
 //! # Example
 //!
@@ -71,8 +75,11 @@
 //! assert_eq!(loaded.origin("server"), Some(&Origin::Env("GOVC_URL")));
 //! assert!(!format!("{:?}", loaded.config).contains("s3cret"));
 //!
-//! let govc_env = loaded.config.govc_env(Some("/home/me/.cache/vmw/govmomi".into()), &Environment::default());
-//! assert_eq!(govc_env.get("GOVC_URL"), Some("vcenter.example.com"));
+//! let login = loaded.config.login();
+//! assert_eq!(login.address, "vcenter.example.com");
+//! assert_eq!(login.username, "me@vsphere.local");
+//! assert_eq!(login.password, Secret::new("s3cret"));
+//! assert!(!format!("{login:?}").contains("s3cret"));
 //! # Ok::<(), vmw_config::ConfigError>(())
 //! ```
 //!
@@ -82,7 +89,6 @@ pub mod env;
 mod error;
 mod secret;
 pub mod server;
-pub mod session;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -105,7 +111,7 @@ pub const SYSTEM_CONFIG_FILE: &str = "/etc/pycloudlib.toml";
 pub struct VmwareConfig {
     /// vCenter host name or URL (`GOVC_URL`). The loader removes user info
     /// from it; a value set by hand may still hold some, which
-    /// [`VmwareConfig::server_display`] and [`VmwareConfig::govc_env`]
+    /// [`VmwareConfig::server_display`] and [`VmwareConfig::login`]
     /// take out.
     pub server: String,
     /// vCenter user.
@@ -688,71 +694,18 @@ fn parse_file(path: &Utf8Path, text: &str) -> Result<ParsedFile, ConfigError> {
     })
 }
 
-/// The environment of a govc process: the `GOVC_*` variables of a
-/// configuration, the session cache location, and the pass-through variables
-/// of [`env::GOVC_PASSTHROUGH`]. Nothing else of the caller's environment.
-///
-/// The password is kept apart and only reachable through
-/// [`GovcEnv::expose_all`]; `Debug` redacts it.
-#[derive(Clone)]
-pub struct GovcEnv {
-    vars: Vec<(String, String)>,
-    password: Secret,
-    session_root: Option<Utf8PathBuf>,
-}
-
-impl fmt::Debug for GovcEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut map = f.debug_map();
-        for (k, v) in &self.vars {
-            map.entry(k, v);
-        }
-        map.entry(&env::GOVC_PASSWORD, &"<redacted>");
-        map.finish()
-    }
-}
-
-impl GovcEnv {
-    /// The value of a variable other than the password.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The directory holding the session directories of every server, user
-    /// and password (the `session_dir` given to [`VmwareConfig::govc_env`]);
-    /// `GOVMOMI_HOME` is one directory in it.
-    pub fn session_root(&self) -> Option<&Utf8Path> {
-        self.session_root.as_deref()
-    }
-
-    /// Every variable except the password, for display.
-    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Every variable including the password: only for handing to the govc
-    /// process.
-    pub fn expose_all(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.vars().chain(std::iter::once((
-            env::GOVC_PASSWORD,
-            self.password.expose(),
-        )))
-    }
-
-    /// Sets or replaces a variable (not the password).
-    #[must_use]
-    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let key = key.into();
-        let value = value.into();
-        match self.vars.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.vars.push((key, value)),
-        }
-        self
-    }
+/// The login of a configuration, as govc gets it: the server's address
+/// without user info, the user name and the password (see
+/// [`VmwareConfig::login`]). `Debug` redacts the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Login {
+    /// `server` without user info (as given, or normalised by
+    /// [`ServerUrl::address`] when it parses).
+    pub address: String,
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: Secret,
 }
 
 impl VmwareConfig {
@@ -761,10 +714,12 @@ impl VmwareConfig {
         server::redact(&self.server)
     }
 
-    /// The URL, user name and password govc gets: `server` without user
-    /// info, and `username` and `password`, each taken from the user info
-    /// of `server` when empty.
-    fn govc_login(&self) -> (String, String, Secret) {
+    /// The address, user name and password to log in with: `server`
+    /// without user info, and `username` and `password`, each taken from
+    /// the user info of `server` when empty (explicit values win, as in the
+    /// loader). A `server` that does not parse is shown redacted (see
+    /// [`server::redact`]) and gives no credentials.
+    pub fn login(&self) -> Login {
         match ServerUrl::parse(&self.server) {
             Ok(url) => {
                 let username = if self.username.is_empty() {
@@ -776,65 +731,17 @@ impl VmwareConfig {
                     Some(p) if self.password.is_empty() => p.clone(),
                     _ => self.password.clone(),
                 };
-                (url.address().to_owned(), username, password)
+                Login {
+                    address: url.address().to_owned(),
+                    username,
+                    password,
+                }
             }
-            Err(_) => (
-                self.server_display(),
-                self.username.clone(),
-                self.password.clone(),
-            ),
-        }
-    }
-
-    /// The environment for govc.
-    ///
-    /// `session_dir` is vmw's session root (see
-    /// [`Environment::govc_session_dir`]): govc keeps its session cache
-    /// (`GOVMOMI_HOME`) in the directory of this server, user and password
-    /// in it (see [`session`]), so that consecutive calls reuse one login.
-    /// Without it, govc is told not to persist sessions. Variables of
-    /// [`env::GOVC_PASSTHROUGH`] are copied from `caller`.
-    ///
-    /// `GOVC_URL` never holds user info: user name and password go in
-    /// `GOVC_USERNAME` and `GOVC_PASSWORD`.
-    pub fn govc_env(&self, session_dir: Option<Utf8PathBuf>, caller: &Environment) -> GovcEnv {
-        let (url, username, password) = self.govc_login();
-        let session_home = session_dir
-            .as_ref()
-            .map(|root| root.join(session::key(&url, &username, &password)));
-        let mut vars = vec![
-            (env::GOVC_URL.to_owned(), url),
-            (env::GOVC_USERNAME.to_owned(), username),
-            (env::GOVC_DATACENTER.to_owned(), self.datacenter.clone()),
-            (env::GOVC_DATASTORE.to_owned(), self.datastore.clone()),
-            (env::GOVC_FOLDER.to_owned(), self.folder.clone()),
-            (
-                env::GOVC_INSECURE.to_owned(),
-                if self.insecure_transport { "1" } else { "0" }.to_owned(),
-            ),
-        ];
-        if let Some(pool) = &self.resource_pool {
-            vars.push((env::GOVC_RESOURCE_POOL.to_owned(), pool.clone()));
-        }
-        if let Some(net) = &self.network {
-            vars.push((env::GOVC_NETWORK.to_owned(), net.clone()));
-        }
-        match session_home {
-            Some(dir) => {
-                vars.push((env::GOVMOMI_HOME.to_owned(), dir.into_string()));
-                vars.push((env::GOVC_PERSIST_SESSION.to_owned(), "true".to_owned()));
-            }
-            None => vars.push((env::GOVC_PERSIST_SESSION.to_owned(), "false".to_owned())),
-        }
-        for var in env::GOVC_PASSTHROUGH {
-            if let Some(v) = caller.get(var) {
-                vars.push(((*var).to_owned(), v.to_owned()));
-            }
-        }
-        GovcEnv {
-            vars,
-            password,
-            session_root: session_dir,
+            Err(_) => Login {
+                address: self.server_display(),
+                username: self.username.clone(),
+                password: self.password.clone(),
+            },
         }
     }
 }

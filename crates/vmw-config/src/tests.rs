@@ -352,7 +352,7 @@ fn bad_govc_insecure_is_named() {
 }
 
 #[test]
-fn govc_env_holds_the_config_and_hides_the_password() {
+fn login_is_the_configured_credentials_and_hides_the_password() {
     let fx = Fixture::new();
     let loaded = fx
         .loader(&[])
@@ -363,38 +363,18 @@ fn govc_env_holds_the_config_and_hides_the_password() {
         })
         .load()
         .unwrap();
-    let caller = Environment::from_pairs([
-        ("SSL_CERT_FILE", "/etc/ca.pem"),
-        ("AWS_SECRET_ACCESS_KEY", "nope"),
-    ]);
-    let env = loaded
-        .config
-        .govc_env(Some(Utf8PathBuf::from("/c/govmomi")), &caller);
-    let exposed: BTreeMap<&str, &str> = env.expose_all().collect();
-    assert_eq!(exposed["GOVC_URL"], "o-server");
-    assert_eq!(exposed["GOVC_USERNAME"], "o-user");
-    assert_eq!(exposed["GOVC_PASSWORD"], "o-pass");
-    assert_eq!(exposed["GOVC_INSECURE"], "1");
-    assert_eq!(exposed["GOVC_RESOURCE_POOL"], "/DC0/host/DC0_C0/Resources");
+    let login = loaded.config.login();
     assert_eq!(
-        exposed["GOVMOMI_HOME"],
-        format!(
-            "/c/govmomi/{}",
-            session::key("o-server", "o-user", &Secret::new("o-pass"))
-        )
+        login,
+        Login {
+            address: "o-server".into(),
+            username: "o-user".into(),
+            password: Secret::new("o-pass"),
+        }
     );
-    assert_eq!(env.session_root(), Some(Utf8Path::new("/c/govmomi")));
-    assert_eq!(exposed["SSL_CERT_FILE"], "/etc/ca.pem");
-    assert!(!exposed.contains_key("AWS_SECRET_ACCESS_KEY"));
-    assert!(!exposed.contains_key("GOVC_NETWORK"));
-    assert_eq!(env.get("GOVC_PASSWORD"), None);
-    assert!(env.vars().all(|(_, v)| v != "o-pass"));
-    let debug = format!("{env:?} {:?}", loaded.config);
+    let debug = format!("{login:?} {login:#?} {:?}", loaded.config);
     assert!(!debug.contains("o-pass"), "{debug}");
     assert!(debug.contains("<redacted>"));
-
-    let no_cache = loaded.config.govc_env(None, &Environment::default());
-    assert_eq!(no_cache.get("GOVC_PERSIST_SESSION"), Some("false"));
 }
 
 #[test]
@@ -452,12 +432,11 @@ fn credentials_in_the_server_url_fill_username_and_password() {
         "the URL in `server` (environment variable GOVC_URL)"
     );
 
-    let env = c.govc_env(Some("/c".into()), &Environment::default());
-    let exposed: BTreeMap<&str, &str> = env.expose_all().collect();
-    assert_eq!(exposed["GOVC_URL"], "https://vc.example.com/sdk");
-    assert_eq!(exposed["GOVC_USERNAME"], "administrator@vsphere.local");
-    assert_eq!(exposed["GOVC_PASSWORD"], "p@ss:w/%rd");
-    let shown = format!("{loaded:?} {env:?} {}", c.server_display());
+    let login = c.login();
+    assert_eq!(login.address, "https://vc.example.com/sdk");
+    assert_eq!(login.username, "administrator@vsphere.local");
+    assert_eq!(login.password.expose(), "p@ss:w/%rd");
+    let shown = format!("{loaded:?} {login:?} {}", c.server_display());
     for secret in ["p@ss", "p%40ss", "%25rd"] {
         assert!(!shown.contains(secret), "{shown}");
     }
@@ -559,66 +538,64 @@ fn a_hand_made_config_with_user_info_is_cleaned_too() {
         key_name: None,
     };
     assert_eq!(config.server_display(), "https://vc/sdk");
-    let env = config.govc_env(Some("/c".into()), &Environment::default());
-    let exposed: BTreeMap<&str, &str> = env.expose_all().collect();
-    assert_eq!(exposed["GOVC_URL"], "https://vc/sdk");
-    assert_eq!(exposed["GOVC_USERNAME"], "alice");
-    assert_eq!(exposed["GOVC_PASSWORD"], "hunter2");
-    // The session directory is that of the URL's user and password.
+    let login = config.login();
+    assert_eq!(login.address, "https://vc/sdk");
+    assert_eq!(login.username, "alice");
+    assert_eq!(login.password.expose(), "hunter2");
+    // The same login as a clean configuration's.
     let same = VmwareConfig {
         server: "https://vc/sdk".into(),
         username: "alice".into(),
         password: Secret::new("hunter2"),
         ..config.clone()
     };
-    assert_eq!(
-        env.get("GOVMOMI_HOME"),
-        same.govc_env(Some("/c".into()), &Environment::default())
-            .get("GOVMOMI_HOME")
-    );
-    // Explicit fields win over the URL, as in the loader.
+    assert_eq!(login, same.login());
+    // Explicit fields win over the URL, as in the loader, each on its own.
     let explicit = VmwareConfig {
         username: "bob".into(),
         password: Secret::new("other"),
         ..config.clone()
     };
-    let e = explicit.govc_env(None, &Environment::default());
-    let exposed: BTreeMap<&str, &str> = e.expose_all().collect();
-    assert_eq!(exposed["GOVC_USERNAME"], "bob");
-    assert_eq!(exposed["GOVC_PASSWORD"], "other");
-    assert_eq!(exposed["GOVC_URL"], "https://vc/sdk");
+    let e = explicit.login();
+    assert_eq!(e.username, "bob");
+    assert_eq!(e.password.expose(), "other");
+    assert_eq!(e.address, "https://vc/sdk");
+    let only_user = VmwareConfig {
+        username: "bob".into(),
+        ..config.clone()
+    };
+    assert_eq!(only_user.login().username, "bob");
+    assert_eq!(only_user.login().password.expose(), "hunter2");
 
     let overrides = Overrides {
         server: Some(config.server.clone()),
         ..Overrides::default()
     };
     let caller = Environment::from_pairs([("GOVC_URL", config.server.as_str())]);
-    let shown = format!("{config:?} {config:#?} {env:?} {overrides:?} {caller:?}");
+    let shown = format!("{config:?} {config:#?} {login:?} {overrides:?} {caller:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("https://vc/sdk"), "{shown}");
 }
 
 #[test]
-fn each_password_gets_its_own_session_directory() {
-    let fx = Fixture::new();
-    let home = |password: &str| {
-        fx.loader(&[])
-            .overrides(Overrides {
-                password: Some(Secret::new(password)),
-                ..all_overrides()
-            })
-            .load()
-            .unwrap()
-            .config
-            .govc_env(Some("/c".into()), &Environment::default())
-            .get("GOVMOMI_HOME")
-            .unwrap()
-            .to_owned()
+fn a_server_that_does_not_parse_gives_a_redacted_address() {
+    let config = VmwareConfig {
+        server: "https://u:50%off@vc/sdk".into(),
+        username: "alice".into(),
+        password: Secret::new("pw"),
+        datacenter: "DC0".into(),
+        datastore: "ds".into(),
+        folder: "/DC0/vm".into(),
+        insecure_transport: false,
+        resource_pool: None,
+        network: None,
+        public_key_path: None,
+        private_key_path: None,
+        key_name: None,
     };
-    assert_eq!(home("right"), home("right"));
-    assert_ne!(home("right"), home("wrong"));
-    let right = home("right");
-    let name = Utf8Path::new(&right).file_name().unwrap();
-    assert!(session::is_key(name), "{right}");
-    assert!(right.starts_with("/c/"), "{right}");
+    let login = config.login();
+    assert_eq!(login.address, config.server_display());
+    assert!(!login.address.contains("50%off"), "{}", login.address);
+    assert_eq!(login.username, "alice");
+    assert_eq!(login.password.expose(), "pw");
 }

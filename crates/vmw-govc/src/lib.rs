@@ -17,6 +17,10 @@
 //! - [`Govc`]: the async trait the upper layers program against, with
 //!   [`ProcessGovc`], the backend that runs the real binary, and (feature
 //!   `mock`) `MockGovc`, a mockall mock for tests.
+//! - [`GovcTarget`]: the vCenter, login, placement defaults and session
+//!   directory of a [`ProcessGovc`], as typed values, built from a
+//!   `vmw_config::VmwareConfig`; govc's environment is rendered from it at
+//!   each spawn. [`session`] names the session directories.
 //!
 //! Requests never run anything: the upper layers build them, and only a
 //! [`Govc`] implementation executes them, so tests can compare commands as
@@ -48,6 +52,8 @@ pub mod ops;
 pub mod parse;
 mod process;
 pub mod requests;
+pub mod session;
+mod target;
 mod vmref;
 
 use async_trait::async_trait;
@@ -59,6 +65,7 @@ pub use locate::{
 };
 pub use process::{DEFAULT_TIMEOUT, LOGIN_LOCK_FILE, ProcessGovc, SESSION_STALE_AFTER};
 pub use requests::Request;
+pub use target::GovcTarget;
 pub use vmref::{GLOB_CHARS, MAX_VM_NAME_LEN, VmRef, VmRefError, check_folder, check_vm_name};
 
 /// What a successful govc run printed.

@@ -12,16 +12,19 @@ use async_trait::async_trait;
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio::io::AsyncReadExt;
 use tokio::sync::OnceCell;
-use vmw_config::{Environment, GovcEnv, VmwareConfig, env, session};
+use vmw_config::{Environment, VmwareConfig};
 
 use crate::requests::GovcVersion;
-use crate::{Command, ErrorKind, Govc, GovcError, GovcExt, MIN_VERSION, Output, Version};
+use crate::session;
+use crate::{
+    Command, ErrorKind, Govc, GovcError, GovcExt, GovcTarget, MIN_VERSION, Output, Version,
+};
 
 /// Runs govc as a child process.
 ///
 /// - argv only, never a shell; no stdin;
-/// - the environment is exactly the [`GovcEnv`] (built by vmw-config from the
-///   configuration): the caller's other variables do not reach govc, and the
+/// - the environment is exactly the one rendered from the [`GovcTarget`]
+///   at each spawn: the caller's other variables do not reach govc, and the
 ///   password is only ever in the child's environment;
 /// - stdout and stderr are captured in full;
 /// - each call has a deadline (the command's own, else the default); when it
@@ -29,8 +32,9 @@ use crate::{Command, ErrorKind, Govc, GovcError, GovcExt, MIN_VERSION, Output, V
 ///   returned. A call whose future is dropped kills its child too;
 /// - govc runs in its own process group, so a Ctrl-C meant for vmw does not
 ///   kill a govc call half-way: vmw decides what to do;
-/// - govc keeps its login in the session directory of the environment
-///   (`GOVMOMI_HOME`), so one login serves many calls;
+/// - govc keeps its login in the session directory of the target
+///   ([`GovcTarget::session_dir`], handed to govc as `GOVMOMI_HOME`), so
+///   one login serves many calls;
 /// - the first call of a process that logs in runs alone, holding the lock
 ///   file [`LOGIN_LOCK_FILE`] of the session directory, until one such call
 ///   has succeeded: govc writes its session file in place, and concurrent
@@ -46,7 +50,7 @@ use crate::{Command, ErrorKind, Govc, GovcError, GovcExt, MIN_VERSION, Output, V
 #[derive(Clone, Debug)]
 pub struct ProcessGovc {
     program: Utf8PathBuf,
-    env: GovcEnv,
+    target: GovcTarget,
     default_timeout: Duration,
     retry_reads: bool,
     session_dir: std::sync::Arc<OnceCell<()>>,
@@ -63,11 +67,12 @@ pub const LOGIN_LOCK_FILE: &str = "login.lock";
 pub const SESSION_STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 impl ProcessGovc {
-    /// A backend running `program` with exactly `env`.
-    pub fn new(program: impl Into<Utf8PathBuf>, env: GovcEnv) -> Self {
+    /// A backend running `program` against `target`, with exactly the
+    /// environment rendered from it.
+    pub fn new(program: impl Into<Utf8PathBuf>, target: GovcTarget) -> Self {
         Self {
             program: program.into(),
-            env,
+            target,
             default_timeout: DEFAULT_TIMEOUT,
             retry_reads: true,
             session_dir: std::sync::Arc::new(OnceCell::new()),
@@ -75,15 +80,17 @@ impl ProcessGovc {
     }
 
     /// Finds govc (`explicit`, else `VMW_GOVC`, else `PATH`), checks that its
-    /// version is at least [`MIN_VERSION`], and builds the environment from
-    /// `config` with vmw's session directory.
+    /// version is at least [`MIN_VERSION`], and targets `config` with vmw's
+    /// session root ([`Environment::govc_session_dir`]) and the
+    /// pass-through variables of `caller`.
     pub async fn discover(
         config: &VmwareConfig,
         explicit: Option<&Utf8Path>,
         caller: &Environment,
     ) -> Result<Self, GovcError> {
         let program = crate::find_govc(explicit, caller)?;
-        let govc = Self::new(program, config.govc_env(caller.govc_session_dir(), caller));
+        let target = GovcTarget::new(config, caller.govc_session_dir(), caller);
+        let govc = Self::new(program, target);
         govc.check_version().await?;
         Ok(govc)
     }
@@ -126,20 +133,19 @@ impl ProcessGovc {
         &self.program
     }
 
-    /// The environment govc runs with.
-    pub fn env(&self) -> &GovcEnv {
-        &self.env
+    /// The vCenter, login and session directory govc runs with.
+    pub fn target(&self) -> &GovcTarget {
+        &self.target
     }
 
     /// Once per backend (and its clones): creates the session directory
     /// (mode 0700) and marks it used; once per process and session root,
     /// removes stale session directories.
     async fn ensure_session_dir(&self) -> std::io::Result<()> {
-        let Some(dir) = self.env.get(env::GOVMOMI_HOME) else {
+        let Some(dir) = self.target.session_dir() else {
             return Ok(());
         };
-        let dir = Utf8PathBuf::from(dir);
-        let root = self.env.session_root().map(Utf8Path::to_owned);
+        let root = self.target.session_root().map(Utf8Path::to_owned);
         self.session_dir
             .get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || {
@@ -239,13 +245,7 @@ static PRUNED_ROOTS: LazyLock<Mutex<HashSet<Utf8PathBuf>>> =
 
 impl ProcessGovc {
     fn session_gate(&self) -> Option<Gate> {
-        let home = self.env.get(env::GOVMOMI_HOME)?;
-        let key = format!(
-            "{home}\0{}\0{}\0{}",
-            self.env.get(env::GOVC_URL).unwrap_or_default(),
-            self.env.get(env::GOVC_USERNAME).unwrap_or_default(),
-            self.env.get(env::GOVC_INSECURE).unwrap_or_default()
-        );
+        let key = self.target.session_identity()?;
         let mut gates = SESSION_GATES.lock().unwrap_or_else(|e| e.into_inner());
         Some(gates.entry(key).or_default().clone())
     }
@@ -255,10 +255,10 @@ impl ProcessGovc {
     /// session directory, or when the file system cannot lock: the lock is
     /// advisory, and the in-process gate still holds.
     async fn lock_login(&self, until: Instant) -> Result<Option<std::fs::File>, LockWait> {
-        let Some(home) = self.env.get(env::GOVMOMI_HOME) else {
+        let Some(home) = self.target.session_dir() else {
             return Ok(None);
         };
-        let path = Utf8Path::new(home).join(LOGIN_LOCK_FILE);
+        let path = home.join(LOGIN_LOCK_FILE);
         let file = {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
@@ -477,7 +477,7 @@ impl ProcessGovc {
         let mut child = tokio::process::Command::new(&self.program)
             .args(command.argv())
             .env_clear()
-            .envs(self.env.expose_all())
+            .envs(self.target.child_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

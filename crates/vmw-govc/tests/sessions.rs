@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use vmw_config::{Environment, Loader, Origin, Overrides, Secret, VmwareConfig, session};
+use vmw_config::{Environment, Loader, Origin, Overrides, Secret, VmwareConfig};
 use vmw_govc::requests::{About, Find, ObjectCollect, VmDestroy, VmInfo};
 use vmw_govc::{
-    ErrorKind, Govc, GovcError, GovcExt, LOGIN_LOCK_FILE, ProcessGovc, Request, SESSION_STALE_AFTER,
+    ErrorKind, Govc, GovcError, GovcExt, GovcTarget, LOGIN_LOCK_FILE, ProcessGovc, Request,
+    SESSION_STALE_AFTER, session,
 };
 use vmw_testbed::{TEMPLATES, VM_FOLDER, Vcsim, VcsimOptions};
 
@@ -29,13 +30,13 @@ fn root() -> (tempfile::TempDir, Utf8PathBuf) {
 fn govc_in(sim_govc: &Utf8Path, config: &VmwareConfig, root: &Utf8Path) -> ProcessGovc {
     ProcessGovc::new(
         sim_govc.to_owned(),
-        config.govc_env(Some(root.to_owned()), &Environment::default()),
+        GovcTarget::new(config, Some(root.to_owned()), &Environment::default()),
     )
     .retry_reads(false)
 }
 
 fn session_home(govc: &ProcessGovc) -> Utf8PathBuf {
-    Utf8PathBuf::from(govc.env().get("GOVMOMI_HOME").unwrap())
+    govc.target().session_dir().unwrap()
 }
 
 /// The cookie of govc's (only) session file in the backend's directory.
@@ -122,10 +123,9 @@ async fn a_wrong_password_never_reuses_a_cached_session() {
 
     // What the separate directories prevent: pointed at the good login's
     // directory, govc takes the wrong password for a right one.
-    let env = wrong_config
-        .govc_env(Some(root.clone()), &Environment::default())
-        .with("GOVMOMI_HOME", session_home(&good).as_str());
-    let shared = ProcessGovc::new(sim.govc_path().to_owned(), env);
+    let target = GovcTarget::new(&wrong_config, Some(root.clone()), &Environment::default())
+        .with_session_dir(session_home(&good));
+    let shared = ProcessGovc::new(sim.govc_path().to_owned(), target);
     assert!(shared.exec(&About).await.is_ok());
 
     // The good login still works, from its cached session.
@@ -378,7 +378,7 @@ async fn a_read_that_loses_its_connection_runs_once_more_a_change_never() {
     let govc_path = vmw_testbed::tools::locate(vmw_testbed::Tool::Govc).unwrap();
     let govc = ProcessGovc::new(
         govc_path,
-        config.govc_env(Some(root.clone()), &Environment::default()),
+        GovcTarget::new(&config, Some(root.clone()), &Environment::default()),
     );
 
     let lost = |e: &GovcError| {
@@ -424,7 +424,7 @@ async fn stale_session_directories_go_at_the_first_call() {
     let govc_path = vmw_testbed::tools::locate(vmw_testbed::Tool::Govc).unwrap();
     let govc = ProcessGovc::new(
         govc_path,
-        config.govc_env(Some(root.clone()), &Environment::default()),
+        GovcTarget::new(&config, Some(root.clone()), &Environment::default()),
     );
     let mine = session_home(&govc);
     assert!(session::is_key(mine.file_name().unwrap()));
@@ -491,13 +491,13 @@ async fn credentials_in_the_server_url_log_in_and_are_never_shown() {
 
     let govc = ProcessGovc::new(
         sim.govc_path().to_owned(),
-        config.govc_env(Some(root.clone()), &Environment::default()),
+        GovcTarget::new(config, Some(root.clone()), &Environment::default()),
     );
     assert_eq!(
-        govc.env().get("GOVC_URL"),
-        Some(format!("https://{}/sdk", sim.address()).as_str())
+        govc.target().url(),
+        format!("https://{}/sdk", sim.address())
     );
-    assert_eq!(govc.env().get("GOVC_USERNAME"), Some(user));
+    assert_eq!(govc.target().username(), user);
     let about = govc.exec(&About).await.unwrap();
     assert!(about.is_vcenter());
 
@@ -513,9 +513,7 @@ async fn credentials_in_the_server_url_log_in_and_are_never_shown() {
     let wrong = load(&wrong_url);
     let err: GovcError = ProcessGovc::new(
         sim.govc_path().to_owned(),
-        wrong
-            .config
-            .govc_env(Some(root.clone()), &Environment::default()),
+        GovcTarget::new(&wrong.config, Some(root.clone()), &Environment::default()),
     )
     .exec(&About)
     .await

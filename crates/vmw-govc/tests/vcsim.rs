@@ -67,7 +67,7 @@ async fn about_version_and_session_reuse() {
     );
     // govc kept its login in the session directory of this server, user
     // and password, under the test bed's session root.
-    let home = camino::Utf8PathBuf::from(govc.env().get("GOVMOMI_HOME").unwrap());
+    let home = govc.target().session_dir().unwrap();
     assert_eq!(home.parent(), Some(sim.session_dir().as_path()));
     let sessions = home.join("sessions");
     let count = std::fs::read_dir(&sessions).unwrap().count();
@@ -635,7 +635,7 @@ async fn missing_or_old_govc_is_reported() {
     let sim = Vcsim::start_with(VcsimOptions::new().without_templates())
         .await
         .unwrap();
-    let env = sim.config().govc_env(None, &Default::default());
+    let env = vmw_govc::GovcTarget::new(&sim.config(), None, &Default::default());
     let missing = ProcessGovc::new("/nonexistent/govc", env.clone());
     let err = missing.exec(&About).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::GovcMissing, "{err}");

@@ -59,7 +59,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use vmw_config::{Secret, VmwareConfig};
 use vmw_govc::requests::VmCreate;
-use vmw_govc::{GovcError, GovcExt, ProcessGovc, VmRef};
+use vmw_govc::{GovcError, GovcExt, GovcTarget, ProcessGovc, VmRef};
 
 pub use agent::{AgentOptions, GuestAgent};
 pub use guests::{Accel, GUEST_IMAGE_VAR, GuestImage, GuestState, RealGuestOptions, RealGuests};
@@ -399,7 +399,8 @@ impl Vcsim {
     pub fn govc_for(&self, config: &VmwareConfig) -> ProcessGovc {
         ProcessGovc::new(
             self.govc_path.clone(),
-            config.govc_env(
+            GovcTarget::new(
+                config,
                 Some(self.session_dir()),
                 &vmw_config::Environment::default(),
             ),

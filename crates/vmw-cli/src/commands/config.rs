@@ -141,8 +141,10 @@ pub(super) async fn check(ctx: &Context) -> anyhow::Result<Report> {
             let config = loaded
                 .as_ref()
                 .map_or_else(no_vcenter, |l| l.config.clone());
-            let govc =
-                ProcessGovc::new(path.clone(), config.govc_env(env_.govc_session_dir(), env_));
+            let govc = ProcessGovc::new(
+                path.clone(),
+                vmw_cloud::GovcTarget::new(&config, env_.govc_session_dir(), env_),
+            );
             let version = match govc.check_version().await {
                 Ok(v) => Some(v.to_string()),
                 Err(e) => {

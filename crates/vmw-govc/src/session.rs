@@ -1,5 +1,6 @@
 //! Where govc keeps vmw's logins: one directory per vCenter, user and
-//! password under vmw's session root (`~/.cache/vmw/govmomi`).
+//! password under vmw's session root (`~/.cache/vmw/govmomi`, see
+//! [`vmw_config::Environment::govc_session_dir`]).
 //!
 //! govc caches a session per URL and user, and reuses it without checking
 //! the password: with one shared directory, a wrong password "works" as
@@ -11,7 +12,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::Secret;
+use vmw_config::Secret;
 
 /// Length of a [`key`]: 32 hexadecimal digits (128 bits).
 pub const KEY_LEN: usize = 32;
