@@ -10,12 +10,16 @@
 //!   `vmw_config::env::var` or through an `Environment` snapshot.
 //! - **Processes**: nothing spawns a process but govc's process backend,
 //!   and the few places allowed by name below, each with its reason.
+//! - **Hints are data**: no library message carries a `hint:` of its own;
+//!   a library error gives its hints through a `hints()` method, and the
+//!   command line renders them (with its own) once.
 //! - **Docs**: every crate has a README, every source file starts with
 //!   `//!` documentation.
 //!
 //! Source rules look at production code only: a file's text up to its
-//! first `#[cfg(test)]` (the unit tests sit at the end of a file), and not
-//! the `tests/` directories. The test-support crate (`vmw-testbed`) and
+//! first `#[cfg(test)]` (the unit tests sit at the end of a file), not the
+//! unit-test modules in files of their own (`tests.rs`, `*_tests.rs`), and
+//! not the `tests/` directories. The test-support crate (`vmw-testbed`) and
 //! xtask run simulators, sshd and QEMU, and read their own variables, so
 //! the environment and process rules do not apply to them.
 
@@ -38,6 +42,12 @@ const SPAWN_ALLOWED: &[(&str, &str)] = &[
 
 /// The one file that reads the process environment.
 const ENV_MODULE: &str = "crates/vmw-config/src/env.rs";
+
+/// The crate that renders hints.
+const HINT_RENDERER: &str = "crates/vmw-cli/";
+
+/// How a hint baked into a message text starts.
+const BAKED_HINTS: &[&str] = &["\\nhint:", "; hint:", "\"hint:"];
 
 /// Crates the source rules leave alone (test support).
 const SOURCE_RULES_SKIP: &[&str] = &["vmw-testbed", "xtask"];
@@ -84,7 +94,11 @@ pub(crate) fn check(
             if !text.trim_start().starts_with("//!") {
                 problems.push(format!("{rel}: no `//!` documentation at the top"));
             }
-            if SOURCE_RULES_SKIP.contains(&name.as_str()) {
+            // Test support, and unit-test modules in files of their own.
+            if SOURCE_RULES_SKIP.contains(&name.as_str())
+                || rel.file_name() == Some("tests.rs")
+                || rel.as_str().ends_with("_tests.rs")
+            {
                 continue;
             }
             problems.extend(check_source(rel.as_str(), &text));
@@ -172,6 +186,11 @@ fn check_source(rel: &str, text: &str) -> Vec<String> {
         {
             problems.push(format!(
                 "{rel}:{n}: reads the process environment; use vmw_config::env (a constant and env::var)"
+            ));
+        }
+        if !rel.starts_with(HINT_RENDERER) && BAKED_HINTS.iter().any(|p| code.contains(p)) {
+            problems.push(format!(
+                "{rel}:{n}: a hint inside a message; give it from the error's hints() instead"
             ));
         }
         let spawns = code.contains("process::Command")
@@ -392,6 +411,22 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].starts_with("crates/vmw-cli/src/run.rs:2: spawns a process"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_hint_inside_a_library_message_fails() {
+        let (_dir, root) = tidy_tree();
+        std::fs::write(
+            root.join("crates/vmw-config/src/error.rs"),
+            "//! Errors.\n#[error(\"no file\\nhint: make one\")]\nstruct E;\n",
+        )
+        .unwrap();
+        let problems = check(&root, &deps()).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("crates/vmw-config/src/error.rs:2: a hint inside a message"),
             "{problems:?}"
         );
     }

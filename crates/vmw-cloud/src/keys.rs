@@ -273,12 +273,7 @@ mod tests {
             datacenter: "dc".into(),
             datastore: "ds".into(),
             folder: "f".into(),
-            insecure_transport: false,
-            resource_pool: None,
-            network: None,
-            public_key_path: None,
-            private_key_path: None,
-            key_name: None,
+            ..VmwareConfig::default()
         }
     }
 

@@ -106,8 +106,10 @@ pub const SYSTEM_CONFIG_FILE: &str = "/etc/pycloudlib.toml";
 
 /// The resolved `[vmware]` configuration.
 ///
-/// `Debug` shows neither the password nor user info in `server`.
-#[derive(Clone, PartialEq, Eq)]
+/// `Debug` shows neither the password nor user info in `server`. The
+/// default is empty: plain data for a caller to fill (the loader is what
+/// checks that the required keys are set).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct VmwareConfig {
     /// vCenter host name or URL (`GOVC_URL`). The loader removes user info
     /// from it; a value set by hand may still hold some, which
@@ -138,22 +140,31 @@ pub struct VmwareConfig {
     pub key_name: Option<String>,
 }
 
+/// `Debug` of a struct with every key of `[vmware]` (a [`VmwareConfig`] or
+/// [`Overrides`]), `server` shown as `$server` (redacted) and the password
+/// through [`Secret`]'s own redacting `Debug`.
+macro_rules! debug_keys {
+    ($f:expr, $name:literal, $this:expr, $server:expr) => {
+        $f.debug_struct($name)
+            .field("server", &$server)
+            .field("username", &$this.username)
+            .field("password", &$this.password)
+            .field("datacenter", &$this.datacenter)
+            .field("datastore", &$this.datastore)
+            .field("folder", &$this.folder)
+            .field("insecure_transport", &$this.insecure_transport)
+            .field("resource_pool", &$this.resource_pool)
+            .field("network", &$this.network)
+            .field("public_key_path", &$this.public_key_path)
+            .field("private_key_path", &$this.private_key_path)
+            .field("key_name", &$this.key_name)
+            .finish()
+    };
+}
+
 impl fmt::Debug for VmwareConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VmwareConfig")
-            .field("server", &self.server_display())
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("datacenter", &self.datacenter)
-            .field("datastore", &self.datastore)
-            .field("folder", &self.folder)
-            .field("insecure_transport", &self.insecure_transport)
-            .field("resource_pool", &self.resource_pool)
-            .field("network", &self.network)
-            .field("public_key_path", &self.public_key_path)
-            .field("private_key_path", &self.private_key_path)
-            .field("key_name", &self.key_name)
-            .finish()
+        debug_keys!(f, "VmwareConfig", self, self.server_display())
     }
 }
 
@@ -178,20 +189,12 @@ pub struct Overrides {
 
 impl fmt::Debug for Overrides {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Overrides")
-            .field("server", &self.server.as_deref().map(server::redact))
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("datacenter", &self.datacenter)
-            .field("datastore", &self.datastore)
-            .field("folder", &self.folder)
-            .field("insecure_transport", &self.insecure_transport)
-            .field("resource_pool", &self.resource_pool)
-            .field("network", &self.network)
-            .field("public_key_path", &self.public_key_path)
-            .field("private_key_path", &self.private_key_path)
-            .field("key_name", &self.key_name)
-            .finish()
+        debug_keys!(
+            f,
+            "Overrides",
+            self,
+            self.server.as_deref().map(server::redact)
+        )
     }
 }
 

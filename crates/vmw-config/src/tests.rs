@@ -525,17 +525,7 @@ fn unreadable_user_info_is_an_error_that_does_not_show_it() {
 fn a_hand_made_config_with_user_info_is_cleaned_too() {
     let config = VmwareConfig {
         server: "https://alice:hunter2@vc/sdk".into(),
-        username: String::new(),
-        password: Secret::default(),
-        datacenter: "DC0".into(),
-        datastore: "ds".into(),
-        folder: "/DC0/vm".into(),
-        insecure_transport: false,
-        resource_pool: None,
-        network: None,
-        public_key_path: None,
-        private_key_path: None,
-        key_name: None,
+        ..VmwareConfig::default()
     };
     assert_eq!(config.server_display(), "https://vc/sdk");
     let login = config.login();
@@ -586,12 +576,7 @@ fn a_server_that_does_not_parse_gives_a_redacted_address() {
         datacenter: "DC0".into(),
         datastore: "ds".into(),
         folder: "/DC0/vm".into(),
-        insecure_transport: false,
-        resource_pool: None,
-        network: None,
-        public_key_path: None,
-        private_key_path: None,
-        key_name: None,
+        ..VmwareConfig::default()
     };
     let login = config.login();
     assert_eq!(login.address, config.server_display());

@@ -415,17 +415,7 @@ mod tests {
     fn a_hand_made_config_with_user_info_is_cleaned_too() {
         let config = VmwareConfig {
             server: "https://alice:hunter2@vc/sdk".into(),
-            username: String::new(),
-            password: Secret::default(),
-            datacenter: "DC0".into(),
-            datastore: "ds".into(),
-            folder: "/DC0/vm".into(),
-            insecure_transport: false,
-            resource_pool: None,
-            network: None,
-            public_key_path: None,
-            private_key_path: None,
-            key_name: None,
+            ..VmwareConfig::default()
         };
         let target = GovcTarget::new(&config, Some("/c".into()), &Environment::default());
         let exposed = exposed(&target);

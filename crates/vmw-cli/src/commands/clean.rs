@@ -5,38 +5,15 @@ use std::fmt;
 use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
-use vmw_cloud::VmRecord;
 
 use crate::context::Context;
 use crate::error::{CliError, EXIT_FAILED, EXIT_USAGE};
-use crate::output::{Report, kind_word, power_word, table};
-
-/// What `clean` lists, and then deletes exactly.
-#[derive(Debug, Serialize)]
-struct PlannedVm {
-    name: String,
-    path: String,
-    kind: &'static str,
-    tag: String,
-    power_state: String,
-}
-
-impl From<&VmRecord> for PlannedVm {
-    fn from(r: &VmRecord) -> Self {
-        Self {
-            name: r.name.clone(),
-            path: r.path.to_string(),
-            kind: kind_word(r.kind),
-            tag: r.tag.clone(),
-            power_state: power_word(&r.power_state),
-        }
-    }
-}
+use crate::output::{Report, table};
 
 #[derive(Debug, Serialize)]
 struct Cleaned {
-    /// The VMs listed (and confirmed).
-    planned: Vec<PlannedVm>,
+    /// The VMs listed (and confirmed): exactly these are deleted.
+    planned: Vec<super::Vm>,
     /// The paths deleted.
     removed: Vec<String>,
 }
@@ -64,17 +41,8 @@ pub(super) async fn run(ctx: &Context, all_tags: bool, yes: bool) -> anyhow::Res
             removed: Vec::new(),
         });
     }
-    let rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.clone(),
-                kind_word(r.kind).to_owned(),
-                r.tag.clone(),
-                power_word(&r.power_state),
-            ]
-        })
-        .collect();
+    let planned: Vec<super::Vm> = records.iter().map(super::Vm::from).collect();
+    let rows: Vec<Vec<String>> = planned.iter().map(super::Vm::row).collect();
     let listing = table(&["NAME", "KIND", "TAG", "STATE"], &rows);
     ctx.out.note(&format!(
         "{} VM(s) made by vmw for {described}:\n{listing}",
@@ -109,7 +77,7 @@ pub(super) async fn run(ctx: &Context, all_tags: bool, yes: bool) -> anyhow::Res
         Ok(removed) => {
             task.done(&format!("deleted {} VM(s)", removed.len()));
             Report::of(&Cleaned {
-                planned: records.iter().map(PlannedVm::from).collect(),
+                planned,
                 removed: removed.iter().map(ToString::to_string).collect(),
             })
         }

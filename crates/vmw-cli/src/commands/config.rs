@@ -90,24 +90,6 @@ fn values(loaded: &Loaded) -> Vec<ValueReport> {
         .collect()
 }
 
-/// A configuration with no vCenter, only to run `govc version`.
-fn no_vcenter() -> VmwareConfig {
-    VmwareConfig {
-        server: String::new(),
-        username: String::new(),
-        password: Secret::default(),
-        datacenter: String::new(),
-        datastore: String::new(),
-        folder: String::new(),
-        insecure_transport: false,
-        resource_pool: None,
-        network: None,
-        public_key_path: None,
-        private_key_path: None,
-        key_name: None,
-    }
-}
-
 /// Runs `vmw config check`.
 pub(super) async fn check(ctx: &Context) -> anyhow::Result<Report> {
     let mut report = CheckReport::default();
@@ -140,7 +122,7 @@ pub(super) async fn check(ctx: &Context) -> anyhow::Result<Report> {
             };
             let config = loaded
                 .as_ref()
-                .map_or_else(no_vcenter, |l| l.config.clone());
+                .map_or_else(VmwareConfig::default, |l| l.config.clone());
             let govc = ProcessGovc::new(
                 path.clone(),
                 vmw_cloud::GovcTarget::new(&config, env_.govc_session_dir(), env_),

@@ -6,27 +6,20 @@ use serde::Serialize;
 use vmw_cloud::VmRecord;
 
 use crate::context::Context;
-use crate::output::{Report, kind_word, or_dash, power_word, table};
+use crate::output::{Report, or_dash, table};
 
 /// A VM as `list` prints it.
 #[derive(Debug, Serialize)]
 struct ListedVm {
-    name: String,
-    path: String,
-    kind: &'static str,
-    tag: String,
-    power_state: String,
+    #[serde(flatten)]
+    vm: super::Vm,
     ip: Option<String>,
 }
 
 impl From<&VmRecord> for ListedVm {
     fn from(r: &VmRecord) -> Self {
         Self {
-            name: r.name.clone(),
-            path: r.path.to_string(),
-            kind: kind_word(r.kind),
-            tag: r.tag.clone(),
-            power_state: power_word(&r.power_state),
+            vm: r.into(),
             ip: r.ip.clone(),
         }
     }
@@ -46,13 +39,9 @@ impl fmt::Display for Listing {
             .0
             .iter()
             .map(|v| {
-                vec![
-                    v.name.clone(),
-                    v.kind.to_owned(),
-                    v.tag.clone(),
-                    v.power_state.clone(),
-                    or_dash(v.ip.as_ref()),
-                ]
+                let mut row = v.vm.row();
+                row.push(or_dash(v.ip.as_ref()));
+                row
             })
             .collect();
         f.write_str(&table(&["NAME", "KIND", "TAG", "STATE", "IP"], &rows))

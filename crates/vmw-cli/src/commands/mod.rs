@@ -14,12 +14,12 @@ mod power;
 mod snapshot;
 mod ssh;
 
-use vmw_cloud::{Cloud, CloudError, Instance, PowerState, ProcessGovc};
+use vmw_cloud::{Cloud, CloudError, Instance, PowerState, ProcessGovc, VmRecord};
 
 use crate::cli::{Command, ConfigCommand, ImageCommand};
 use crate::context::Context;
 use crate::error::CliError;
-use crate::output::{Report, power_word};
+use crate::output::{Report, kind_word, power_word};
 
 /// Runs the command of the command line.
 pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<Report> {
@@ -105,6 +105,40 @@ fn describe_scope(ctx: &Context, all_tags: bool) -> String {
         format!("tag {}", ctx.base_tag())
     } else {
         format!("tag {} (and its timestamped forms)", ctx.base_tag())
+    }
+}
+
+/// A VM vmw made, as `list` and `clean` print it.
+#[derive(Debug, serde::Serialize)]
+struct Vm {
+    name: String,
+    path: String,
+    kind: &'static str,
+    tag: String,
+    power_state: String,
+}
+
+impl From<&VmRecord> for Vm {
+    fn from(r: &VmRecord) -> Self {
+        Self {
+            name: r.name.clone(),
+            path: r.path.to_string(),
+            kind: kind_word(r.kind),
+            tag: r.tag.clone(),
+            power_state: power_word(&r.power_state),
+        }
+    }
+}
+
+impl Vm {
+    /// The cells of a table row: NAME, KIND, TAG, STATE.
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            self.kind.to_owned(),
+            self.tag.clone(),
+            self.power_state.clone(),
+        ]
     }
 }
 
