@@ -17,6 +17,8 @@
 //! - [`Govc`]: the async trait the upper layers program against, with
 //!   [`ProcessGovc`], the backend that runs the real binary, and (feature
 //!   `mock`) `MockGovc`, a mockall mock for tests.
+//! - `fake` (feature `mock`): a scripted govc over a small fake inventory
+//!   for other crates' tests.
 //!
 //! Requests never run anything: the upper layers build them, and only a
 //! [`Govc`] implementation executes them, so tests can compare commands as
@@ -43,6 +45,8 @@
 
 mod command;
 mod error;
+#[cfg(feature = "mock")]
+pub mod fake;
 mod locate;
 pub mod ops;
 pub mod parse;
