@@ -359,7 +359,7 @@ async fn config_check_shows_sources_govc_and_login() {
     let partial = b.dir.path().join("partial.toml");
     std::fs::write(
         &partial,
-        common::toml(&b.sim.config()).replace("datastore = \"LocalDS_0\"\n", ""),
+        vmw_testbed::config_toml(&b.sim.config()).replace("datastore = \"LocalDS_0\"\n", ""),
     )
     .unwrap();
     cmd.arg("--config")
@@ -382,7 +382,7 @@ async fn a_wrong_password_names_the_user_and_the_vcenter() {
     let b = bed_with(VcsimOptions::new().credentials("alice", "right")).await;
     let mut config = b.sim.config();
     config.password = vmw_config::Secret::new("wrong");
-    std::fs::write(&b.config, common::toml(&config)).unwrap();
+    std::fs::write(&b.config, vmw_testbed::config_toml(&config)).unwrap();
     for args in [&["list"][..], &["config", "check"][..]] {
         let run = b.vmw(args).await;
         run.expect_code(1);
@@ -405,18 +405,15 @@ async fn config_check_takes_credentials_from_the_server_url_and_never_shows_them
     let userinfo = url.split('@').next().unwrap().to_owned();
     let bare = format!("https://{}/sdk", b.sim.address());
     let config = b.sim.config();
+    // The credentials come from the server URL alone.
     let write = |server: &str| {
-        std::fs::write(
-            &b.config,
-            format!(
-                "[vmware]\nserver = {server:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = true\nresource_pool = {:?}\n",
-                config.datacenter,
-                config.datastore,
-                config.folder,
-                config.resource_pool.as_deref().unwrap()
-            ),
-        )
-        .unwrap();
+        let config = vmw_config::VmwareConfig {
+            server: server.to_owned(),
+            username: String::new(),
+            password: vmw_config::Secret::new(""),
+            ..config.clone()
+        };
+        std::fs::write(&b.config, vmw_testbed::config_toml(&config)).unwrap();
     };
     let never_shown = |run: &Run| {
         for text in [&run.stdout, &run.stderr] {

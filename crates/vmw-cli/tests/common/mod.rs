@@ -8,7 +8,6 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use vmw_config::VmwareConfig;
 use vmw_testbed::{AgentOptions, GuestAgent, Tool, Vcsim, VcsimOptions};
 
 /// A simulator, its guest agent, and a home directory with a config file.
@@ -19,24 +18,6 @@ pub struct Bed {
     pub home: Utf8PathBuf,
     pub config: Utf8PathBuf,
     pub govc: Utf8PathBuf,
-}
-
-/// The `[vmware]` section of `config`.
-pub fn toml(config: &VmwareConfig) -> String {
-    let mut s = format!(
-        "[vmware]\nserver = {:?}\nusername = {:?}\npassword = {:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = {}\n",
-        config.server,
-        config.username,
-        config.password.expose(),
-        config.datacenter,
-        config.datastore,
-        config.folder,
-        config.insecure_transport
-    );
-    if let Some(pool) = &config.resource_pool {
-        s.push_str(&format!("resource_pool = {pool:?}\n"));
-    }
-    s
 }
 
 pub async fn bed() -> Bed {
@@ -64,9 +45,7 @@ pub async fn bed_in(options: VcsimOptions, folder: Option<&str>) -> Bed {
     let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
     let home = root.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let config_text = toml(&config);
-    let config = root.join("pycloudlib.toml");
-    std::fs::write(&config, config_text).unwrap();
+    let config = vmw_testbed::write_config(&config, &root).unwrap();
     Bed {
         sim,
         agent,
