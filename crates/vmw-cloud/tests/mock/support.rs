@@ -66,29 +66,15 @@ pub(crate) fn settings(concurrency: usize) -> Settings {
     }
 }
 
-/// A cloud tagged `me` on `govc`; the returned directory holds its key pair
-/// and its SSH host key store (never the user's), and must outlive the
-/// cloud.
+/// A cloud tagged `me` on `govc` ([`crate::common::cloud_with`]); the
+/// returned directory holds its key pair and its SSH host key store (never
+/// the user's), and must outlive the cloud.
 pub(crate) fn cloud_with<G: Govc + 'static>(
     govc: G,
     cfg: VmwareConfig,
-    mut s: Settings,
+    s: Settings,
 ) -> (Cloud<G>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let base = camino::Utf8Path::from_path(dir.path()).unwrap();
-    let path = base.join("ssh");
-    let key = KeyPair::generated_in(&path, "me".into()).unwrap();
-    if s.known_hosts.is_none() {
-        s.known_hosts = Some(vmw_ssh::KnownHosts::new(base.join("known_hosts")));
-    }
-    let cloud = CloudBuilder::new("me")
-        .timestamp(false)
-        .config(cfg)
-        .key_pair(key)
-        .settings(s)
-        .build_with(govc)
-        .unwrap();
-    (cloud, dir)
+    crate::common::cloud_with(govc, cfg, "me", s)
 }
 
 pub(crate) fn new_cloud<G: Govc + 'static>(govc: G) -> (Cloud<G>, tempfile::TempDir) {
