@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Run, bed, bed_with, vmw_command};
+use common::{Run, Running, bed, bed_with, vmw_command};
 use serde_json::Value;
 use vmw_testbed::VcsimOptions;
 
@@ -578,56 +578,20 @@ async fn usage_errors_exit_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_launch_rolls_back_and_exits_130() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let b = bed_with(VcsimOptions::new().method_delay("CloneVM_Task", 3000)).await;
-    let mut child = b
-        .command(&[
-            "launch",
-            "--release",
-            "jammy",
-            "--count",
-            "2",
-            "--wait",
-            "ip",
-        ])
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    let cloning = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("cloning") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    assert!(cloning, "no clone started:\n{seen}");
+    let mut run = Running::spawn(b.command(&[
+        "launch",
+        "--release",
+        "jammy",
+        "--count",
+        "2",
+        "--wait",
+        "ip",
+    ]));
+    run.wait_for("cloning").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let rest = tokio::spawn(async move {
-        let mut text = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    });
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let rest = rest.await.unwrap();
+    run.signal("INT");
+    let (status, seen, rest) = run.finish().await;
     assert_eq!(status.code(), Some(130), "{seen}{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
     assert!(b.vms().await.is_empty(), "{:?}\n{rest}", b.vms().await);
