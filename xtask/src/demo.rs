@@ -204,21 +204,7 @@ async fn demo(
         }
     };
 
-    let config = sim.config();
-    let config_file = dir.join("pycloudlib.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[vmware]\nserver = {:?}\nusername = {:?}\npassword = {:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = true\nresource_pool = {:?}\n",
-            config.server,
-            config.username,
-            config.password.expose(),
-            config.datacenter,
-            config.datastore,
-            config.folder,
-            config.resource_pool.clone().unwrap_or_default(),
-        ),
-    )?;
+    let config_file = sim.write_config(&dir)?;
     std::fs::write(
         dir.join("user-data.yaml"),
         user_data(matches!(guests, Guests::Real(_))),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Run, bed, bed_with, vmw_command};
+use common::{Run, Running, bed, bed_with, vmw_command};
 use serde_json::Value;
 use vmw_testbed::VcsimOptions;
 
@@ -380,7 +380,7 @@ async fn config_check_shows_sources_govc_and_login() {
     let partial = b.dir.path().join("partial.toml");
     std::fs::write(
         &partial,
-        common::toml(&b.sim.config()).replace("datastore = \"LocalDS_0\"\n", ""),
+        vmw_testbed::config_toml(&b.sim.config()).replace("datastore = \"LocalDS_0\"\n", ""),
     )
     .unwrap();
     cmd.arg("--config")
@@ -403,7 +403,7 @@ async fn a_wrong_password_names_the_user_and_the_vcenter() {
     let b = bed_with(VcsimOptions::new().credentials("alice", "right")).await;
     let mut config = b.sim.config();
     config.password = vmw_config::Secret::new("wrong");
-    std::fs::write(&b.config, common::toml(&config)).unwrap();
+    std::fs::write(&b.config, vmw_testbed::config_toml(&config)).unwrap();
     for args in [&["list"][..], &["config", "check"][..]] {
         let run = b.vmw(args).await;
         run.expect_code(1);
@@ -426,18 +426,15 @@ async fn config_check_takes_credentials_from_the_server_url_and_never_shows_them
     let userinfo = url.split('@').next().unwrap().to_owned();
     let bare = format!("https://{}/sdk", b.sim.address());
     let config = b.sim.config();
+    // The credentials come from the server URL alone.
     let write = |server: &str| {
-        std::fs::write(
-            &b.config,
-            format!(
-                "[vmware]\nserver = {server:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = true\nresource_pool = {:?}\n",
-                config.datacenter,
-                config.datastore,
-                config.folder,
-                config.resource_pool.as_deref().unwrap()
-            ),
-        )
-        .unwrap();
+        let config = vmw_config::VmwareConfig {
+            server: server.to_owned(),
+            username: String::new(),
+            password: vmw_config::Secret::new(""),
+            ..config.clone()
+        };
+        std::fs::write(&b.config, vmw_testbed::config_toml(&config)).unwrap();
     };
     let never_shown = |run: &Run| {
         for text in [&run.stdout, &run.stderr] {
@@ -602,56 +599,20 @@ async fn usage_errors_exit_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_launch_rolls_back_and_exits_130() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let b = bed_with(VcsimOptions::new().method_delay("CloneVM_Task", 3000)).await;
-    let mut child = b
-        .command(&[
-            "launch",
-            "--release",
-            "jammy",
-            "--count",
-            "2",
-            "--wait",
-            "ip",
-        ])
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = String::new();
-    let cloning = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("cloning") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    assert!(cloning, "no clone started:\n{seen}");
+    let mut run = Running::spawn(b.command(&[
+        "launch",
+        "--release",
+        "jammy",
+        "--count",
+        "2",
+        "--wait",
+        "ip",
+    ]));
+    run.wait_for("cloning").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let rest = tokio::spawn(async move {
-        let mut text = String::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    });
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let rest = rest.await.unwrap();
+    run.signal("INT");
+    let (status, seen, rest) = run.finish().await;
     assert_eq!(status.code(), Some(130), "{seen}{rest}");
     assert!(rest.contains("interrupted"), "{rest}");
     assert!(b.vms().await.is_empty(), "{:?}\n{rest}", b.vms().await);

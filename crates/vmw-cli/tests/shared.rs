@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{Bed, Run, bed_in};
+use common::{Bed, Run, Running, bed_in};
 use serde_json::Value;
 use vmw_govc::requests::{Find, ObjectType, VmCreate};
 use vmw_govc::{GovcExt, VmRef};
@@ -281,61 +281,25 @@ async fn every_command_on_a_shared_vcenter_touches_only_its_own_vms() {
 /// status is 128 + the signal, and nothing foreign is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_sigterm_and_sighup_mid_clone_leave_nothing_behind() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let (b, foreign) = shared_bed(VcsimOptions::new().method_delay("CloneVM_Task", 2000)).await;
     let mut left_total = 0;
     for (signal, code) in [("INT", 130), ("TERM", 143), ("HUP", 129)] {
-        let mut child = b
-            .command(&[
-                "--tag",
-                "t",
-                "--no-timestamp",
-                "launch",
-                "--image",
-                TEMPLATE,
-                "--count",
-                "2",
-                "--wait",
-                "ip",
-            ])
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = String::new();
-        let cloning = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains("cloning") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await
-        .unwrap_or(false);
-        assert!(cloning, "no clone started:\n{seen}");
+        let mut run = Running::spawn(b.command(&[
+            "--tag",
+            "t",
+            "--no-timestamp",
+            "launch",
+            "--image",
+            TEMPLATE,
+            "--count",
+            "2",
+            "--wait",
+            "ip",
+        ]));
+        run.wait_for("cloning").await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let pid = child.id().unwrap().to_string();
-        let kill = std::process::Command::new("kill")
-            .args([format!("-{signal}"), pid])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let rest = tokio::spawn(async move {
-            let mut text = String::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text
-        });
-        let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        let rest = rest.await.unwrap();
+        run.signal(signal);
+        let (status, seen, rest) = run.finish().await;
         assert_eq!(status.code(), Some(code), "SIG{signal}: {seen}{rest}");
         assert!(rest.contains("interrupted"), "{rest}");
         // The clones were awaited and removed; nothing appears later.

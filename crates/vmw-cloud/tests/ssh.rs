@@ -4,18 +4,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{cloud_on, guestinfo};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vmw_cloud::{
-    Cloud, CloudBuilder, CloudError, LaunchOptions, Settings, Step, StepHook, WaitStage,
-};
+use vmw_cloud::{Cloud, CloudError, LaunchOptions, Settings, Step, StepHook, WaitStage};
 use vmw_govc::requests::VmInfo;
 use vmw_govc::{GovcExt, ProcessGovc};
 use vmw_ssh::{ReadyTimeouts, SshConfig, SshError, WaitFor};
 use vmw_testbed::sshd::{CloudInitMode, Sshd};
 use vmw_testbed::{AgentOptions, GuestAgent, Vcsim};
-use vmw_userdata::{Field, decode};
+use vmw_userdata::Field;
 
 struct Chain {
     sim: Vcsim,
@@ -49,15 +51,7 @@ async fn chain(agent: bool, ready: Duration) -> Chain {
     let sim = Vcsim::start().await.unwrap();
     let agent = agent.then(|| sim.guest_agent(AgentOptions::default()));
     let sshd = Sshd::start().unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let dir = camino::Utf8Path::from_path(keys.path()).unwrap();
-    let cloud = CloudBuilder::new("ssh")
-        .timestamp(false)
-        .config(sim.config())
-        .key_pair(vmw_cloud::KeyPair::generated_in(dir, "ssh".into()).unwrap())
-        .settings(settings(&sshd, ready))
-        .build_with(sim.govc())
-        .unwrap();
+    let (cloud, keys) = cloud_on(&sim, "ssh", settings(&sshd, ready));
     Chain {
         sim,
         agent,
@@ -72,11 +66,7 @@ async fn keys_in_guestinfo(sim: &Vcsim, vm: &str) -> Vec<String> {
     let mut r = VmInfo::new(vmw_govc::VmRef::in_folder("/DC0/vm", vm).unwrap());
     r.extra_config = true;
     let info = sim.govc().exec(&r).await.unwrap().remove(0);
-    let user_data = decode(
-        info.extra_config[Field::UserData.key()].as_bytes(),
-        &info.extra_config[Field::UserData.encoding_key()],
-    )
-    .unwrap();
+    let user_data = guestinfo(&info, Field::UserData);
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&user_data).unwrap();
     yaml["ssh_authorized_keys"]
         .as_sequence()

@@ -3,9 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::cloud_on;
+
 use camino::Utf8PathBuf;
 use vmw_cloud::{
-    Cloud, CloudBuilder, CloudError, LaunchOptions, Requirement, TemplateImport, WaitStage,
+    Cloud, CloudError, LaunchOptions, Requirement, Settings, TemplateImport, WaitStage,
 };
 use vmw_govc::requests::{Import, ImportSpec, MarkAsTemplate, PowerOp, VmPower};
 use vmw_govc::{Govc, GovcExt, ProcessGovc, VmRef};
@@ -21,14 +25,7 @@ async fn bed() -> Bed {
     let sim = Vcsim::start_with(VcsimOptions::new().datastores(2))
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let d = camino::Utf8Path::from_path(dir.path()).unwrap();
-    let cloud = CloudBuilder::new("tpl")
-        .timestamp(false)
-        .config(sim.config())
-        .key_pair(vmw_cloud::KeyPair::generated_in(&d.join("keys"), "tpl".into()).unwrap())
-        .build_with(sim.govc())
-        .unwrap();
+    let (cloud, dir) = cloud_on(&sim, "tpl", Settings::default());
     Bed { sim, dir, cloud }
 }
 

@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{cloud_in, cloud_on, cloud_with, guestinfo, utf8};
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,7 +18,7 @@ use vmw_govc::parse::PowerState;
 use vmw_govc::requests::{Find, ObjectType, VmInfo};
 use vmw_govc::{GovcExt, ProcessGovc};
 use vmw_testbed::{AgentOptions, GuestAgent, Vcsim, VcsimOptions};
-use vmw_userdata::{Field, decode};
+use vmw_userdata::Field;
 
 /// A simulator, its guest agent, a key pair and a cloud on them.
 struct Bed {
@@ -43,32 +47,11 @@ async fn all_vms(sim: &Vcsim) -> BTreeSet<String> {
         .collect()
 }
 
-fn cloud_on(
-    sim: &Vcsim,
-    keys: &tempfile::TempDir,
-    tag: &str,
-    settings: Settings,
-) -> Cloud<ProcessGovc> {
-    let dir = camino::Utf8Path::from_path(keys.path()).unwrap();
-    let key = vmw_cloud::KeyPair::generated_in(dir, "it".into()).unwrap();
-    CloudBuilder::new(tag)
-        .timestamp(false)
-        .config(sim.config())
-        .key_pair(key)
-        .settings(Settings {
-            known_hosts: Some(vmw_ssh::KnownHosts::new(dir.join("known_hosts"))),
-            ..settings
-        })
-        .build_with(sim.govc())
-        .unwrap()
-}
-
 async fn bed_with(agent: Option<AgentOptions>, settings: Settings) -> Bed {
     let sim = Vcsim::start().await.unwrap();
     let seeded = all_vms(&sim).await;
     let agent = agent.map(|a| sim.guest_agent(a));
-    let keys = tempfile::tempdir().unwrap();
-    let cloud = cloud_on(&sim, &keys, "it", settings);
+    let (cloud, keys) = cloud_on(&sim, "it", settings);
     Bed {
         sim,
         _agent: agent,
@@ -98,13 +81,6 @@ async fn exists(sim: &Vcsim, name: &str) -> bool {
         .await
         .unwrap()
         .is_empty()
-}
-
-/// The decoded guestinfo value of `field` on a VM.
-fn guestinfo(vm: &vmw_govc::parse::VmInfo, field: Field) -> Vec<u8> {
-    let value = &vm.extra_config[field.key()];
-    let encoding = &vm.extra_config[field.encoding_key()];
-    decode(value.as_bytes(), encoding).unwrap()
 }
 
 fn ip_wait() -> LaunchOptions {
@@ -398,8 +374,7 @@ async fn an_image_carries_the_tag_of_the_instance_it_is_made_from() {
         .await
         .unwrap();
     // Another cloud (tag "other") snapshots the instance of tag "it".
-    let keys = tempfile::tempdir().unwrap();
-    let other = cloud_on(&bed.sim, &keys, "other", fast_settings());
+    let (other, _keys) = cloud_on(&bed.sim, "other", fast_settings());
     let found = other.get_instance(inst.name()).await.unwrap();
     assert_eq!(found.tag().map(|t| t.as_str()), Some("it"));
     let image = other.snapshot(&found, false).await.unwrap();
@@ -560,7 +535,13 @@ async fn list_and_sweep_find_what_a_crashed_run_left() {
     let bed = bed().await;
     // A run that "crashes": launches, snapshots, never cleans.
     {
-        let crashed = cloud_on(&bed.sim, &bed._keys, "it", fast_settings());
+        let crashed = cloud_in(
+            bed.sim.govc(),
+            bed.sim.config(),
+            "it",
+            fast_settings(),
+            utf8(&bed._keys),
+        );
         let inst = crashed
             .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
             .await
@@ -568,7 +549,13 @@ async fn list_and_sweep_find_what_a_crashed_run_left() {
         crashed.snapshot(&inst, false).await.unwrap();
     }
     // Another tag's VM must survive a sweep of ours.
-    let other = cloud_on(&bed.sim, &bed._keys, "other", fast_settings());
+    let other = cloud_in(
+        bed.sim.govc(),
+        bed.sim.config(),
+        "other",
+        fast_settings(),
+        utf8(&bed._keys),
+    );
     let theirs = other
         .launch(
             "TEMPLATE-cloud-init-jammy",
@@ -636,16 +623,9 @@ async fn link_local_addresses_are_never_returned() {
 async fn an_ambiguous_pool_fails_the_clone_with_the_pools_listed() {
     let sim = Vcsim::start_with(VcsimOptions::new()).await.unwrap();
     let seeded = all_vms(&sim).await;
-    let keys = tempfile::tempdir().unwrap();
-    let dir = camino::Utf8Path::from_path(keys.path()).unwrap();
     let mut config = sim.config();
     config.resource_pool = None;
-    let cloud = CloudBuilder::new("it")
-        .timestamp(false)
-        .config(config.clone())
-        .key_pair(vmw_cloud::KeyPair::generated_in(dir, "it".into()).unwrap())
-        .build_with(sim.govc_for(&config))
-        .unwrap();
+    let (cloud, _keys) = cloud_with(sim.govc_for(&config), config, "it", Settings::default());
     let err = cloud
         .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
         .await
@@ -720,8 +700,7 @@ async fn slow_clone_bed(clone_ms: u32) -> Bed {
         .unwrap();
     let seeded = all_vms(&sim).await;
     let agent = sim.guest_agent(AgentOptions::default());
-    let keys = tempfile::tempdir().unwrap();
-    let cloud = cloud_on(&sim, &keys, "it", fast_settings());
+    let (cloud, keys) = cloud_on(&sim, "it", fast_settings());
     Bed {
         sim,
         _agent: Some(agent),
@@ -850,18 +829,15 @@ async fn a_connection_lost_after_the_clone_request_leaves_nothing_behind() {
         )
         .await
         .unwrap();
-        let keys = tempfile::tempdir().unwrap();
-        let dir = camino::Utf8Path::from_path(keys.path()).unwrap();
-        let cloud = CloudBuilder::new("lost")
-            .timestamp(false)
-            .config(sim.config_via(proxy.address()))
-            .key_pair(vmw_cloud::KeyPair::generated_in(dir, "it".into()).unwrap())
-            .settings(Settings {
+        let (cloud, _keys) = cloud_with(
+            sim.govc_via(proxy.address()),
+            sim.config_via(proxy.address()),
+            "lost",
+            Settings {
                 clone_grace: Duration::from_secs(30),
                 ..fast_settings()
-            })
-            .build_with(sim.govc_via(proxy.address()))
-            .unwrap();
+            },
+        );
         let err = cloud
             .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
             .await

@@ -21,6 +21,8 @@
 //!   directory of a [`ProcessGovc`], as typed values, built from a
 //!   `vmw_config::VmwareConfig`; govc's environment is rendered from it at
 //!   each spawn. [`session`] names the session directories.
+//! - `fake` (feature `mock`): a scripted govc over a small fake inventory
+//!   for other crates' tests.
 //!
 //! Requests never run anything: the upper layers build them, and only a
 //! [`Govc`] implementation executes them, so tests can compare commands as
@@ -47,6 +49,8 @@
 
 mod command;
 mod error;
+#[cfg(feature = "mock")]
+pub mod fake;
 mod locate;
 pub mod ops;
 pub mod parse;

@@ -40,6 +40,10 @@
 //! can see what happens when vCenter executes a call whose answer never
 //! arrives.
 //!
+//! [`config_toml`] and [`write_config`] (or [`Vcsim::write_config`]) make
+//! the pycloudlib.toml of a configuration, for tests and tools that run vmw
+//! as a user would.
+//!
 //! The binaries are found by [`tools::locate`]; `cargo xtask tools`
 //! installs them.
 
@@ -262,6 +266,63 @@ impl VcsimOptions {
     }
 }
 
+/// The name of pycloudlib's config file, as [`write_config`] names it.
+pub const CONFIG_FILE: &str = "pycloudlib.toml";
+
+/// `config` as the `[vmware]` section of a pycloudlib.toml, every value
+/// quoted as TOML demands. An empty user name or password, and options
+/// that are not set, are left out (the loader then takes them from
+/// elsewhere, e.g. from the user info of `server`).
+pub fn config_toml(config: &VmwareConfig) -> String {
+    let mut vmware = toml::Table::new();
+    let mut text = |key: &str, value: &str| {
+        vmware.insert(key.to_owned(), toml::Value::String(value.to_owned()));
+    };
+    text("server", &config.server);
+    if !config.username.is_empty() {
+        text("username", &config.username);
+    }
+    if !config.password.expose().is_empty() {
+        text("password", config.password.expose());
+    }
+    text("datacenter", &config.datacenter);
+    text("datastore", &config.datastore);
+    text("folder", &config.folder);
+    let optional = [
+        ("resource_pool", config.resource_pool.as_deref()),
+        ("network", config.network.as_deref()),
+        (
+            "public_key_path",
+            config.public_key_path.as_ref().map(|p| p.as_str()),
+        ),
+        (
+            "private_key_path",
+            config.private_key_path.as_ref().map(|p| p.as_str()),
+        ),
+        ("key_name", config.key_name.as_deref()),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            text(key, value);
+        }
+    }
+    vmware.insert(
+        "insecure_transport".to_owned(),
+        toml::Value::Boolean(config.insecure_transport),
+    );
+    let mut doc = toml::Table::new();
+    doc.insert("vmware".to_owned(), toml::Value::Table(vmware));
+    doc.to_string()
+}
+
+/// Writes [`config_toml`] of `config` to [`CONFIG_FILE`] in `dir`
+/// (replacing one there); returns the file's path.
+pub fn write_config(config: &VmwareConfig, dir: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    let path = dir.join(CONFIG_FILE);
+    std::fs::write(&path, config_toml(config))?;
+    Ok(path)
+}
+
 /// A running vcsim, killed on drop.
 #[derive(Debug)]
 pub struct Vcsim {
@@ -339,6 +400,12 @@ impl Vcsim {
     /// `http://127.0.0.1:PORT/sdk` with [`VcsimOptions::plain_http`].
     pub fn config(&self) -> VmwareConfig {
         self.config_with_server(self.server_url(&self.address))
+    }
+
+    /// Writes [`Vcsim::config`] as a pycloudlib.toml into `dir`
+    /// ([`write_config`]); returns the file's path.
+    pub fn write_config(&self, dir: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+        write_config(&self.config(), dir)
     }
 
     /// [`Vcsim::config`] with the server at `address` instead, e.g. a
@@ -568,6 +635,55 @@ fn parse_export(line: &str) -> Option<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A configuration with characters TOML must escape.
+    fn awkward_config() -> VmwareConfig {
+        VmwareConfig {
+            server: "127.0.0.1:8989".to_owned(),
+            username: "al\"ice\\".to_owned(),
+            password: Secret::new("p@ss:w/rd%x #1 \"quoted\" \\ 'single'\n"),
+            datacenter: "DC0".to_owned(),
+            datastore: "Local DS".to_owned(),
+            folder: "/DC0/vm/a \"b\"".to_owned(),
+            insecure_transport: true,
+            resource_pool: Some(CLUSTER_POOL.to_owned()),
+            network: Some("VM Network".to_owned()),
+            public_key_path: None,
+            private_key_path: None,
+            key_name: Some("k".to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_config_file_reads_back_as_the_same_config() {
+        let config = awkward_config();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let path = write_config(&config, dir).unwrap();
+        assert_eq!(path, dir.join(CONFIG_FILE));
+        let loaded = vmw_config::Loader::with_environment(vmw_config::Environment::default())
+            .file(path)
+            .load()
+            .unwrap();
+        assert_eq!(loaded.config, config);
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+    }
+
+    #[test]
+    fn an_empty_user_and_password_are_left_out() {
+        let config = VmwareConfig {
+            server: "https://u:p@127.0.0.1:1/sdk".to_owned(),
+            username: String::new(),
+            password: Secret::new(""),
+            ..awkward_config()
+        };
+        let text = config_toml(&config);
+        assert!(text.starts_with("[vmware]\n"), "{text}");
+        assert!(
+            !text.contains("username") && !text.contains("password"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn export_line() {

@@ -4,11 +4,12 @@
 #![allow(dead_code, unreachable_pub)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Output, Stdio};
+use std::process::{ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use vmw_config::VmwareConfig;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr};
 use vmw_testbed::{AgentOptions, GuestAgent, Tool, Vcsim, VcsimOptions};
 
 /// A simulator, its guest agent, and a home directory with a config file.
@@ -19,24 +20,6 @@ pub struct Bed {
     pub home: Utf8PathBuf,
     pub config: Utf8PathBuf,
     pub govc: Utf8PathBuf,
-}
-
-/// The `[vmware]` section of `config`.
-pub fn toml(config: &VmwareConfig) -> String {
-    let mut s = format!(
-        "[vmware]\nserver = {:?}\nusername = {:?}\npassword = {:?}\ndatacenter = {:?}\ndatastore = {:?}\nfolder = {:?}\ninsecure_transport = {}\n",
-        config.server,
-        config.username,
-        config.password.expose(),
-        config.datacenter,
-        config.datastore,
-        config.folder,
-        config.insecure_transport
-    );
-    if let Some(pool) = &config.resource_pool {
-        s.push_str(&format!("resource_pool = {pool:?}\n"));
-    }
-    s
 }
 
 pub async fn bed() -> Bed {
@@ -64,9 +47,7 @@ pub async fn bed_in(options: VcsimOptions, folder: Option<&str>) -> Bed {
     let root = Utf8Path::from_path(dir.path()).unwrap().to_owned();
     let home = root.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let config_text = toml(&config);
-    let config = root.join("pycloudlib.toml");
-    std::fs::write(&config, config_text).unwrap();
+    let config = vmw_testbed::write_config(&config, &root).unwrap();
     Bed {
         sim,
         agent,
@@ -170,5 +151,77 @@ impl Bed {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// A running `vmw` whose stderr is read line by line, to be signalled at
+/// a chosen moment.
+pub struct Running {
+    child: Child,
+    lines: Lines<BufReader<ChildStderr>>,
+    /// What stderr printed so far.
+    pub seen: String,
+}
+
+impl Running {
+    /// Spawns `cmd` (whose stderr must be piped, as [`vmw_command`]'s is).
+    pub fn spawn(mut cmd: tokio::process::Command) -> Self {
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        Self {
+            child,
+            lines: BufReader::new(stderr).lines(),
+            seen: String::new(),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle`; fails the test with what
+    /// was read unless one does within a minute.
+    pub async fn wait_for(&mut self, needle: &str) {
+        let lines = &mut self.lines;
+        let seen = &mut self.seen;
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(needle) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        assert!(found, "no line with {needle:?}:\n{}", self.seen);
+    }
+
+    /// Sends `signal` (as kill(1) names it: `INT`, `TERM`, `HUP`).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().unwrap().to_string();
+        let kill = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+    }
+
+    /// Waits (two minutes at most) for the exit; returns its status, what
+    /// stderr printed before, and what it printed after the last
+    /// [`Running::wait_for`].
+    pub async fn finish(mut self) -> (ExitStatus, String, String) {
+        let mut lines = self.lines;
+        let rest = tokio::spawn(async move {
+            let mut text = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let status = tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        (status, self.seen, rest.await.unwrap())
     }
 }

@@ -1,0 +1,312 @@
+//! Generated and given names: one search, then counting past the highest
+//! number; a taken name is skipped and never touched, a taken name given by
+//! the caller is an error, and a launch gives up after a hundred taken
+//! names.
+
+use crate::*;
+
+#[tokio::test]
+async fn generated_names_continue_after_the_highest_number_in_the_folder() {
+    let inv = Inventory::default();
+    for name in ["me-3", "me-10", "me-07", "me-x", "me-too-99", IMAGE] {
+        inv.add(&at(name), "");
+    }
+    // Deeper folders and other folders do not count.
+    inv.add("/DC0/vm/sub/me-50", "");
+    inv.add("/DC0/vmother/me-60", "");
+    let (mock, calls) = healthy(&inv);
+    let (cloud, _keys) = new_cloud(mock);
+    let a = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(a.name(), "me-11");
+    assert_eq!(calls.all()[0], find_names_argv());
+    let b = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(b.name(), "me-12");
+    assert_eq!(calls.of("find").len(), 1, "one search per cloud");
+}
+
+#[tokio::test]
+async fn a_taken_name_moves_the_launch_to_the_next_number_and_never_touches_that_vm() {
+    // Made by someone else after the folder was searched and after vmw
+    // checked the path free: neither saw them, the clone meets them.
+    let inv = Inventory::default();
+    let theirs = "notes of the database team";
+    let other_run = marker("instance", "00000000deadbeef");
+    let (i, o) = (inv.clone(), other_run.clone());
+    let (mock, calls) = scripted(move |c| match (c.name(), vm_name_of(c).as_deref()) {
+        ("find", _) => out(""),
+        ("vm.clone", Some("me-1")) => {
+            i.add(&at("me-1"), theirs);
+            i.clone_vm(c, Duration::ZERO)
+        }
+        ("vm.clone", Some("me-2")) => {
+            i.add(&at("me-2"), &o);
+            i.clone_vm(c, Duration::ZERO)
+        }
+        _ => i.happy(c),
+    });
+    let (cloud, _keys) = new_cloud(mock);
+    let a = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(a.name(), "me-3");
+    assert_eq!(
+        calls.all()[..7],
+        [
+            find_names_argv(),
+            info_argv("me-1"),
+            clone_argv(IMAGE, "me-1", &[], false),
+            info_argv("me-2"),
+            clone_argv(IMAGE, "me-2", &[], false),
+            info_argv("me-3"),
+            clone_argv(IMAGE, "me-3", &[], false),
+        ]
+    );
+    assert_eq!(calls.names()[7..], sv(&["vm.change", "vm.power", "vm.ip"]));
+    // Each attempt had its own launch id; the instance has the last.
+    let ids = calls.launch_ids();
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 3);
+    assert_eq!(a.launch_id(), Some(ids[2].as_str()));
+    // The VMs met were never looked at after the clone met them, nor
+    // changed or destroyed.
+    let untouched = |from: usize| {
+        for argv in &calls.all()[from..] {
+            assert!(
+                !argv.contains(&at("me-1")) && !argv.contains(&at("me-2")),
+                "{argv:?}"
+            );
+            assert_ne!(argv.get(1), Some(&format!("-vm={}", at("me-1"))));
+            assert_ne!(argv.get(1), Some(&format!("-vm={}", at("me-2"))));
+        }
+    };
+    untouched(5);
+    assert_eq!(inv.annotation(&at("me-1")).unwrap(), theirs);
+    assert_eq!(inv.annotation(&at("me-2")).unwrap(), other_run);
+    assert_eq!(cloud.tracked_instances(), refs(&["me-3"]));
+
+    // The next launch counts on.
+    let b = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(b.name(), "me-4");
+
+    // clean() removes only what this cloud made.
+    let n = calls.len();
+    cloud.clean().await.unwrap();
+    let destroyed: BTreeSet<String> = calls
+        .since(n)
+        .into_iter()
+        .filter(|a| a[0] == "vm.destroy")
+        .map(|a| a[2].clone())
+        .collect();
+    assert_eq!(destroyed, BTreeSet::from([at("me-3"), at("me-4")]));
+    untouched(5);
+    assert_eq!(inv.paths(), [at("me-1"), at("me-2")]);
+}
+
+#[tokio::test]
+async fn the_check_before_the_clone_skips_a_taken_name_without_cloning_onto_it() {
+    // Made by someone else after the folder was searched (the search does
+    // not see them): the lookup of the exact path right before the clone
+    // does, and the launch moves on without a clone.
+    let inv = Inventory::default();
+    let theirs = "notes of the database team";
+    let other_run = marker("instance", "00000000deadbeef");
+    inv.add(&at("me-1"), theirs);
+    inv.add(&at("me-2"), &other_run);
+    let i = inv.clone();
+    let (mock, calls) = scripted(move |c| match c.name() {
+        "find" => out(""),
+        _ => i.happy(c),
+    });
+    let (cloud, _keys) = new_cloud(mock);
+    let a = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(a.name(), "me-3");
+    assert_eq!(
+        calls.all()[..5],
+        [
+            find_names_argv(),
+            info_argv("me-1"),
+            info_argv("me-2"),
+            info_argv("me-3"),
+            clone_argv(IMAGE, "me-3", &[], false),
+        ]
+    );
+    assert_eq!(calls.names()[5..], sv(&["vm.change", "vm.power", "vm.ip"]));
+    // One clone, of the free name; its launch id is the instance's.
+    assert_eq!(calls.launch_ids(), [a.launch_id().unwrap().to_owned()]);
+    // The VMs met were looked up once each, never cloned onto, changed,
+    // powered or destroyed.
+    for argv in &calls.all()[3..] {
+        assert!(
+            !argv.contains(&at("me-1")) && !argv.contains(&at("me-2")),
+            "{argv:?}"
+        );
+    }
+    for argv in calls.of("vm.clone") {
+        assert_eq!(argv.last().unwrap(), "me-3", "{argv:?}");
+    }
+    assert_eq!(inv.annotation(&at("me-1")).unwrap(), theirs);
+    assert_eq!(inv.annotation(&at("me-2")).unwrap(), other_run);
+    assert_eq!(cloud.tracked_instances(), refs(&["me-3"]));
+
+    // A fleet's lane whose reserved number is taken meanwhile moves on to
+    // the next free number; the order of the names is kept.
+    inv.add(&at("me-5"), theirs);
+    let n = calls.len();
+    let fleet = cloud
+        .launch_many(IMAGE, 2, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert!(fleet.failures.is_empty(), "{:?}", fleet.failures);
+    let names: Vec<&str> = fleet.instances.iter().map(|i| i.name()).collect();
+    assert_eq!(names, ["me-4", "me-6"]);
+    let cloned: Vec<String> = calls
+        .since(n)
+        .into_iter()
+        .filter(|a| a[0] == "vm.clone")
+        .map(|a| a.last().unwrap().clone())
+        .collect();
+    assert_eq!(cloned.len(), 2);
+    assert!(!cloned.contains(&"me-5".to_owned()), "{cloned:?}");
+    assert_eq!(inv.annotation(&at("me-5")).unwrap(), theirs);
+    let mut tracked = cloud.tracked_instances();
+    tracked.sort();
+    assert_eq!(tracked, refs(&["me-3", "me-4", "me-6"]));
+}
+
+#[tokio::test]
+async fn a_taken_name_given_by_the_caller_is_an_error() {
+    // Taken after vmw checked the path free: the clone meets it, and a
+    // name given by the caller is not replaced by another.
+    let inv = Inventory::default();
+    let i = inv.clone();
+    let (mock, calls) = scripted(move |c| match c.name() {
+        "vm.clone" => {
+            i.add(&at("fixed-1"), "");
+            i.clone_vm(c, Duration::ZERO)
+        }
+        _ => i.happy(c),
+    });
+    let (cloud, _keys) = new_cloud(mock);
+    let err = cloud
+        .launch(IMAGE, &options("fixed-1", WaitStage::Ip))
+        .await
+        .unwrap_err();
+    assert_eq!(err.step(), Some(Step::Clone));
+    assert_eq!(err.govc().unwrap().kind(), ErrorKind::DuplicateName);
+    assert!(
+        matches!(
+            &err,
+            CloudError::Step {
+                removed: false,
+                rollback: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        calls.all(),
+        [
+            info_argv("fixed-1"),
+            clone_argv(IMAGE, "fixed-1", &[], false)
+        ]
+    );
+    assert_eq!(inv.annotation(&at("fixed-1")).unwrap(), "");
+    assert!(cloud.tracked_instances().is_empty());
+}
+
+#[tokio::test]
+async fn a_taken_name_given_by_the_caller_is_name_taken_without_a_clone() {
+    let inv = Inventory::default();
+    inv.add(&at("fixed-2"), "owned by the database team");
+    let (mock, calls) = healthy(&inv);
+    let (cloud, _keys) = new_cloud(mock);
+    let err = cloud
+        .launch(IMAGE, &options("fixed-2", WaitStage::Ip))
+        .await
+        .unwrap_err();
+    let CloudError::Step {
+        vm,
+        step,
+        source,
+        removed,
+        rollback,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(vm, &at("fixed-2"));
+    assert_eq!(*step, Step::Clone);
+    assert!(
+        matches!(source.as_ref(), CloudError::NameTaken { vm } if *vm == at("fixed-2")),
+        "{source:?}"
+    );
+    assert!(!removed && rollback.is_none(), "{err:?}");
+    assert!(err.govc().is_none(), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("a VM is already at /DC0/vm/fixed-2"),
+        "{text}"
+    );
+    assert!(text.contains("nothing to remove"), "{text}");
+    // One lookup: no clone, no other launch's name, nothing destroyed.
+    assert_eq!(calls.all(), [info_argv("fixed-2")]);
+    assert_eq!(
+        inv.annotation(&at("fixed-2")).unwrap(),
+        "owned by the database team"
+    );
+    assert!(cloud.tracked_instances().is_empty());
+}
+
+#[tokio::test]
+async fn a_launch_gives_up_after_a_hundred_taken_names() {
+    let inv = Inventory::default();
+    for n in 1..=150 {
+        inv.add(&at(&format!("me-{n}")), "");
+    }
+    let i = inv.clone();
+    let (mock, calls) = scripted(move |c| match c.name() {
+        "find" => out(""),
+        _ => i.happy(c),
+    });
+    let (cloud, _keys) = new_cloud(mock);
+    let err = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap_err();
+    let CloudError::Step {
+        vm,
+        step,
+        source,
+        removed,
+        rollback,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(vm, &at("me-100"));
+    assert_eq!(*step, Step::Clone);
+    assert!(!removed && rollback.is_none());
+    assert!(
+        matches!(source.as_ref(), CloudError::NameTaken { vm } if *vm == at("me-100")),
+        "{source:?}"
+    );
+    let names = calls.names();
+    assert_eq!(names.len(), 101, "one search and 100 lookups");
+    assert!(names[1..].iter().all(|n| n == "vm.info"), "{names:?}");
+    assert_eq!(calls.all()[100], info_argv("me-100"));
+    assert_eq!(inv.paths().len(), 150);
+    assert!(cloud.tracked_instances().is_empty());
+}
