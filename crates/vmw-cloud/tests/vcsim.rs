@@ -636,7 +636,11 @@ async fn an_ambiguous_pool_fails_the_clone_with_the_pools_listed() {
         msg.contains(vmw_testbed::CLUSTER_POOL) && msg.contains(vmw_testbed::HOST_POOL),
         "{msg}"
     );
-    assert!(msg.contains("resource_pool"), "{msg}");
+    assert!(
+        err.hints().iter().any(|h| h.contains("resource_pool")),
+        "{:?}",
+        err.hints()
+    );
     assert_eq!(all_vms(&sim).await, seeded);
 }
 
