@@ -416,28 +416,7 @@ impl Files {
                 _ => {}
             }
         }
-        let output = Command::new("ssh-keygen")
-            .args([
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "vmw-testbed-sshd",
-                "-f",
-            ])
-            .arg(&self.host_key)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| startup(format!("running ssh-keygen: {e}")))?;
-        if !output.status.success() {
-            return Err(startup(format!(
-                "ssh-keygen failed ({}): {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
+        keygen(&self.host_key, "vmw-testbed-sshd")?;
         fs::read_to_string(&public)
             .map(|line| line.trim().to_owned())
             .map_err(|e| startup(format!("reading {public}: {e}")))
@@ -838,6 +817,26 @@ fn random_machine_id() -> String {
         hasher.finish()
     };
     format!("{:016x}{:016x}", half(), half())
+}
+
+/// Makes an ed25519 key pair without a passphrase with OpenSSH's
+/// `ssh-keygen`: the private key at `path`, the public one at `path.pub`.
+pub fn keygen(path: &Utf8Path, comment: &str) -> Result<(), TestbedError> {
+    let output = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| startup(format!("running ssh-keygen: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(startup(format!(
+            "ssh-keygen failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
 }
 
 #[cfg(test)]

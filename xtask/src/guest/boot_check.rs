@@ -182,17 +182,7 @@ impl fmt::Display for Report {
 
 async fn boot(image: &Image, accel: Accel, dir: &Utf8Path) -> Result<Report> {
     let key = dir.join("id_ed25519");
-    super::run_logged(std::process::Command::new("ssh-keygen").args([
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        "vmw-boot-check",
-        "-f",
-        key.as_str(),
-    ]))?;
+    vmw_testbed::sshd::keygen(&key, "vmw-boot-check")?;
     let public = std::fs::read_to_string(key.with_extension("pub"))
         .context("reading the check's public key")?;
     let public = PublicKey::parse(public.trim())?;
