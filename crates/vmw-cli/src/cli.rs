@@ -165,6 +165,24 @@ pub(crate) enum Command {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
+    /// Print an instance's console log (what the guest wrote to its serial
+    /// port).
+    Console {
+        /// The instance.
+        name: String,
+        /// Keep printing what the guest writes, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Collect what explains an instance's state into a directory: console
+    /// log, and over SSH cloud-init's status and logs and the journal.
+    Logs {
+        /// The instance.
+        name: String,
+        /// Where (a folder named after the instance is made in it).
+        #[arg(long, value_name = "DIR", default_value = "vmw-logs")]
+        dir: Utf8PathBuf,
+    },
     /// Copy a local file to an instance over SFTP.
     Push {
         /// The instance.
@@ -303,12 +321,46 @@ pub(crate) struct LaunchArgs {
     /// How many instances.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub(crate) count: u32,
+    /// Vendor data file (passed to cloud-init as it is).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) vendor_data: Option<Utf8PathBuf>,
+    /// Metadata file: a YAML mapping merged into vmw's metadata (e.g. a
+    /// `network` section).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata: Option<Utf8PathBuf>,
+    /// The VM's name, instead of TAG-N (one instance only).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// CPUs and memory as an instance type, e.g. 2c4g or 1c512m.
+    #[arg(long, value_name = "NcMg", conflicts_with_all = ["cpus", "memory"])]
+    pub(crate) instance_type: Option<String>,
     /// Virtual CPUs.
     #[arg(long, value_name = "N")]
     pub(crate) cpus: Option<u32>,
     /// Memory in MiB.
     #[arg(long, value_name = "MB")]
     pub(crate) memory: Option<u64>,
+    /// The vSphere network of the first NIC (default: the configured
+    /// `network`, else the image's).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) network: Option<String>,
+    /// Grow the first disk to this many GiB before the power-on.
+    #[arg(long, value_name = "GiB")]
+    pub(crate) disk_size: Option<u64>,
+    /// No console log (by default the VM's serial port writes to a file in
+    /// its datastore folder, which `vmw console` reads).
+    #[arg(long)]
+    pub(crate) no_console: bool,
+    /// When a wait fails, keep the VM, say how to reach and delete it, and
+    /// collect the evidence (console log, cloud-init status and logs, the
+    /// journal) into DIR/NAME (default DIR: vmw-logs).
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "vmw-logs")]
+    pub(crate) keep_on_failure: Option<Utf8PathBuf>,
+    /// How many instances are launched at once (default 10: enough to
+    /// overlap the waits, few enough not to flood a shared vCenter's task
+    /// queue).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) concurrency: Option<u32>,
     /// Linked clones (fast; they share the image's disks).
     #[arg(long)]
     pub(crate) linked: bool,
@@ -326,6 +378,12 @@ pub(crate) struct LaunchArgs {
     /// 90s or 10m.
     #[arg(long, value_parser = parse_duration, value_name = "DUR")]
     pub(crate) wait_timeout: Option<Duration>,
+    /// Longest wait for the IP address (overrides --wait-timeout).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub(crate) ip_timeout: Option<Duration>,
+    /// Longest wait for SSH and for cloud-init (overrides --wait-timeout).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub(crate) ready_timeout: Option<Duration>,
     /// When interrupted (Ctrl-C, SIGTERM, SIGHUP): how long to wait for
     /// clones under way before removing them, e.g. 90s or 10m (vCenter
     /// finishes a clone it received even when vmw is gone).

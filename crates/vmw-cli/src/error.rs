@@ -153,6 +153,14 @@ fn cloud_hints(e: &CloudError) -> Vec<String> {
             "`vmw clean --all-tags` removes it once it is there (it carries vmw's marker)"
                 .to_owned(),
         ],
+        CloudError::Kept { vm, source, .. } => {
+            let mut h = cloud_hints(source);
+            let name = vm.rsplit('/').next().unwrap_or(vm);
+            h.push(format!(
+                "`vmw ssh {name}` reaches it, `vmw logs {name}` collects the evidence again, `vmw delete {name}` removes it"
+            ));
+            h
+        }
         CloudError::Step {
             vm,
             rollback: Some(_),

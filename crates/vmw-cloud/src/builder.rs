@@ -1,7 +1,7 @@
 //! [`CloudBuilder`]: a [`Cloud`] from a configuration, a tag, a key pair
 //! and settings, every input checked before anything is touched.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -162,7 +162,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 private_key: r.private_key,
                 settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
-                checked_sources: Mutex::new(BTreeSet::new()),
+                sources: Mutex::new(BTreeMap::new()),
                 tracker: Mutex::new(Vec::new()),
                 next_number: tokio::sync::Mutex::new(None),
             }),

@@ -76,6 +76,29 @@ pub enum CloudError {
         rollback: Option<Box<CloudError>>,
     },
 
+    /// A wait of a launch with [`crate::LaunchOptions::keep_on_failure`]
+    /// failed: the VM was kept, no longer tracked, and the evidence
+    /// collected.
+    #[error("{}", kept_text(.vm, *.step, .source, .evidence))]
+    Kept {
+        /// The VM kept.
+        vm: String,
+        /// The wait that failed.
+        step: Step,
+        /// Why.
+        #[source]
+        source: Box<CloudError>,
+        /// What was collected, or why nothing could be.
+        evidence: Result<crate::Evidence, Box<CloudError>>,
+    },
+
+    /// The VM has no serial port writing to a file.
+    #[error("VM {vm} has no console log (no serial port backed by a file)")]
+    NoConsole {
+        /// The VM.
+        vm: String,
+    },
+
     /// No template for this release.
     #[error("no image for release {release:?} in {folder}; available: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
     UnknownRelease {
@@ -220,6 +243,22 @@ pub enum ErrorCategory {
     Failed,
 }
 
+fn kept_text(
+    vm: &str,
+    step: Step,
+    source: &CloudError,
+    evidence: &Result<crate::Evidence, Box<CloudError>>,
+) -> String {
+    let mut s = format!(
+        "making VM {vm} failed at step \"{step}\": {source}\nthe VM was kept for inspection"
+    );
+    match evidence {
+        Ok(e) => s.push_str(&format!("; {e}")),
+        Err(e) => s.push_str(&format!("; collecting evidence failed: {e}")),
+    }
+    s
+}
+
 impl From<vmw_govc::VmRefError> for CloudError {
     fn from(e: vmw_govc::VmRefError) -> Self {
         CloudError::InvalidOption {
@@ -263,6 +302,18 @@ impl CloudError {
             }
             CloudError::Govc(e) => e.hints(),
             CloudError::Ssh(e) => e.hints(),
+            CloudError::Kept { source, .. } => {
+                let mut h = source.hints();
+                h.push(
+                    "the VM is yours now: it is not removed by a clean; delete it when done"
+                        .to_owned(),
+                );
+                h
+            }
+            CloudError::NoConsole { .. } => vec![
+                "VMs launched by vmw get one unless the launch turned the console log off"
+                    .to_owned(),
+            ],
             CloudError::Step {
                 source, rollback, ..
             } => {
@@ -303,7 +354,7 @@ impl CloudError {
     pub fn govc(&self) -> Option<&GovcError> {
         match self {
             CloudError::Govc(e) => Some(e),
-            CloudError::Step { source, .. } => source.govc(),
+            CloudError::Step { source, .. } | CloudError::Kept { source, .. } => source.govc(),
             _ => None,
         }
     }
@@ -311,7 +362,7 @@ impl CloudError {
     /// The failed step, for launch and snapshot errors.
     pub fn step(&self) -> Option<Step> {
         match self {
-            CloudError::Step { step, .. } => Some(*step),
+            CloudError::Step { step, .. } | CloudError::Kept { step, .. } => Some(*step),
             _ => None,
         }
     }

@@ -2,7 +2,7 @@
 //! the tracking of every VM the cloud makes, from before the clone request
 //! until it is removed.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use vmw_config::VmwareConfig;
@@ -27,6 +27,15 @@ pub(crate) struct Tracked {
     pub(crate) cloning: bool,
 }
 
+/// What a launch needs to know of its source VM (one `vm.info`, cached).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SourceFacts {
+    /// Its first serial port, which a clone has too.
+    pub(crate) serial_port: Option<String>,
+    /// Its first disk, which a clone has too.
+    pub(crate) first_disk: Option<vmw_govc::parse::Disk>,
+}
+
 /// What a [`Cloud`](crate::Cloud) and its instances share: the backend,
 /// the configuration, the tag and key, the settings, caches, and the
 /// tracker of the VMs made.
@@ -38,7 +47,8 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) private_key: Arc<PrivateKey>,
     pub(crate) settings: Settings,
     pub(crate) templates: tokio::sync::OnceCell<Vec<String>>,
-    pub(crate) checked_sources: Mutex<BTreeSet<String>>,
+    /// What launches need to know of each source VM, read once.
+    pub(crate) sources: Mutex<BTreeMap<String, SourceFacts>>,
     pub(crate) tracker: Mutex<Vec<Tracked>>,
     /// The next instance number to try; found with one search of the
     /// folder on first use.

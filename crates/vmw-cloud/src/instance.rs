@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use vmw_govc::parse::{PowerState, is_link_local_v6};
 use vmw_govc::requests::{ObjectCollect, PowerOp, VmIp, VmPower};
 use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt, VmRef};
-use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, SshConfig, SshGuest};
+use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, ReadyTimeouts, SshConfig, SshGuest};
 
 use crate::inner::Inner;
 use crate::ownership::{Expect, Removal, host_key_identity};
@@ -36,6 +36,11 @@ pub struct Instance<G: Govc> {
     ip: Arc<Mutex<Option<IpAddr>>>,
     ssh: Arc<Mutex<Option<SshConfig>>>,
     guest: Arc<tokio::sync::Mutex<Option<Arc<SshGuest>>>>,
+    /// How long [`Instance::ip`] waits (the cloud's unless a launch said
+    /// otherwise).
+    ip_wait: Duration,
+    /// How long the SSH and cloud-init waits last.
+    ready: ReadyTimeouts,
 }
 
 impl<G: Govc> Clone for Instance<G> {
@@ -49,6 +54,8 @@ impl<G: Govc> Clone for Instance<G> {
             ip: self.ip.clone(),
             ssh: self.ssh.clone(),
             guest: self.guest.clone(),
+            ip_wait: self.ip_wait,
+            ready: self.ready,
         }
     }
 }
@@ -84,6 +91,7 @@ impl<G: Govc> Instance<G> {
         cloud: Arc<Inner<G>>,
     ) -> Self {
         let identity = host_key_identity(&vm, launch.as_deref(), moref.as_deref());
+        let (ip_wait, ready) = (cloud.settings.ip_wait, cloud.settings.ready);
         Self {
             vm,
             launch,
@@ -93,13 +101,33 @@ impl<G: Govc> Instance<G> {
             ip: Arc::new(Mutex::new(None)),
             ssh: Arc::new(Mutex::new(None)),
             guest: Arc::new(tokio::sync::Mutex::new(None)),
+            ip_wait,
+            ready,
         }
+    }
+
+    /// This instance with other limits for the address wait and for the
+    /// SSH and cloud-init waits (`None` keeps the cloud's).
+    #[must_use]
+    pub fn with_timeouts(mut self, ip: Option<Duration>, ready: Option<Duration>) -> Self {
+        if let Some(ip) = ip {
+            self.ip_wait = ip;
+        }
+        if let Some(ready) = ready {
+            self.ready.ready = ready;
+        }
+        self
     }
 
     /// The tag in vmw's marker, when vmw made the VM (a snapshot's image
     /// gets it).
     pub fn tag(&self) -> Option<&Tag> {
         self.tag.as_ref()
+    }
+
+    /// The state this instance shares with its cloud.
+    pub(crate) fn cloud(&self) -> &Inner<G> {
+        &self.cloud
     }
 
     /// The VM's name.
@@ -156,7 +184,7 @@ impl<G: Govc> Instance<G> {
         let started = Instant::now();
         let mut seen: Vec<String> = Vec::new();
         loop {
-            let remaining = settings.ip_wait.saturating_sub(started.elapsed());
+            let remaining = self.ip_wait.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 return Err(self.ip_timeout(seen));
             }
@@ -187,7 +215,7 @@ impl<G: Govc> Instance<G> {
     fn ip_timeout(&self, seen: Vec<String>) -> CloudError {
         CloudError::IpTimeout {
             vm: self.vm.to_string(),
-            waited: self.cloud.settings.ip_wait,
+            waited: self.ip_wait,
             seen,
         }
     }
@@ -235,7 +263,7 @@ impl<G: Govc> Instance<G> {
         }
         step(Step::WaitIp);
         let ip = self.ip().await.map_err(|e| (Step::WaitIp, e))?;
-        let timeouts = self.cloud.settings.ready;
+        let timeouts = self.ready;
         match stage {
             WaitStage::None | WaitStage::Ip => {}
             WaitStage::Ssh => {
@@ -475,7 +503,7 @@ impl<G: Govc> Instance<G> {
                             announce(Step::WaitSsh);
                             Ok::<_, CloudError>(())
                         },
-                        self.cloud.settings.ready,
+                        self.ready,
                     )
                     .await?;
                 self.ip().await.map(Some)

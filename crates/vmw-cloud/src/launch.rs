@@ -10,13 +10,16 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
-use vmw_govc::requests::{Find, ObjectType, VmChange, VmClone, VmInfo};
+use vmw_govc::parse::Disk;
+use vmw_govc::requests::{
+    DiskResize, Find, ObjectType, SerialAdd, SerialConnect, VmChange, VmClone, VmInfo,
+};
 use vmw_govc::{ErrorKind, Govc, GovcExt, VmRef, ops};
 use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
 
 use crate::cloud::{Cloud, bounded};
-use crate::inner::Inner;
 use crate::inner::Tracked;
+use crate::inner::{Inner, SourceFacts};
 use crate::ownership::{CloneFailureKind, Expect, Removal};
 use crate::progress::Step;
 use crate::progress::StepHook;
@@ -52,6 +55,12 @@ pub(crate) struct Prepared {
     extra_config: Vec<(String, String)>,
     linked: bool,
     wait: WaitStage,
+    console_log: bool,
+    network: Option<String>,
+    disk_gib: Option<u64>,
+    ip_timeout: Option<Duration>,
+    ready_timeout: Option<Duration>,
+    keep_on_failure: Option<Utf8PathBuf>,
 }
 
 impl Prepared {
@@ -73,6 +82,46 @@ impl Prepared {
             .as_ref()
             .is_some_and(CancellationToken::is_cancelled)
     }
+}
+
+/// Connects the VM's serial port (its source's, which a clone has, or a
+/// new one) to `<port>.log` in the VM's own log directory.
+async fn attach_console<G: Govc>(
+    govc: &G,
+    vm: &VmRef,
+    port: Option<String>,
+) -> Result<(), CloudError> {
+    let device = match port {
+        Some(name) => name,
+        None => govc.exec(&SerialAdd { vm: vm.clone() }).await?,
+    };
+    govc.exec(&SerialConnect {
+        vm: vm.clone(),
+        device: Some(device),
+        file: "-".to_owned(),
+    })
+    .await?;
+    Ok(())
+}
+
+/// The first disk of a clone of `source`, when it is to grow to `gib`
+/// (`None` when it has that size already); a disk that would shrink, or
+/// none at all, is an error before anything is touched.
+fn grown_disk(source: &VmRef, disk: Option<Disk>, gib: u64) -> Result<Option<Disk>, CloudError> {
+    let bad = |problem: String| CloudError::InvalidOption {
+        option: "disk size",
+        value: format!("{gib} GiB"),
+        problem,
+    };
+    let disk = disk.ok_or_else(|| bad(format!("{source} has no disk to grow")))?;
+    let wanted = gib.saturating_mul(1 << 30);
+    if wanted < disk.capacity_bytes {
+        return Err(bad(format!(
+            "the first disk of {source} is {:.1} GiB already; vmw grows disks, never shrinks them",
+            disk.capacity_bytes as f64 / f64::from(1u32 << 30)
+        )));
+    }
+    Ok((wanted > disk.capacity_bytes).then_some(disk))
 }
 
 /// How many taken names a launch skips before it gives up.
@@ -225,6 +274,7 @@ impl<G: Govc + 'static> Cloud<G> {
     pub(crate) fn prepare(&self, options: &LaunchOptions) -> Result<Prepared, CloudError> {
         let (cpus, memory_mb) = options.hardware()?;
         options.check_extra_config()?;
+        options.check_values()?;
         if let Some(n) = &options.name {
             VmRef::in_folder(&self.inner.config.folder, n)?;
         }
@@ -242,6 +292,14 @@ impl<G: Govc + 'static> Cloud<G> {
             extra_config: options.extra_config.clone(),
             linked: options.linked_clone,
             wait: options.wait,
+            console_log: options
+                .console_log
+                .unwrap_or(self.inner.settings.console_log),
+            network: options.network.clone(),
+            disk_gib: options.disk_gib,
+            ip_timeout: options.ip_timeout,
+            ready_timeout: options.ready_timeout,
+            keep_on_failure: options.keep_on_failure.clone(),
         };
         // The guestinfo of a name as long as any this launch will use:
         // size limits fail now, before anything is touched.
@@ -301,10 +359,10 @@ impl<G: Govc + 'static> Cloud<G> {
             }
             lanes.push(lane);
         }
-        let results = bounded(lanes, self.inner.settings.concurrency, |p| {
-            self.launch_prepared(&source, p)
-        })
-        .await;
+        let lanes_at_once = options
+            .concurrency
+            .unwrap_or(self.inner.settings.concurrency);
+        let results = bounded(lanes, lanes_at_once, |p| self.launch_prepared(&source, p)).await;
         let mut fleet = Fleet {
             instances: Vec::new(),
             failures: Vec::new(),
@@ -327,7 +385,14 @@ impl<G: Govc + 'static> Cloud<G> {
         if p.is_cancelled() {
             return Err(CloudError::Cancelled);
         }
-        self.check_source(source).await?;
+        let facts = self
+            .source_facts(source, p.console_log || p.disk_gib.is_some())
+            .await?
+            .unwrap_or_default();
+        let first_disk = match p.disk_gib {
+            Some(gib) => grown_disk(source, facts.first_disk, gib)?,
+            None => None,
+        };
         // Names already taken (by another process, another machine) are
         // skipped; a name given by the caller is used as it is.
         let mut attempts = 0;
@@ -343,11 +408,13 @@ impl<G: Govc + 'static> Cloud<G> {
             let launch = new_launch_id();
             tracing::info!(vm = %target, image = %source, "launching");
             StepHook::call(p.on_step.as_ref(), &name, Step::Clone);
+            let base = inner.clone_request(source, &target, &inner.tag, Kind::Instance, &launch);
             let clone = VmClone {
                 cpus: p.cpus,
                 memory_mb: p.memory_mb,
                 linked: p.linked,
-                ..inner.clone_request(source, &target, &inner.tag, Kind::Instance, &launch)
+                network: p.network.clone().or(base.network.clone()),
+                ..base
             };
             match self
                 .clone_tracked(&clone, Kind::Instance, &launch, p.cancel.as_ref())
@@ -368,11 +435,12 @@ impl<G: Govc + 'static> Cloud<G> {
             Some(self.inner.tag.clone()),
             None,
             self.inner.clone(),
-        );
+        )
+        .with_timeouts(p.ip_timeout, p.ready_timeout);
         let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.clone());
 
         let current = Mutex::new(Step::WriteGuestinfo);
-        let finish = self.finish_launch(&instance, &p, &current);
+        let finish = self.finish_launch(&instance, &p, facts.serial_port, first_disk, &current);
         let result = match &p.cancel {
             Some(token) => tokio::select! {
                 r = finish => r,
@@ -387,6 +455,21 @@ impl<G: Govc + 'static> Cloud<G> {
             Ok(()) => {
                 guard.disarm();
                 Ok(instance)
+            }
+            Err((step, source)) if p.keep_on_failure.is_some() && step.is_wait() => {
+                // Kept for inspection: no longer ours to remove.
+                guard.disarm();
+                inner.untrack(&target, &launch);
+                let dir = p.keep_on_failure.clone().unwrap_or_default();
+                let evidence = instance
+                    .collect_evidence_with(&dir.join(instance.name()), step != Step::WaitIp)
+                    .await;
+                Err(CloudError::Kept {
+                    vm: target.to_string(),
+                    step,
+                    source: Box::new(source),
+                    evidence: evidence.map_err(Box::new),
+                })
             }
             Err((step, source)) => {
                 let rollback = inner
@@ -411,23 +494,31 @@ impl<G: Govc + 'static> Cloud<G> {
         }
     }
 
-    /// The cheap part of the source-VM requirements, once per image: not a
-    /// vSphere template, no injected OVF environment.
-    pub(crate) async fn check_source(&self, source: &VmRef) -> Result<(), CloudError> {
+    /// What a launch needs to know of its source, read once per image
+    /// (one `vm.info`) when `needed` or when sources are checked; with
+    /// [`Settings::check_sources`](crate::Settings::check_sources), the
+    /// cheap part of the source-VM requirements is checked on the way: not
+    /// a vSphere template, no injected OVF environment.
+    pub(crate) async fn source_facts(
+        &self,
+        source: &VmRef,
+        needed: bool,
+    ) -> Result<Option<SourceFacts>, CloudError> {
         let inner = &self.inner;
-        if !inner.settings.check_sources {
-            return Ok(());
+        let check = inner.settings.check_sources;
+        if !check && !needed {
+            return Ok(None);
         }
         let known = inner
-            .checked_sources
+            .sources
             .lock()
-            .map(|c| c.contains(source.as_str()))
-            .unwrap_or(false);
-        if known {
-            return Ok(());
+            .ok()
+            .and_then(|c| c.get(source.as_str()).cloned());
+        if known.is_some() {
+            return Ok(known);
         }
         let mut request = VmInfo::new(source.clone());
-        request.extra_config = true;
+        request.extra_config = check;
         let vm = inner
             .govc
             .exec(&request)
@@ -437,26 +528,32 @@ impl<G: Govc + 'static> Cloud<G> {
             .ok_or_else(|| CloudError::NoSuchVm {
                 name: source.to_string(),
             })?;
-        let mut problems = Vec::new();
-        if vm.template {
-            problems.push("it is a vSphere template, not a standard VM".to_owned());
+        if check {
+            let mut problems = Vec::new();
+            if vm.template {
+                problems.push("it is a vSphere template, not a standard VM".to_owned());
+            }
+            if vm.extra_config.contains_key(crate::OVF_ENV_KEY) {
+                problems.push(format!(
+                    "it carries an injected OVF environment ({}), so cloud-init would use the OVF datasource",
+                    crate::OVF_ENV_KEY
+                ));
+            }
+            if !problems.is_empty() {
+                return Err(CloudError::BadSource {
+                    image: source.name().to_owned(),
+                    problems,
+                });
+            }
         }
-        if vm.extra_config.contains_key(crate::OVF_ENV_KEY) {
-            problems.push(format!(
-                "it carries an injected OVF environment ({}), so cloud-init would use the OVF datasource",
-                crate::OVF_ENV_KEY
-            ));
+        let facts = SourceFacts {
+            serial_port: vm.serial_ports.first().map(|p| p.name.clone()),
+            first_disk: vm.disks.first().copied(),
+        };
+        if let Ok(mut c) = inner.sources.lock() {
+            c.insert(source.to_string(), facts.clone());
         }
-        if !problems.is_empty() {
-            return Err(CloudError::BadSource {
-                image: source.name().to_owned(),
-                problems,
-            });
-        }
-        if let Ok(mut c) = inner.checked_sources.lock() {
-            c.insert(source.to_string());
-        }
-        Ok(())
+        Ok(Some(facts))
     }
 
     /// Clones, tracked from before the request is sent. On a failure that
@@ -604,6 +701,8 @@ impl<G: Govc + 'static> Cloud<G> {
         &self,
         instance: &Instance<G>,
         p: &Prepared,
+        serial_port: Option<String>,
+        first_disk: Option<Disk>,
         current: &Mutex<Step>,
     ) -> Result<(), (Step, CloudError)> {
         let inner = &self.inner;
@@ -632,6 +731,24 @@ impl<G: Govc + 'static> Cloud<G> {
             .await
             .map_err(|e| (Step::Configure, e.into()))?;
         drop(files);
+        if p.console_log {
+            step(Step::Console);
+            attach_console(&inner.govc, instance.vm(), serial_port)
+                .await
+                .map_err(|e| (Step::Console, e))?;
+        }
+        if let (Some(disk), Some(gib)) = (first_disk, p.disk_gib) {
+            step(Step::Disk);
+            inner
+                .govc
+                .exec(&DiskResize {
+                    vm: instance.vm().clone(),
+                    key: disk.key,
+                    gib,
+                })
+                .await
+                .map_err(|e| (Step::Disk, e.into()))?;
+        }
         step(Step::PowerOn);
         instance.start().await.map_err(|e| (Step::PowerOn, e))?;
         instance.wait_stages(p.wait, &step).await?;

@@ -42,6 +42,7 @@
 mod builder;
 mod cloud;
 mod error;
+mod evidence;
 mod images;
 mod inner;
 mod instance;
@@ -59,6 +60,7 @@ mod template;
 pub use builder::CloudBuilder;
 pub use cloud::Cloud;
 pub use error::{CleanError, CloudError, ErrorCategory};
+pub use evidence::Evidence;
 pub use images::Image;
 pub use instance::{Instance, usable_address};
 pub use inventory::{Scope, VmRecord};

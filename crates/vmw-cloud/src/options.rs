@@ -1,7 +1,9 @@
 //! What [`crate::Cloud::launch`] accepts, and its checks.
 
 use std::str::FromStr;
+use std::time::Duration;
 
+use camino::Utf8PathBuf;
 use serde_yaml_ng::Mapping;
 
 use crate::CloudError;
@@ -123,6 +125,33 @@ pub struct LaunchOptions {
     /// for [`crate::Settings::clone_grace`] first) and fails with
     /// [`crate::CloudError::Cancelled`] as its source.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Give the VM a serial port writing to a file in its own datastore
+    /// folder: its console log ([`crate::Instance::console_log`]). `None`
+    /// means the cloud's [`crate::Settings::console_log`] (on by default).
+    pub console_log: Option<bool>,
+    /// The network of the first NIC, instead of the configuration's
+    /// `network` (or the image's own).
+    pub network: Option<String>,
+    /// Grow the first disk to this many GiB before the power-on (never
+    /// shrink it).
+    pub disk_gib: Option<u64>,
+    /// How long this launch waits for an address, instead of
+    /// [`crate::Settings::ip_wait`].
+    pub ip_timeout: Option<Duration>,
+    /// How long this launch waits for SSH and for cloud-init, instead of
+    /// [`crate::Settings::ready`].
+    pub ready_timeout: Option<Duration>,
+    /// When a wait fails (no address, no SSH, cloud-init failed), keep the
+    /// VM instead of removing it, collect the evidence into this directory
+    /// (a folder per VM: console log, `cloud-init status --long`, the
+    /// `cloud-init collect-logs` tarball and `journalctl -b` when SSH
+    /// answers), and fail with [`crate::CloudError::Kept`]. A kept VM is
+    /// no longer tracked: [`crate::Cloud::clean`] leaves it; delete it
+    /// yourself.
+    pub keep_on_failure: Option<Utf8PathBuf>,
+    /// How many lanes [`crate::Cloud::launch_many`] runs at once, instead
+    /// of [`crate::Settings::concurrency`].
+    pub concurrency: Option<usize>,
 }
 
 impl LaunchOptions {
@@ -162,6 +191,67 @@ impl LaunchOptions {
             });
         }
         Ok((self.cpus, self.memory_mb))
+    }
+
+    /// Metadata entries from a YAML mapping (e.g. a `network` section
+    /// for [`LaunchOptions::metadata`]); `what` names the input in errors.
+    pub fn metadata_from_yaml(text: &str, what: &str) -> Result<Mapping, CloudError> {
+        let bad = |problem: String| CloudError::InvalidOption {
+            option: "metadata",
+            value: what.to_owned(),
+            problem,
+        };
+        match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+            Ok(serde_yaml_ng::Value::Mapping(m)) => Ok(m),
+            Ok(serde_yaml_ng::Value::Null) => Ok(Mapping::new()),
+            Ok(_) => Err(bad(
+                "it must be a YAML mapping of `key: value` entries".to_owned()
+            )),
+            Err(e) => Err(bad(match e.location() {
+                Some(l) => format!("not valid YAML at line {}, column {}", l.line(), l.column()),
+                None => "not valid YAML".to_owned(),
+            })),
+        }
+    }
+
+    /// Checks the options that are plain values: disk size, network name,
+    /// timeouts and concurrency.
+    pub fn check_values(&self) -> Result<(), CloudError> {
+        let bad = |option: &'static str, value: String, problem: &str| {
+            Err(CloudError::InvalidOption {
+                option,
+                value,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.disk_gib == Some(0) {
+            return bad(
+                "disk size",
+                "0 GiB".to_owned(),
+                "give the size in GiB, at least 1",
+            );
+        }
+        if let Some(n) = &self.network
+            && n.trim().is_empty()
+        {
+            return bad("network", n.clone(), "name a vSphere network");
+        }
+        for (option, t) in [
+            ("IP timeout", self.ip_timeout),
+            ("readiness timeout", self.ready_timeout),
+        ] {
+            if t.is_some_and(|t| t.is_zero()) {
+                return bad(
+                    option,
+                    "0s".to_owned(),
+                    "give a duration above zero, e.g. 90s",
+                );
+            }
+        }
+        if self.concurrency == Some(0) {
+            return bad("concurrency", "0".to_owned(), "at least 1 is needed");
+        }
+        Ok(())
     }
 
     /// Checks the extraConfig pairs: keys govc can pass, and none that vmw
@@ -247,6 +337,46 @@ mod tests {
             .hardware()
             .is_err()
         );
+    }
+
+    #[test]
+    fn metadata_files_are_mappings() {
+        let m = LaunchOptions::metadata_from_yaml("network:\n  version: 2\n", "m.yaml").unwrap();
+        assert!(m.contains_key("network"));
+        assert!(
+            LaunchOptions::metadata_from_yaml("", "m.yaml")
+                .unwrap()
+                .is_empty()
+        );
+        let err = LaunchOptions::metadata_from_yaml("- a\n", "m.yaml").unwrap_err();
+        assert!(err.to_string().contains("m.yaml"), "{err}");
+        let err = LaunchOptions::metadata_from_yaml("a: [\n", "m.yaml").unwrap_err();
+        assert!(err.to_string().contains("line"), "{err}");
+    }
+
+    #[test]
+    fn plain_values_are_checked() {
+        for bad in [
+            LaunchOptions {
+                disk_gib: Some(0),
+                ..LaunchOptions::default()
+            },
+            LaunchOptions {
+                network: Some(" ".into()),
+                ..LaunchOptions::default()
+            },
+            LaunchOptions {
+                ip_timeout: Some(Duration::ZERO),
+                ..LaunchOptions::default()
+            },
+            LaunchOptions {
+                concurrency: Some(0),
+                ..LaunchOptions::default()
+            },
+        ] {
+            assert!(bad.check_values().is_err(), "{bad:?}");
+        }
+        assert!(LaunchOptions::default().check_values().is_ok());
     }
 
     #[test]

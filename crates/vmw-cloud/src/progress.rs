@@ -14,6 +14,10 @@ pub enum Step {
     WriteGuestinfo,
     /// `vm.change` setting guestinfo and extraConfig.
     Configure,
+    /// Connecting the serial port that writes the console log.
+    Console,
+    /// Growing the first disk.
+    Disk,
     /// `vm.power -off` (a restart's first half).
     PowerOff,
     /// `vm.power -on`.
@@ -34,6 +38,8 @@ impl fmt::Display for Step {
             Step::Clone => "clone",
             Step::WriteGuestinfo => "write guestinfo files",
             Step::Configure => "set guestinfo and extraConfig",
+            Step::Console => "attach the console log",
+            Step::Disk => "grow the disk",
             Step::PowerOff => "power off",
             Step::PowerOn => "power on",
             Step::WaitIp => "wait for an IP address",
@@ -41,6 +47,14 @@ impl fmt::Display for Step {
             Step::WaitReady => "wait for cloud-init",
             Step::CleanGuest => "clean the guest",
         })
+    }
+}
+
+impl Step {
+    /// Whether this is one of the waits after the power-on (address, SSH,
+    /// cloud-init).
+    pub fn is_wait(self) -> bool {
+        matches!(self, Step::WaitIp | Step::WaitSsh | Step::WaitReady)
     }
 }
 

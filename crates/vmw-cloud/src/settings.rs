@@ -46,6 +46,12 @@ pub struct Settings {
     /// `~/.local/state/vmw/known_hosts`); without a home directory, keys are
     /// pinned per connection only.
     pub known_hosts: Option<vmw_ssh::KnownHosts>,
+    /// Give every launched VM a serial port writing to a file in its own
+    /// datastore folder, its console log
+    /// ([`Instance::console_log`](crate::Instance::console_log)), unless a
+    /// launch says otherwise. On by default: the console is where a guest
+    /// that never gets an address says why.
+    pub console_log: bool,
 }
 
 impl Default for Settings {
@@ -61,6 +67,7 @@ impl Default for Settings {
             check_sources: true,
             clone_grace: Duration::from_secs(10 * 60),
             known_hosts: None,
+            console_log: true,
         }
     }
 }

@@ -296,3 +296,58 @@ async fn snapshot_with_clean_cleans_the_guest_then_clones() {
     assert_eq!(c.cloud.tracked_images(), std::slice::from_ref(&image.path));
     c.cloud.clean().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_cloud_init_kept_for_inspection_leaves_its_evidence() {
+    let c = chain(true, Duration::from_secs(20)).await;
+    c.sshd
+        .authorize(&c.cloud.key_pair().public_key.to_string())
+        .unwrap();
+    c.sshd
+        .set_cloud_init(Duration::ZERO, CloudInitMode::Error)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let evidence_dir = camino::Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let err = c
+        .cloud
+        .launch(
+            "TEMPLATE-cloud-init-jammy",
+            &LaunchOptions {
+                keep_on_failure: Some(evidence_dir.clone()),
+                ..LaunchOptions::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    let CloudError::Kept {
+        vm, step, evidence, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*step, Step::WaitReady, "{err}");
+    let name = vm.rsplit('/').next().unwrap();
+    let evidence = evidence.as_ref().unwrap();
+    assert_eq!(evidence.dir, evidence_dir.join(name));
+    // cloud-init's own account of the failure, from the guest.
+    let status = std::fs::read_to_string(evidence.dir.join("cloud-init-status.txt")).unwrap();
+    assert!(status.contains("$ cloud-init status --long"), "{status}");
+    assert!(status.contains("error"), "{status}");
+    assert!(
+        evidence
+            .files
+            .contains(&evidence.dir.join("cloud-init-status.txt"))
+    );
+    // The VM stays, no longer tracked; the error says so.
+    assert!(c.cloud.tracked_instances().is_empty());
+    assert!(err.to_string().contains("kept for inspection"), "{err}");
+    let kept = c.cloud.get_instance(name).await.unwrap();
+    assert_eq!(
+        kept.collect_evidence(&evidence_dir.join("again"))
+            .await
+            .unwrap()
+            .dir,
+        evidence_dir.join("again")
+    );
+    kept.delete().await.unwrap();
+}

@@ -283,8 +283,9 @@ impl Inventory {
     /// What a healthy vCenter holding this inventory answers to `vm.clone`
     /// (done at once), `vm.change` (the annotation is kept), `vm.power`,
     /// `vm.ip` (always `10.0.0.10`), `object.collect` (the power state),
-    /// `vm.destroy`, `vm.info` and `find`; a missing VM is govc's
-    /// not-found error naming it.
+    /// `vm.destroy`, `vm.info`, `find`, `device.serial.add` (a port named
+    /// `serialport-9000`), `device.serial.connect` and `vm.disk.change`; a
+    /// missing VM is govc's not-found error naming it.
     ///
     /// # Panics
     ///
@@ -351,6 +352,19 @@ impl Inventory {
             }
             "vm.info" => out(&self.info_json(c.positional())),
             "find" => self.find(c),
+            // A serial port, its file, a disk: the VM must exist.
+            "device.serial.add" | "device.serial.connect" | "vm.disk.change" => {
+                let Some(path) = c.flag_value("vm") else {
+                    panic!("{} without -vm: {c}", c.name())
+                };
+                if !self.contains(path) {
+                    not_found_at(c, path)
+                } else if c.name() == "device.serial.add" {
+                    out("serialport-9000\n")
+                } else {
+                    ok()
+                }
+            }
             _ => panic!("unexpected govc call: {c}"),
         }
     }
@@ -416,6 +430,11 @@ impl Calls {
     /// Whether no call was made.
     pub fn is_empty(&self) -> bool {
         self.log().is_empty()
+    }
+
+    /// Forgets the calls made so far.
+    pub fn clear(&self) {
+        self.log().clear();
     }
 }
 

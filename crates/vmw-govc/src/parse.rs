@@ -147,6 +147,73 @@ pub struct VmInfo {
     /// When it was last powered on (RFC 3339, as vSphere gives it); a
     /// reset or a power cycle changes it.
     pub boot_time: Option<String>,
+    /// Where its log files go: `[datastore] NAME`.
+    pub log_directory: String,
+    /// Its serial ports.
+    pub serial_ports: Vec<SerialPort>,
+    /// Its virtual disks, in device order.
+    pub disks: Vec<Disk>,
+}
+
+/// A virtual disk of a VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Disk {
+    /// Its device key (`vm.disk.change -disk.key`).
+    pub key: i64,
+    /// Its size in bytes.
+    pub capacity_bytes: u64,
+}
+
+/// The virtual disks among a VM's devices: those with a capacity.
+fn disks(devices: &[Value]) -> Vec<Disk> {
+    devices
+        .iter()
+        .filter_map(|d| {
+            Some(Disk {
+                key: d.get("key")?.as_i64()?,
+                capacity_bytes: d.get("capacityInBytes")?.as_u64()?,
+            })
+        })
+        .collect()
+}
+
+/// A serial port of a VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SerialPort {
+    /// govc's name for it (`serialport-KEY`), as `-device` takes it.
+    pub name: String,
+    /// The datastore file it writes to (`[datastore] path`), when it is
+    /// backed by a file.
+    pub file: Option<String>,
+}
+
+/// A datastore path `[datastore] path/in/it` as the datastore and the path.
+pub fn datastore_path(text: &str) -> Option<(&str, &str)> {
+    let (ds, path) = text.strip_prefix('[')?.split_once(']')?;
+    let path = path.trim_start();
+    (!ds.is_empty() && !path.is_empty()).then_some((ds, path))
+}
+
+/// The serial ports among a VM's devices. govc's JSON has no type names:
+/// a serial port is the device with `yieldOnPoll`, which only
+/// `VirtualSerialPort` has; govc names it `serialport-KEY`.
+fn serial_ports(devices: &[Value]) -> Vec<SerialPort> {
+    devices
+        .iter()
+        .filter(|d| d.get("yieldOnPoll").is_some())
+        .filter_map(|d| {
+            let key = d.get("key")?.as_i64()?;
+            Some(SerialPort {
+                name: format!("serialport-{key}"),
+                file: d
+                    .get("backing")
+                    .and_then(|b| b.get("fileName"))
+                    .and_then(Value::as_str)
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned),
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -195,6 +262,7 @@ struct RawConfig {
 #[serde(rename_all = "camelCase", default)]
 struct RawFiles {
     vm_path_name: String,
+    log_directory: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +272,7 @@ struct RawHardware {
     num_cpu: u32,
     #[serde(rename = "memoryMB")]
     memory_mb: u64,
+    device: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -252,6 +321,9 @@ pub fn vm_info(stdout: &str) -> Result<Vec<VmInfo>, String> {
                 guest_id: config.guest_id,
                 uuid: config.uuid,
                 vm_path_name: config.files.vm_path_name,
+                log_directory: config.files.log_directory,
+                serial_ports: serial_ports(&config.hardware.device),
+                disks: disks(&config.hardware.device),
                 ip_address: vm
                     .guest
                     .and_then(|g| g.ip_address)

@@ -172,6 +172,8 @@ pub struct VmCreate {
     pub memory_mb: Option<u64>,
     /// `-annotation`.
     pub annotation: Option<String>,
+    /// `-disk`: a new disk of this size (e.g. `10G`).
+    pub disk: Option<String>,
 }
 
 impl VmCreate {
@@ -187,6 +189,7 @@ impl VmCreate {
             cpus: None,
             memory_mb: None,
             annotation: None,
+            disk: None,
         }
     }
 }
@@ -204,6 +207,7 @@ impl Request for VmCreate {
             .flag_opt("c", self.cpus)
             .flag_opt("m", self.memory_mb)
             .flag_opt("annotation", self.annotation.as_ref())
+            .flag_opt("disk", self.disk.as_ref())
             .arg(self.target.name())
             .timeout(SLOW)
     }
@@ -423,6 +427,98 @@ impl Request for VmDestroy {
         Command::new("vm.destroy")
             .args(self.vms.iter().map(VmRef::to_string))
             .timeout(QUICK)
+    }
+}
+
+/// `govc device.serial.add`: a new serial port; the output is its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SerialAdd {
+    /// The VM.
+    pub vm: VmRef,
+}
+
+impl Request for SerialAdd {
+    type Output = String;
+    fn command(&self) -> Command {
+        Command::new("device.serial.add")
+            .flag("vm", &self.vm)
+            .timeout(QUICK)
+    }
+    fn parse(&self, command: &Command, stdout: &str) -> Result<String, GovcError> {
+        stdout
+            .lines()
+            .map(str::trim)
+            .rfind(|l| l.starts_with("serialport-"))
+            .map(str::to_owned)
+            .ok_or_else(|| GovcError::parse(command, "no serial port name printed", stdout))
+    }
+}
+
+/// `govc device.serial.connect`: backs a serial port with a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SerialConnect {
+    /// The VM.
+    pub vm: VmRef,
+    /// The port (`serialport-KEY`); govc takes the first without it.
+    pub device: Option<String>,
+    /// The file: `[datastore] path`, or `-` for `<port>.log` in the VM's
+    /// log directory.
+    pub file: String,
+}
+
+impl Request for SerialConnect {
+    unit_output!();
+    fn command(&self) -> Command {
+        Command::new("device.serial.connect")
+            .flag("vm", &self.vm)
+            .flag_opt("device", self.device.as_ref())
+            .arg(self.file.clone())
+            .timeout(QUICK)
+    }
+}
+
+/// `govc vm.disk.change -disk.key K -size NG`: grows a disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskResize {
+    /// The VM.
+    pub vm: VmRef,
+    /// The disk's device key.
+    pub key: i64,
+    /// The new size in GiB.
+    pub gib: u64,
+}
+
+impl Request for DiskResize {
+    unit_output!();
+    fn command(&self) -> Command {
+        Command::new("vm.disk.change")
+            .flag("vm", &self.vm)
+            .flag("disk.key", self.key)
+            .flag("size", format!("{}G", self.gib))
+            .timeout(QUICK)
+    }
+}
+
+/// `govc datastore.download PATH -`: a datastore file's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatastoreDownload {
+    /// The datastore.
+    pub datastore: String,
+    /// The file's path in it.
+    pub path: String,
+}
+
+impl Request for DatastoreDownload {
+    type Output = String;
+    fn command(&self) -> Command {
+        Command::new("datastore.download")
+            .flag("ds", &self.datastore)
+            .arg(self.path.clone())
+            .arg("-")
+            .timeout(QUICK)
+    }
+    fn parse(&self, _: &Command, stdout: &str) -> Result<String, GovcError> {
+        Ok(stdout.to_owned())
     }
 }
 

@@ -18,7 +18,9 @@
 //! - A clone (vmw's snapshot) starts from a copy of its source's disk
 //!   (a running source is paused for the copy), so an image carries the
 //!   guest's state to the instances launched from it.
-//! - The serial console of every boot is appended to `console.log` in the
+//! - The serial console of every boot is appended to the file the VM's
+//!   serial port is backed by (vmw connects one at launch), else to
+//!   `console.log` in the
 //!   VM's folder of vcsim's datastore.
 //! - Guests are children of the agent, reaped, and killed when the agent is
 //!   dropped, or by the kernel when the process that started them dies.
@@ -320,10 +322,22 @@ impl Agent {
             .extra_config
             .keys()
             .any(|k| k.starts_with("guestinfo.metadata") || k.starts_with("guestinfo.userdata"));
+        // The console goes where the VM's serial port writes, when it has
+        // one backed by a file (vmw connects one at launch).
+        let booting = info.power_state == PowerState::On
+            && has_guestinfo
+            && self.vms.get(&info.moref).is_some_and(|k| k.qemu.is_none());
+        let serial_file = match info.serial_ports.iter().find_map(|p| p.file.as_deref()) {
+            Some(file) if booting => self.datastore_file(file).await,
+            _ => None,
+        };
         let Some(k) = self.vms.get_mut(&info.moref) else {
             return;
         };
         k.path = path.to_owned();
+        if let Some(file) = serial_file {
+            k.console = file;
+        }
         // A guest that stopped by itself (powered off from inside, or QEMU
         // failed).
         if let Some(q) = k.qemu.as_mut()
@@ -479,9 +493,16 @@ impl Agent {
     /// The VM's folder in vcsim's datastore directory.
     async fn vm_folder(&mut self, info: &VmInfo) -> Option<Utf8PathBuf> {
         // `[LocalDS_0] name/name.vmx`
-        let rest = info.vm_path_name.strip_prefix('[')?;
-        let (ds, file) = rest.split_once("] ")?;
-        let folder = file.rsplit_once('/').map(|(f, _)| f)?;
+        let folder = info.vm_path_name.rsplit_once('/').map(|(f, _)| f)?;
+        let dir = self.datastore_file(folder).await?;
+        std::fs::create_dir_all(&dir).ok()?;
+        Some(dir)
+    }
+
+    /// The local path of a datastore path `[datastore] path` (vcsim's
+    /// datastores are directories); its parent directory is made.
+    async fn datastore_file(&mut self, file: &str) -> Option<Utf8PathBuf> {
+        let (ds, rest) = vmw_govc::parse::datastore_path(file)?;
         if !self.datastores.contains_key(ds) {
             let ds_path = self
                 .govc
@@ -499,9 +520,11 @@ impl Agent {
             self.datastores
                 .insert(ds.to_owned(), Utf8PathBuf::from(url));
         }
-        let dir = self.datastores.get(ds)?.join(folder);
-        std::fs::create_dir_all(&dir).ok()?;
-        Some(dir)
+        let path = self.datastores.get(ds)?.join(rest);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).ok()?;
+        }
+        Some(path)
     }
 
     fn show(&self) {

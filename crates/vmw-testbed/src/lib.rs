@@ -86,6 +86,10 @@ pub const HOST_POOL: &str = "/DC0/host/DC0_H0/Resources";
 /// The templates seeded into every simulator.
 pub const TEMPLATES: [&str; 2] = ["TEMPLATE-cloud-init-focal", "TEMPLATE-cloud-init-jammy"];
 
+/// The disk of each seeded template: 10 GiB, the size of an Ubuntu cloud
+/// image's disk.
+pub const TEMPLATE_DISK: &str = "10G";
+
 /// User name the test config uses when vcsim accepts any.
 const ANY_USER: &str = "vmw";
 /// Password the test config uses when vcsim accepts any.
@@ -491,6 +495,8 @@ impl Vcsim {
             r.pool = Some(CLUSTER_POOL.to_owned());
             r.datastore = Some(DATASTORE.to_owned());
             r.guest_id = Some("ubuntu64Guest".to_owned());
+            // A disk as cloud images have (vcsim keeps its files empty).
+            r.disk = Some(TEMPLATE_DISK.to_owned());
             creates.push(r);
         }
         futures_util::future::try_join_all(creates.iter().map(|r| govc.exec(r)))

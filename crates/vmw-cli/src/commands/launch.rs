@@ -45,6 +45,16 @@ impl fmt::Display for Launched {
     }
 }
 
+/// Reads a file given for `what`.
+fn read_file(path: &camino::Utf8Path, what: &str) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|e| {
+        CliError::usage(
+            format!("cannot read the {what} file {path}: {e}"),
+            Some("give a readable file".to_owned()),
+        )
+    })
+}
+
 /// Reads the user data: a file, or standard input for `-`.
 fn read_user_data(arg: Option<&str>) -> Result<Option<Vec<u8>>, CliError> {
     let Some(arg) = arg else { return Ok(None) };
@@ -111,26 +121,50 @@ impl Tasks {
 pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Report> {
     let wait = args.wait_stage();
     let user_data = read_user_data(args.user_data.as_deref())?;
+    let vendor_data = match &args.vendor_data {
+        Some(path) => Some(read_file(path, "vendor data")?),
+        None => None,
+    };
+    let metadata = match &args.metadata {
+        Some(path) => {
+            let text = String::from_utf8(read_file(path, "metadata")?).map_err(|_| {
+                CliError::usage(format!("the metadata file {path} is not UTF-8 text"), None)
+            })?;
+            Some(LaunchOptions::metadata_from_yaml(&text, path.as_str())?)
+        }
+        None => None,
+    };
     let cancel = CancellationToken::new();
     let tasks = Tasks::new(&ctx.out);
     let count = args.count as usize;
     let hook_tasks = tasks.clone();
     let options = LaunchOptions {
         user_data,
+        vendor_data,
+        metadata,
         wait,
+        name: args.name.clone(),
+        instance_type: args.instance_type.clone(),
         cpus: args.cpus,
         memory_mb: args.memory,
+        network: args.network.clone(),
+        disk_gib: args.disk_size,
+        console_log: args.no_console.then_some(false),
+        ip_timeout: args.ip_timeout,
+        ready_timeout: args.ready_timeout,
+        keep_on_failure: args.keep_on_failure.clone(),
+        concurrency: args.concurrency.map(|n| n as usize),
         extra_config: args.extra_config.clone(),
         linked_clone: args.linked,
         cancel: Some(cancel.clone()),
         on_step: Some(StepHook::new(move |name, step| {
             hook_tasks.get(name).library_step(step);
         })),
-        ..LaunchOptions::default()
     };
     // Bad options are usage errors, found before anything is touched.
     options.hardware()?;
     options.check_extra_config()?;
+    options.check_values()?;
 
     // Listen before anything is made, so no signal is missed.
     let mut stops = Stops::listen()?;
@@ -203,7 +237,7 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
         });
     }
     for (_, e) in &fleet.failures {
-        if let CloudError::Step { vm, step, .. } = e {
+        if let CloudError::Step { vm, step, .. } | CloudError::Kept { vm, step, .. } = e {
             let name = vm.rsplit('/').next().unwrap_or(vm);
             if let Some(task) = tasks.take(name) {
                 task.failed(&format!("at step \"{step}\""));

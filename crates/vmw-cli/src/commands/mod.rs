@@ -3,6 +3,7 @@
 
 mod clean;
 mod config;
+mod console;
 mod copy;
 mod delete;
 mod exec;
@@ -42,6 +43,8 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<Repor
             command,
         } => exec::run(ctx, &name, stdin, sudo, command).await,
         Command::Ssh { name, args } => ssh::run(ctx, &name, args).await,
+        Command::Console { name, follow } => console::show(ctx, &name, follow).await,
+        Command::Logs { name, dir } => console::logs(ctx, &name, &dir).await,
         Command::Push {
             name,
             local,

@@ -16,6 +16,7 @@ mod cancel;
 mod cleanup;
 mod clone_outcome;
 mod concurrency;
+mod console;
 mod delete;
 mod images;
 mod ip;

@@ -62,6 +62,8 @@ pub(crate) fn settings(concurrency: usize) -> Settings {
         // A clone of unknown outcome is looked for twice: now and after
         // this long.
         clone_grace: Duration::from_millis(300),
+        // The console log has a test of its own.
+        console_log: false,
         ..Settings::default()
     }
 }

@@ -1,0 +1,229 @@
+//! What users set at launch, against a real vcsim, read back from what the
+//! vCenter got: the console log (a serial port writing to a file in the
+//! VM's own folder), the first NIC's network, the first disk's size, the
+//! waits of one launch, and a failed launch kept for inspection with its
+//! evidence.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::cloud_on;
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use vmw_cloud::{CloudError, LaunchOptions, Settings, Step, WaitStage};
+use vmw_govc::parse::datastore_path;
+use vmw_govc::requests::{Find, ObjectCollect, ObjectType, VmInfo};
+use vmw_govc::{GovcExt, VmRef};
+use vmw_testbed::{AgentOptions, Vcsim};
+
+const IMAGE: &str = "TEMPLATE-cloud-init-jammy";
+
+fn settings() -> Settings {
+    Settings {
+        ip_wait: Duration::from_secs(20),
+        ip_poll: Duration::from_millis(100),
+        ..Settings::default()
+    }
+}
+
+fn no_wait() -> LaunchOptions {
+    LaunchOptions {
+        wait: WaitStage::None,
+        ..LaunchOptions::default()
+    }
+}
+
+async fn info(sim: &Vcsim, name: &str) -> vmw_govc::parse::VmInfo {
+    let mut v = sim
+        .govc()
+        .exec(&VmInfo::new(VmRef::resolve("/DC0/vm", name).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 1, "{name} should exist");
+    v.remove(0)
+}
+
+async fn vm_count(sim: &Vcsim) -> usize {
+    sim.govc()
+        .exec(&Find::new("/").kind(ObjectType::VirtualMachine))
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Where vcsim keeps a datastore file on this machine.
+async fn local_file(sim: &Vcsim, file: &str) -> Utf8PathBuf {
+    let (ds, path) = datastore_path(file).unwrap();
+    let props = sim
+        .govc()
+        .exec(&ObjectCollect::new(
+            format!("/DC0/datastore/{ds}"),
+            ["info.url"],
+        ))
+        .await
+        .unwrap();
+    Utf8PathBuf::from(props.str("info.url").unwrap()).join(path)
+}
+
+#[tokio::test]
+async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
+    let sim = Vcsim::start().await.unwrap();
+    let (cloud, _keys) = cloud_on(&sim, "con", settings());
+    let inst = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    let vm = info(&sim, inst.name()).await;
+    assert_eq!(vm.serial_ports.len(), 1, "{:?}", vm.serial_ports);
+    let file = vm.serial_ports[0].file.clone().unwrap();
+    assert!(
+        file.starts_with(&format!("[LocalDS_0] {}/", inst.name())) && file.ends_with(".log"),
+        "{file}"
+    );
+    // Nothing written yet; then what the guest writes.
+    assert_eq!(inst.console_log().await.unwrap(), "");
+    let text = "Linux version 6.1.0\r\ncloud-init: modules final\r\n";
+    std::fs::write(local_file(&sim, &file).await, text).unwrap();
+    assert_eq!(inst.console_log().await.unwrap(), text);
+
+    // An image made from it has the port; an instance of the image reuses
+    // it (no second port), connected to a file in its own folder.
+    let image = cloud.snapshot(&inst, false).await.unwrap();
+    let second = cloud.launch(&image.name, &no_wait()).await.unwrap();
+    let vm = info(&sim, second.name()).await;
+    assert_eq!(vm.serial_ports.len(), 1, "{:?}", vm.serial_ports);
+    let file = vm.serial_ports[0].file.clone().unwrap();
+    assert!(
+        file.starts_with(&format!("[LocalDS_0] {}/", second.name())),
+        "{file}"
+    );
+    assert_eq!(second.console_log().await.unwrap(), "");
+
+    // Turned off: no port, and no console log.
+    let off = cloud
+        .launch(
+            IMAGE,
+            &LaunchOptions {
+                console_log: Some(false),
+                ..no_wait()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(info(&sim, off.name()).await.serial_ports.is_empty());
+    let err = off.console_log().await.unwrap_err();
+    assert!(matches!(err, CloudError::NoConsole { .. }), "{err}");
+    cloud.clean().await.unwrap();
+}
+
+#[tokio::test]
+async fn network_and_disk_size_are_what_the_vm_gets() {
+    let sim = Vcsim::start().await.unwrap();
+    let (cloud, _keys) = cloud_on(&sim, "hw", settings());
+    let inst = cloud
+        .launch(
+            IMAGE,
+            &LaunchOptions {
+                network: Some("VM Network".into()),
+                disk_gib: Some(20),
+                ..no_wait()
+            },
+        )
+        .await
+        .unwrap();
+    let vm = info(&sim, inst.name()).await;
+    assert_eq!(vm.disks[0].capacity_bytes, 20 << 30, "{:?}", vm.disks);
+    let props = sim
+        .govc()
+        .exec(&ObjectCollect::new(inst.vm().as_str(), ["network"]))
+        .await
+        .unwrap();
+    let networks = props.get("network").unwrap().to_string();
+    assert!(networks.contains("\"Network\""), "{networks}");
+    assert!(
+        !networks.contains("DistributedVirtualPortgroup"),
+        "{networks}"
+    );
+
+    // A disk would shrink: refused before anything is made.
+    let before = vm_count(&sim).await;
+    let err = cloud
+        .launch(
+            IMAGE,
+            &LaunchOptions {
+                disk_gib: Some(1),
+                ..no_wait()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CloudError::InvalidOption {
+                option: "disk size",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("never shrinks"), "{err}");
+    assert_eq!(vm_count(&sim).await, before);
+    cloud.clean().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_launch_waits_as_long_as_it_says_and_can_keep_a_failed_vm() {
+    // No guest agent: no address ever comes.
+    let sim = Vcsim::start().await.unwrap();
+    let (cloud, _keys) = cloud_on(&sim, "keep", settings());
+    let one_second = LaunchOptions {
+        wait: WaitStage::Ip,
+        ip_timeout: Some(Duration::from_secs(1)),
+        ..LaunchOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let err = cloud.launch(IMAGE, &one_second).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    let CloudError::Step { step, source, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*step, Step::WaitIp);
+    assert!(
+        matches!(source.as_ref(), CloudError::IpTimeout { waited, .. } if *waited == Duration::from_secs(1)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("was removed"), "{err}");
+
+    // Kept: the VM stays, untracked, with what could be collected.
+    let dir = tempfile::tempdir().unwrap();
+    let evidence_dir = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let keep = LaunchOptions {
+        keep_on_failure: Some(evidence_dir.clone()),
+        ..one_second
+    };
+    let err = cloud.launch(IMAGE, &keep).await.unwrap_err();
+    let CloudError::Kept {
+        vm, step, evidence, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*step, Step::WaitIp);
+    let name = vm.rsplit('/').next().unwrap().to_owned();
+    assert!(info(&sim, &name).await.power_state == vmw_govc::parse::PowerState::On);
+    assert!(cloud.tracked_instances().is_empty());
+    let evidence = evidence.as_ref().unwrap();
+    assert_eq!(evidence.dir, evidence_dir.join(&name));
+    assert!(evidence.dir.is_dir());
+    let missing = evidence.missing.join("\n");
+    assert!(missing.contains("console log"), "{missing}");
+    assert!(missing.contains("no address"), "{missing}");
+    assert!(err.to_string().contains("kept for inspection"), "{err}");
+
+    // A clean leaves it; it is deleted by hand.
+    cloud.clean().await.unwrap();
+    let kept = cloud.get_instance(&name).await.unwrap();
+    kept.delete().await.unwrap();
+    let _ = AgentOptions::default();
+}
