@@ -810,3 +810,122 @@ async fn image_import_and_check() {
     // Nothing named: a usage error.
     b.vmw(&["image", "check"]).await.expect_code(2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_options_console_and_a_kept_failure() {
+    use vmw_govc::GovcExt;
+    let b = bed().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = camino::Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    std::fs::write(files.join("md.yaml"), "network:\n  version: 2\n").unwrap();
+    std::fs::write(files.join("vendor"), "#cloud-config\npackages: [jq]\n").unwrap();
+    let launched = b
+        .vmw(&[
+            "launch",
+            "--release",
+            "jammy",
+            "--name",
+            "opt-1",
+            "--instance-type",
+            "2c4g",
+            "--disk-size",
+            "20",
+            "--network",
+            "VM Network",
+            "--metadata",
+            files.join("md.yaml").as_str(),
+            "--vendor-data",
+            files.join("vendor").as_str(),
+            "--wait",
+            "none",
+            "--json",
+        ])
+        .await;
+    assert_eq!(launched.ok().json()[0]["name"], "opt-1");
+    let mut info =
+        vmw_govc::requests::VmInfo::new(vmw_govc::VmRef::parse("/DC0/vm/opt-1").unwrap());
+    info.extra_config = true;
+    let vm = b.sim.govc().exec(&info).await.unwrap().remove(0);
+    assert_eq!((vm.cpus, vm.memory_mb), (2, 4096));
+    assert_eq!(vm.disks[0].capacity_bytes, 20 << 30);
+    assert!(vm.extra_config.contains_key("guestinfo.vendordata"));
+    let metadata = vmw_userdata::decode(
+        vm.extra_config["guestinfo.metadata"].as_bytes(),
+        &vm.extra_config["guestinfo.metadata.encoding"],
+    )
+    .unwrap();
+    assert!(
+        String::from_utf8(metadata).unwrap().contains("network:"),
+        "the metadata file is merged"
+    );
+
+    // The console log: empty, then what the guest wrote.
+    let console = b.vmw(&["console", "opt-1"]).await;
+    assert_eq!(console.ok().stdout, "");
+    let file = vm.serial_ports[0].file.clone().unwrap();
+    let (ds, path) = vmw_govc::parse::datastore_path(&file).unwrap();
+    let url = b
+        .sim
+        .govc()
+        .exec(&vmw_govc::requests::ObjectCollect::new(
+            format!("/DC0/datastore/{ds}"),
+            ["info.url"],
+        ))
+        .await
+        .unwrap();
+    let local = camino::Utf8PathBuf::from(url.str("info.url").unwrap()).join(path);
+    std::fs::write(&local, "Booting Linux\n").unwrap();
+    assert_eq!(
+        b.vmw(&["console", "opt-1"]).await.ok().stdout,
+        "Booting Linux\n"
+    );
+    let logs = b
+        .vmw(&[
+            "logs",
+            "opt-1",
+            "--dir",
+            files.join("logs").as_str(),
+            "--ssh-port",
+            "1",
+        ])
+        .await;
+    logs.ok();
+    assert_eq!(
+        std::fs::read_to_string(files.join("logs/opt-1/console.log")).unwrap(),
+        "Booting Linux\n"
+    );
+    assert!(logs.stdout.contains("console.log"), "{}", logs.stdout);
+
+    // SSH never answers: kept, with how to reach and delete it.
+    let kept = b
+        .vmw(&[
+            "launch",
+            "--release",
+            "jammy",
+            "--name",
+            "broken-1",
+            "--wait",
+            "ssh",
+            "--ssh-port",
+            "1",
+            "--ready-timeout",
+            "2s",
+            "--keep-on-failure",
+            files.join("kept").as_str(),
+        ])
+        .await;
+    kept.expect_code(1);
+    assert!(
+        kept.stderr.contains("kept for inspection"),
+        "{}",
+        kept.stderr
+    );
+    assert!(
+        kept.stderr.contains("`vmw delete broken-1`"),
+        "{}",
+        kept.stderr
+    );
+    assert!(files.join("kept/broken-1").is_dir());
+    assert!(b.vms().await.contains(&"broken-1".to_owned()));
+    b.vmw(&["delete", "broken-1", "opt-1"]).await.ok();
+}

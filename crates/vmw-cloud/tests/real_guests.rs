@@ -5,12 +5,13 @@
 //! One simulator and one agent; two lines of work run side by side, so that
 //! two guests boot at a time (one per core of a two-core machine):
 //! - a guest's whole life: a `#cloud-config` above the gzip threshold with
-//!   the user's own key, a `runcmd` marker and `write_files`; ready; what
-//!   cloud-init did; exec, push and pull; restart; snapshot with a clean
+//!   the user's own key, a `runcmd` marker and `write_files`; ready; its
+//!   console log; what cloud-init did; exec, push and pull; restart; snapshot with a clean
 //!   guest; a launch from that image; clean;
 //! - user data formats, one guest after the other: a shell script, a MIME
 //!   multipart of two parts, then a cloud-config that fails in the guest,
-//!   whose error the wait must report.
+//!   whose error the wait must report, kept for inspection with its
+//!   evidence (console log, cloud-init status and logs, journal).
 //!
 //! Needs the guest image (`cargo xtask guest-image`, named by
 //! `VMW_GUEST_IMAGE`) and QEMU; `cargo xtask test` provides both. Built only
@@ -223,6 +224,12 @@ async fn whole_life(bed: &Bed) {
     eprintln!("{}", bed.timeline.report(first.name(), Instant::now()));
     assert_eq!(bed.userdata_encoding(first.vm()).await, "gzip+base64");
 
+    // The console log: the guest's serial port, written to a file in the
+    // VM's own folder.
+    let console = first.console_log().await.unwrap();
+    assert!(console.contains("Linux version"), "{console}");
+    assert!(console.to_lowercase().contains("cloud-init"), "{console}");
+
     // What cloud-init did with vmw's guestinfo and the user data.
     assert_eq!(run(&first, "cloud-id").await.trim(), "vmware");
     assert_eq!(run(&first, "systemd-detect-virt").await.trim(), "vmware");
@@ -393,11 +400,38 @@ async fn user_data_formats(bed: &Bed) {
     b.delete().await.unwrap();
 
     // A cloud-config cloud-init takes but fails on: the wait fails with
-    // cloud-init's own error, and the VM is rolled back.
+    // cloud-init's own error; kept for inspection, with the evidence.
     let broken = b"#cloud-config\nruncmd:\n  - echo vmw-broken-runcmd >&2\n  - exit 7\n".to_vec();
-    let Err(err) = cloud.launch(TEMPLATE, &bed.options(broken)).await else {
+    let kept_in = bed.dir.join("kept");
+    let keep = LaunchOptions {
+        keep_on_failure: Some(kept_in.clone()),
+        ..bed.options(broken)
+    };
+    let Err(err) = cloud.launch(TEMPLATE, &keep).await else {
         panic!("a failing cloud-config must fail the wait");
     };
+    let vmw_cloud::CloudError::Kept { vm, evidence, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let evidence = evidence.as_ref().unwrap();
+    eprintln!("broken cloud-config: {evidence}");
+    let read = |name: &str| std::fs::read(evidence.dir.join(name)).unwrap();
+    let status = String::from_utf8_lossy(&read("cloud-init-status.txt")).into_owned();
+    assert!(status.contains("status: error"), "{status}");
+    assert!(
+        String::from_utf8_lossy(&read("console.log")).contains("Linux version"),
+        "{evidence}"
+    );
+    assert!(
+        String::from_utf8_lossy(&read("journal.txt")).contains("cloud-init"),
+        "{evidence}"
+    );
+    let tarball = read("cloud-init-logs.tar.gz");
+    assert_eq!(&tarball[..2], &[0x1f, 0x8b], "a gzip file");
+    let kept = cloud
+        .get_instance(vm.rsplit('/').next().unwrap())
+        .await
+        .unwrap();
     let message = format!("{err:#}");
     let chain = error_chain(&err);
     eprintln!("broken cloud-config: {chain}");
@@ -405,6 +439,7 @@ async fn user_data_formats(bed: &Bed) {
         chain.contains("scripts_user") || chain.contains("scripts-user"),
         "{message}\n{chain}"
     );
+    kept.delete().await.unwrap();
     assert_eq!(bed.left("formats").await, Vec::<String>::new());
     bed.guests_gone("formats").await;
 }
