@@ -114,6 +114,13 @@ pub(crate) enum Command {
         /// The instances.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Ask the guest to shut down (VMware Tools) and power off hard only
+        /// if it has not within --timeout.
+        #[arg(long)]
+        graceful: bool,
+        /// How long --graceful waits for the guest, e.g. 60s.
+        #[arg(long, value_parser = parse_duration, value_name = "DUR", default_value = "60s", requires = "graceful")]
+        timeout: Duration,
     },
     /// Power-cycle instances and wait for them.
     Restart {
@@ -126,6 +133,13 @@ pub(crate) enum Command {
         /// Longest wait for each stage, e.g. 90s or 10m.
         #[arg(long, value_parser = parse_duration, value_name = "DUR")]
         wait_timeout: Option<Duration>,
+        /// Ask the guest to reboot (VMware Tools) and power-cycle hard only
+        /// if it cannot be asked or has not rebooted within --timeout.
+        #[arg(long)]
+        graceful: bool,
+        /// How long --graceful waits for the guest, e.g. 60s.
+        #[arg(long, value_parser = parse_duration, value_name = "DUR", default_value = "60s", requires = "graceful")]
+        timeout: Duration,
     },
     /// Delete VMs: names in the configured folder, or absolute inventory
     /// paths. Only VMs carrying vmw's marker, unless --force; templates

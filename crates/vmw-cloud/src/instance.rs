@@ -21,6 +21,23 @@ use crate::{CloudError, Tag, WaitStage};
 /// boot-id check.
 const ADDRESS_PROBE: Duration = Duration::from_secs(10);
 
+/// How long a `sync` before a hard power operation may take.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
+
+/// Pause between power-state queries while waiting for a guest shutdown.
+const POWER_POLL: Duration = Duration::from_secs(1);
+
+/// How [`Instance::stop_graceful`] found or left the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerOff {
+    /// The guest shut down when asked.
+    Graceful,
+    /// It was powered off hard (no VMware Tools, or not in time).
+    Forced,
+    /// It was off already.
+    AlreadyOff,
+}
+
 /// A VM of the cloud: launched by it, or found with
 /// [`crate::Cloud::get_instance`]. Cloning an `Instance` gives another handle
 /// on the same VM (sharing the cached address).
@@ -458,6 +475,116 @@ impl<G: Govc> Instance<G> {
         self.wait_until(stage, hook).await
     }
 
+    /// Shuts the guest down through VMware Tools (`vm.power -s`) and waits
+    /// up to `timeout` for the VM to be off; when the guest cannot be asked
+    /// (no Tools) or does not stop in time, the VM is powered off hard,
+    /// after a `sync` over SSH when SSH answers. Already off is success.
+    /// Says which way the VM went off.
+    pub async fn stop_graceful(&self, timeout: Duration) -> Result<PowerOff, CloudError> {
+        self.forget_ip();
+        let asked = self
+            .cloud
+            .govc
+            .exec(&VmPower::new(self.vm.clone(), PowerOp::Shutdown))
+            .await;
+        match asked {
+            Ok(()) => {
+                if self.wait_for_state(PowerState::Off, timeout).await? {
+                    return Ok(PowerOff::Graceful);
+                }
+                tracing::info!(vm = %self.vm, ?timeout, "the guest did not shut down in time; powering off");
+            }
+            Err(e) if e.kind() == ErrorKind::InvalidPowerState => {
+                if self.power_state().await? == PowerState::Off {
+                    return Ok(PowerOff::AlreadyOff);
+                }
+            }
+            Err(e) => {
+                tracing::info!(vm = %self.vm, error = %e, "the guest cannot be asked to shut down; powering off");
+            }
+        }
+        self.sync_if_reachable().await;
+        self.shutdown().await?;
+        Ok(PowerOff::Forced)
+    }
+
+    /// Reboots the guest through VMware Tools (`vm.power -r`) and waits
+    /// until `stage`; when the guest cannot be asked, or (for a guest that
+    /// answers over SSH) its boot id has not changed within `timeout`, the
+    /// VM is power-cycled hard instead ([`Instance::restart_until`]).
+    pub async fn restart_graceful(
+        &self,
+        stage: WaitStage,
+        hook: Option<&StepHook>,
+        timeout: Duration,
+    ) -> Result<Option<IpAddr>, CloudError> {
+        let guest = self.reachable().await?;
+        let before = match &guest {
+            Some(g) => g.boot_id().await.ok(),
+            None => None,
+        };
+        let asked = self
+            .cloud
+            .govc
+            .exec(&VmPower::new(self.vm.clone(), PowerOp::Reboot))
+            .await;
+        if let Err(e) = asked {
+            tracing::info!(vm = %self.vm, error = %e, "the guest cannot be asked to reboot; power-cycling");
+            return self.restart_until(stage, hook).await;
+        }
+        self.forget_ip();
+        if let (Some(guest), Some(before)) = (guest, before) {
+            let started = Instant::now();
+            guest.disconnect().await;
+            loop {
+                if started.elapsed() >= timeout {
+                    tracing::info!(vm = %self.vm, ?timeout, "the guest did not reboot in time; power-cycling");
+                    return self.restart_until(stage, hook).await;
+                }
+                match tokio::time::timeout(Duration::from_secs(5), guest.boot_id()).await {
+                    Ok(Ok(id)) if id != before => break,
+                    _ => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            }
+        }
+        self.wait_until(stage, hook).await
+    }
+
+    /// Polls the power state until it is `wanted` or `timeout` passed.
+    async fn wait_for_state(
+        &self,
+        wanted: PowerState,
+        timeout: Duration,
+    ) -> Result<bool, CloudError> {
+        let started = Instant::now();
+        loop {
+            if self.power_state().await? == wanted {
+                return Ok(true);
+            }
+            if started.elapsed() >= timeout {
+                return Ok(false);
+            }
+            tokio::time::sleep(POWER_POLL.min(timeout)).await;
+        }
+    }
+
+    /// Flushes the guest's writes over SSH before a hard power operation,
+    /// when the guest answers (as pycloudlib does); a guest that does not
+    /// is not waited for.
+    async fn sync_if_reachable(&self) {
+        if self.cached_ip().is_none() {
+            return;
+        }
+        if let Ok(guest) = self.guest().await {
+            let synced = tokio::time::timeout(
+                SYNC_WAIT,
+                guest.execute(&Cmd::from("sync"), &ExecOptions::default()),
+            )
+            .await;
+            tracing::debug!(vm = %self.vm, ?synced, "sync before a hard power operation");
+        }
+    }
+
     /// Restarts the VM and waits until it is ready again. When the guest
     /// answers over SSH before, its boot id is read, and the wait lasts
     /// until the guest reports a different one (so an old connection or a
@@ -492,6 +619,11 @@ impl<G: Govc> Instance<G> {
         }
         match self.reachable().await? {
             Some(guest) => {
+                let _ = tokio::time::timeout(
+                    SYNC_WAIT,
+                    guest.execute(&Cmd::from("sync"), &ExecOptions::default()),
+                )
+                .await;
                 guest
                     .restart_with(
                         || async {

@@ -62,7 +62,7 @@ pub use cloud::Cloud;
 pub use error::{CleanError, CloudError, ErrorCategory};
 pub use evidence::Evidence;
 pub use images::Image;
-pub use instance::{Instance, usable_address};
+pub use instance::{Instance, PowerOff, usable_address};
 pub use inventory::{Scope, VmRecord};
 pub use keys::{KeyPair, expand_home};
 pub use launch::Fleet;

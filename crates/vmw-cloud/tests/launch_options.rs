@@ -2,7 +2,7 @@
 //! vCenter got: the console log (a serial port writing to a file in the
 //! VM's own folder), the first NIC's network, the first disk's size, the
 //! waits of one launch, and a failed launch kept for inspection with its
-//! evidence.
+//! evidence, and power as users expect it (graceful stop and reboot).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -226,4 +226,41 @@ async fn a_launch_waits_as_long_as_it_says_and_can_keep_a_failed_vm() {
     let kept = cloud.get_instance(&name).await.unwrap();
     kept.delete().await.unwrap();
     let _ = AgentOptions::default();
+}
+
+#[tokio::test]
+async fn power_as_users_expect_it() {
+    let sim = Vcsim::start().await.unwrap();
+    let _agent = sim.guest_agent(AgentOptions::default());
+    let (cloud, _keys) = cloud_on(&sim, "pwr", settings());
+    let inst = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    // vcsim shuts a guest down when asked.
+    assert_eq!(
+        inst.stop_graceful(Duration::from_secs(30)).await.unwrap(),
+        vmw_cloud::PowerOff::Graceful
+    );
+    assert_eq!(
+        info(&sim, inst.name()).await.power_state,
+        vmw_govc::parse::PowerState::Off
+    );
+    assert_eq!(
+        inst.stop_graceful(Duration::from_secs(30)).await.unwrap(),
+        vmw_cloud::PowerOff::AlreadyOff
+    );
+    // A guest without VMware Tools cannot be asked to reboot: the VM is
+    // power-cycled instead, and has its address again.
+    inst.start().await.unwrap();
+    let ip = inst
+        .restart_graceful(WaitStage::Ip, None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        info(&sim, inst.name()).await.power_state,
+        vmw_govc::parse::PowerState::On
+    );
+    cloud.clean().await.unwrap();
 }

@@ -120,6 +120,18 @@ impl Inventory {
         moref
     }
 
+    /// Sets the power state (as vSphere names it) of the VM at `path`;
+    /// false when there is none.
+    pub fn set_power(&self, path: &str, power: &'static str) -> bool {
+        match self.state().vms.get_mut(path) {
+            Some(vm) => {
+                vm.power = power;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The VM at `path`, if it can be seen.
     pub fn get(&self, path: &str) -> Option<FakeVm> {
         self.state().vms.get(path).filter(|v| v.visible()).cloned()

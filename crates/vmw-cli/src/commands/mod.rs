@@ -29,12 +29,27 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<Repor
         Command::List { all_tags } => list::run(ctx, all_tags).await,
         Command::Ip { name } => ip::run(ctx, &name).await,
         Command::Start { names, wait } => power::start(ctx, names, wait.into()).await,
-        Command::Stop { names } => power::stop(ctx, names).await,
+        Command::Stop {
+            names,
+            graceful,
+            timeout,
+        } => power::stop(ctx, names, graceful.then_some(timeout)).await,
         Command::Restart {
             names,
             wait,
             wait_timeout,
-        } => power::restart(ctx, names, wait.into(), wait_timeout).await,
+            graceful,
+            timeout,
+        } => {
+            power::restart(
+                ctx,
+                names,
+                wait.into(),
+                wait_timeout,
+                graceful.then_some(timeout),
+            )
+            .await
+        }
         Command::Delete { names, force } => delete::run(ctx, names, force).await,
         Command::Exec {
             name,

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use vmw_cloud::{StepHook, WaitStage};
+use vmw_cloud::{PowerOff, StepHook, WaitStage};
 
 use crate::context::Context;
 use crate::output::{Report, or_dash};
@@ -18,19 +18,36 @@ pub(super) async fn start(
     cycle(ctx, names, wait, None, Cycle::Start).await
 }
 
-/// Runs `vmw stop NAME...`.
-pub(super) async fn stop(ctx: &Context, names: Vec<String>) -> anyhow::Result<Report> {
+/// Runs `vmw stop NAME... [--graceful [--timeout DUR]]`.
+pub(super) async fn stop(
+    ctx: &Context,
+    names: Vec<String>,
+    graceful: Option<Duration>,
+) -> anyhow::Result<Report> {
     let cloud = ctx.cloud(None).await?;
     let results = futures_util::future::join_all(names.iter().map(|name| {
         let cloud = cloud.clone();
         async move {
-            super::instance(&cloud, name).await?.shutdown().await?;
-            Ok::<_, anyhow::Error>(())
+            let instance = super::instance(&cloud, name).await?;
+            let how = match graceful {
+                Some(timeout) => instance.stop_graceful(timeout).await?,
+                None => {
+                    instance.shutdown().await?;
+                    PowerOff::Forced
+                }
+            };
+            Ok::<_, anyhow::Error>(how)
         }
     }))
     .await;
-    super::each(names, results, "power off", |name, ()| {
-        tracing::info!("{name}: off");
+    super::each(names, results, "power off", |name, how| {
+        let result = match (graceful, how) {
+            (Some(_), PowerOff::Graceful) => "off (the guest shut down)",
+            (Some(_), PowerOff::Forced) => "off (powered off hard)",
+            (_, PowerOff::AlreadyOff) => "off (already)",
+            (None, _) => "off",
+        };
+        tracing::info!("{name}: {result}");
         ("off".to_owned(), String::new())
     })
 }
@@ -41,14 +58,21 @@ pub(super) async fn restart(
     names: Vec<String>,
     wait: WaitStage,
     wait_timeout: Option<Duration>,
+    graceful: Option<Duration>,
 ) -> anyhow::Result<Report> {
-    cycle(ctx, names, wait, wait_timeout, Cycle::Restart).await
+    let cycle_kind = match graceful {
+        Some(timeout) => Cycle::Reboot(timeout),
+        None => Cycle::Restart,
+    };
+    cycle(ctx, names, wait, wait_timeout, cycle_kind).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cycle {
     Start,
     Restart,
+    /// A guest reboot, hard after this long.
+    Reboot(Duration),
 }
 
 async fn cycle(
@@ -71,15 +95,19 @@ async fn cycle(
             let done = match cycle {
                 Cycle::Start => instance.start_until(wait, Some(&hook)).await,
                 Cycle::Restart => instance.restart_until(wait, Some(&hook)).await,
+                Cycle::Reboot(timeout) => {
+                    task.step("asking the guest to reboot");
+                    instance.restart_graceful(wait, Some(&hook), timeout).await
+                }
             };
             match &done {
                 Ok(_) => task.done(match cycle {
                     Cycle::Start => "on",
-                    Cycle::Restart => "restarted",
+                    _ => "restarted",
                 }),
                 Err(_) => task.failed(match cycle {
                     Cycle::Start => "start",
-                    Cycle::Restart => "restart",
+                    _ => "restart",
                 }),
             }
             Ok::<Option<IpAddr>, anyhow::Error>(done?)
@@ -88,7 +116,7 @@ async fn cycle(
     .await;
     let (what, word) = match cycle {
         Cycle::Start => ("power on", "on"),
-        Cycle::Restart => ("restart", "restarted"),
+        _ => ("restart", "restarted"),
     };
     super::each(names, results, what, |name, ip| {
         let line = match cycle {

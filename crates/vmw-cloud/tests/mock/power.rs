@@ -123,3 +123,46 @@ async fn get_instance_of_a_missing_vm_is_an_error() {
     );
     assert!(cloud.tracked_instances().is_empty());
 }
+
+#[tokio::test]
+async fn a_graceful_stop_powers_off_hard_when_the_guest_does_not_stop_in_time() {
+    let inv = Inventory::default();
+    inv.add(&at("g-1"), &marker("instance", "0123456789abcdef"));
+    let i = inv.clone();
+    // The guest is asked, and never stops.
+    let (mock, calls) = scripted(move |c| match (c.name(), c.flag_value("s")) {
+        ("vm.power", Some("true")) => out(""),
+        _ => i.happy(c),
+    });
+    let (cloud, _keys) = new_cloud(mock);
+    let g = cloud.get_instance("g-1").await.unwrap();
+    inv.set_power(&at("g-1"), "poweredOn");
+    calls.clear();
+    let how = g.stop_graceful(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(how, vmw_cloud::PowerOff::Forced);
+    let names = calls.names();
+    assert_eq!(names.first().map(String::as_str), Some("vm.power"));
+    assert!(names.iter().any(|n| n == "object.collect"), "{names:?}");
+    assert_eq!(
+        calls.all().last().unwrap(),
+        &sv(&["vm.power", "-off=true", "--", &at("g-1")])
+    );
+    assert_eq!(g.power_state().await.unwrap(), vmw_cloud::PowerState::Off);
+
+    // A guest that stops when asked: graceful, no hard power-off.
+    let inv = Inventory::default();
+    inv.add(&at("g-2"), &marker("instance", "0123456789abcdef"));
+    let (mock, calls) = healthy(&inv);
+    let (cloud, _keys) = new_cloud(mock);
+    let g = cloud.get_instance("g-2").await.unwrap();
+    calls.clear();
+    assert_eq!(
+        g.stop_graceful(Duration::from_secs(5)).await.unwrap(),
+        vmw_cloud::PowerOff::Graceful
+    );
+    assert_eq!(
+        calls.all()[0],
+        sv(&["vm.power", "-s=true", "--", &at("g-2")])
+    );
+    assert!(!calls.all().iter().any(|a| a[1] == "-off=true"));
+}
