@@ -249,6 +249,7 @@ impl SshGuest {
     }
 
     async fn connect(&self) -> Result<Handle<Handler>, SshError> {
+        self.credentials.check().await?;
         let socket = tokio::time::timeout(
             self.config.connect_timeout,
             tokio::net::TcpStream::connect(self.addr),

@@ -17,6 +17,11 @@ use crate::known_hosts::fingerprint;
 /// How long vmw waits for the agent to connect and to list its keys before
 /// it uses the key file instead.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many of the agent's identities are tried when it does not hold the
+/// configured key: servers close the connection after a few refusals
+/// (OpenSSH's `MaxAuthTries`, 6 by default), and the key file must still
+/// get its turn.
+const OTHER_IDENTITIES: usize = 3;
 
 /// What a guest is authenticated with.
 ///
@@ -24,7 +29,9 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 ///   `SSH_AUTH_SOCK`), the agent signs: its identity whose public key is
 ///   [`Credentials::with_public_key`]'s, else each identity it holds. The
 ///   agent being unreachable, holding no keys or declining to sign falls
-///   back to the key file. When the server refused the agent's copy of the
+///   back to the key file. Of an agent not holding the configured key, at
+///   most three identities are tried, so that the server still lets the
+///   key file have its turn. When the server refused the agent's copy of the
 ///   configured key, the file (the same key) is not tried.
 /// - The private key file is read the first time it is needed, once: a
 ///   passphrase-protected key does no harm until then, and none when the
@@ -126,6 +133,16 @@ impl Credentials {
             .cloned()
     }
 
+    /// Before connecting: without an agent, the key file must be usable, so
+    /// a key that cannot work is reported at once, whether or not the guest
+    /// answers yet.
+    pub(crate) async fn check(&self) -> Result<(), SshError> {
+        if self.agent.is_none() {
+            self.private_key().await?;
+        }
+        Ok(())
+    }
+
     /// Authenticates `user` on `handle`: the agent, else the key file.
     pub(crate) async fn authenticate<H>(
         &self,
@@ -216,7 +233,18 @@ impl Credentials {
             None => Vec::new(),
         };
         let have_ours = !ours.is_empty();
-        let candidates = if have_ours { ours } else { keys };
+        let candidates = if have_ours {
+            ours
+        } else {
+            if keys.len() > OTHER_IDENTITIES {
+                tracing::debug!(
+                    held = keys.len(),
+                    tried = OTHER_IDENTITIES,
+                    "ssh: the agent does not hold the configured key; trying some of its keys"
+                );
+            }
+            keys.into_iter().take(OTHER_IDENTITIES).collect()
+        };
         if candidates.is_empty() {
             return Ok(AgentOutcome::Unavailable("it holds no keys".to_owned()));
         }
