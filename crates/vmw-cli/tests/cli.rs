@@ -568,6 +568,50 @@ async fn config_and_govc_errors_have_hints() {
 }
 
 #[tokio::test]
+async fn a_passphrase_protected_key_is_read_only_for_ssh() {
+    let b = bed().await;
+    let keys = b.home.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let private = keys.join("id_ed25519");
+    vmw_testbed::sshd::keygen_with_passphrase(&private, "locked", "secret").unwrap();
+    let mut config = b.sim.config();
+    config.public_key_path = Some(format!("{private}.pub").into());
+    config.private_key_path = Some(private.clone());
+    vmw_testbed::write_config(&config, b.config.parent().unwrap()).unwrap();
+
+    b.vmw(&["list"]).await.ok();
+    let launched = b
+        .vmw(&[
+            "--tag",
+            "locked",
+            "--no-timestamp",
+            "launch",
+            "--release",
+            "jammy",
+            "--wait",
+            "ip",
+        ])
+        .await;
+    assert_eq!(launched.ok().stdout, "locked-1 127.0.0.1\n");
+    b.vmw(&["--tag", "locked", "list"]).await.ok();
+
+    // SSH needs the key: the error starts with the file and says why.
+    let run = b
+        .vmw(&["--tag", "locked", "exec", "locked-1", "--", "true"])
+        .await;
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .starts_with(&format!("error: private key {private}: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("passphrase"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert!(run.stderr.contains("SSH agent"), "{}", run.stderr);
+}
+
+#[tokio::test]
 async fn usage_errors_exit_2() {
     let home = tempfile::tempdir().unwrap();
     let home = camino::Utf8Path::from_path(home.path()).unwrap().to_owned();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use camino::{Utf8Path, Utf8PathBuf};
 use vmw_config::{Environment, VmwareConfig};
 use vmw_govc::{Govc, ProcessGovc};
-use vmw_ssh::PrivateKey;
+use vmw_ssh::Credentials;
 
 use crate::cloud::Cloud;
 use crate::inner::Inner;
@@ -19,7 +19,7 @@ pub(crate) struct Resolved {
     pub(crate) tag: Tag,
     pub(crate) config: VmwareConfig,
     pub(crate) key: KeyPair,
-    pub(crate) private_key: Arc<PrivateKey>,
+    pub(crate) credentials: Credentials,
     pub(crate) env: Environment,
     pub(crate) settings: Settings,
     pub(crate) govc_path: Option<Utf8PathBuf>,
@@ -110,7 +110,7 @@ impl CloudBuilder {
             None => KeyPair::resolve(&config, &env)?,
         };
         vmw_govc::check_folder(&config.folder)?;
-        let private_key = vmw_ssh::load_private_key(&key.private_path)?;
+        let credentials = credentials(&key, &env);
         let mut settings = self.settings;
         if settings.known_hosts.is_none() {
             settings.known_hosts = vmw_ssh::KnownHosts::default_path(
@@ -130,7 +130,7 @@ impl CloudBuilder {
             tag,
             config,
             key,
-            private_key,
+            credentials,
             env,
             settings,
             govc_path: self.govc_path,
@@ -151,6 +151,22 @@ impl CloudBuilder {
     }
 }
 
+/// How the cloud's SSH connections authenticate: the agent of
+/// `SSH_AUTH_SOCK` with the key pair's public key, else the private key
+/// file, read when SSH is first used.
+fn credentials(key: &KeyPair, env: &Environment) -> Credentials {
+    let line = format!("{} {}", key.public_key.algorithm(), key.public_key.data());
+    let credentials = Credentials::key_file(key.private_path.clone())
+        .with_agent(env.get(vmw_config::env::SSH_AUTH_SOCK));
+    match vmw_ssh::PublicKey::from_openssh(&line) {
+        Ok(public) => credentials.with_public_key(public),
+        Err(e) => {
+            tracing::debug!(path = %key.public_path, error = %e, "ssh: the public key is not one the agent can be asked for");
+            credentials
+        }
+    }
+}
+
 impl<G: Govc + 'static> Cloud<G> {
     pub(crate) fn from_parts(govc: G, r: Resolved) -> Self {
         Self {
@@ -159,7 +175,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 config: r.config,
                 tag: r.tag,
                 key: r.key,
-                private_key: r.private_key,
+                credentials: r.credentials,
                 settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
                 sources: Mutex::new(BTreeMap::new()),

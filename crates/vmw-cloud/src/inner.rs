@@ -3,12 +3,12 @@
 //! until it is removed.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use vmw_config::VmwareConfig;
 use vmw_govc::requests::VmClone;
 use vmw_govc::{Govc, VmRef};
-use vmw_ssh::PrivateKey;
+use vmw_ssh::Credentials;
 
 use crate::settings::Settings;
 use crate::tag::{Kind, annotation};
@@ -44,7 +44,9 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) config: VmwareConfig,
     pub(crate) tag: Tag,
     pub(crate) key: KeyPair,
-    pub(crate) private_key: Arc<PrivateKey>,
+    /// How SSH authenticates; the private key file is read on first use
+    /// and kept for every instance.
+    pub(crate) credentials: Credentials,
     pub(crate) settings: Settings,
     pub(crate) templates: tokio::sync::OnceCell<Vec<String>>,
     /// What launches need to know of each source VM, read once.

@@ -361,7 +361,7 @@ impl<G: Govc> Instance<G> {
             self.vm.name().to_owned(),
             ip,
             config,
-            self.cloud.private_key.clone(),
+            self.cloud.credentials.clone(),
         ));
         *slot = Some(g.clone());
         Ok(g)

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{cloud_on, guestinfo};
+use common::{cloud_on, guestinfo, utf8};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use vmw_govc::requests::VmInfo;
 use vmw_govc::{GovcExt, ProcessGovc};
 use vmw_ssh::{ReadyTimeouts, SshConfig, SshError, WaitFor};
 use vmw_testbed::sshd::{CloudInitMode, Sshd};
-use vmw_testbed::{AgentOptions, GuestAgent, Vcsim};
+use vmw_testbed::{AgentOptions, GuestAgent, SshAgent, Vcsim};
 use vmw_userdata::Field;
 
 struct Chain {
@@ -118,6 +118,45 @@ async fn the_key_the_user_data_carried_is_the_one_sshd_accepts() {
             .trim()
     );
     assert!(c.agent.is_some());
+}
+
+#[tokio::test]
+async fn the_agent_of_ssh_auth_sock_signs_for_a_passphrase_protected_key() {
+    let sim = Vcsim::start().await.unwrap();
+    let _reporter = sim.guest_agent(AgentOptions::default());
+    let sshd = Sshd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let private = utf8(&dir).join("id_ed25519");
+    vmw_testbed::sshd::keygen_with_passphrase(&private, "locked", "secret").unwrap();
+    let public = camino::Utf8PathBuf::from(format!("{private}.pub"));
+    let agent = SshAgent::start().unwrap();
+    agent.add(&private, "secret").unwrap();
+    let key = vmw_cloud::KeyPair::from_files(&public, None, "locked".to_owned()).unwrap();
+    let mut settings = settings(&sshd, Duration::from_secs(20));
+    settings.known_hosts = Some(vmw_ssh::KnownHosts::new(utf8(&dir).join("known_hosts")));
+    let cloud = vmw_cloud::CloudBuilder::new("agent")
+        .timestamp(false)
+        .config(sim.config())
+        .key_pair(key)
+        .environment(vmw_config::Environment::from_pairs([(
+            vmw_config::env::SSH_AUTH_SOCK,
+            agent.socket().as_str(),
+        )]))
+        .settings(settings)
+        .build_with(sim.govc())
+        .unwrap();
+    let inst = cloud
+        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    let keys = keys_in_guestinfo(&sim, inst.name()).await;
+    let lines: Vec<&str> = keys.iter().map(String::as_str).collect();
+    sshd.set_authorized_keys(&lines).unwrap();
+
+    inst.wait().await.unwrap();
+    let r = inst.execute("echo signed-by-the-agent").await.unwrap();
+    assert_eq!(r.stdout, "signed-by-the-agent");
+    inst.delete().await.unwrap();
 }
 
 #[tokio::test]

@@ -697,6 +697,60 @@ async fn build_finds_and_checks_govc_or_says_what_is_wrong() {
     assert!(matches!(err, CloudError::InvalidTag { .. }), "{err}");
 }
 
+#[tokio::test]
+async fn a_passphrase_protected_key_is_read_only_when_ssh_is_used() {
+    let sim = Vcsim::start().await.unwrap();
+    let _agent = sim.guest_agent(AgentOptions::default());
+    let dir = tempfile::tempdir().unwrap();
+    let private = utf8(&dir).join("id_ed25519");
+    vmw_testbed::sshd::keygen_with_passphrase(&private, "locked", "secret").unwrap();
+    let public = camino::Utf8PathBuf::from(format!("{private}.pub"));
+    let key = vmw_cloud::KeyPair::from_files(&public, None, "locked".to_owned()).unwrap();
+    // Building, listing and launching never read the private key.
+    let cloud = CloudBuilder::new("locked")
+        .timestamp(false)
+        .config(sim.config())
+        .key_pair(key)
+        .environment(vmw_config::Environment::default())
+        .settings(Settings {
+            known_hosts: Some(vmw_ssh::KnownHosts::new(utf8(&dir).join("known_hosts"))),
+            ..fast_settings()
+        })
+        .build_with(sim.govc())
+        .unwrap();
+    assert!(cloud.list(&Scope::ThisTag).await.unwrap().is_empty());
+    let inst = cloud
+        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .await
+        .unwrap();
+    assert_eq!(cloud.list(&Scope::ThisTag).await.unwrap().len(), 1);
+
+    // SSH needs it, and says which file cannot be used and why.
+    let err = inst.execute("true").await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Ssh(vmw_ssh::SshError::Key { path, .. }) if *path == private),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("private key {private}: ")),
+        "{text}"
+    );
+    assert!(text.contains("passphrase"), "{text}");
+    let hints = err.hints().join("\n");
+    assert!(
+        hints.contains("without a passphrase") && hints.contains("SSH agent"),
+        "{hints}"
+    );
+    // Readiness ends on it at once.
+    let err = inst.wait_for(WaitStage::Ssh).await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Ssh(vmw_ssh::SshError::Key { .. })),
+        "{err:?}"
+    );
+    inst.delete().await.unwrap();
+}
+
 /// A bed whose clones take `clone_ms` (vcsim's method delay).
 async fn slow_clone_bed(clone_ms: u32) -> Bed {
     let sim = Vcsim::start_with(VcsimOptions::new().method_delay("CloneVM_Task", clone_ms))

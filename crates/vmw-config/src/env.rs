@@ -23,6 +23,10 @@ pub const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 pub const PATH: &str = "PATH";
 /// Path of the govc binary to use, ahead of `PATH`.
 pub const VMW_GOVC: &str = "VMW_GOVC";
+/// The socket of the user's SSH agent: when set, SSH to instances
+/// authenticates with the agent first, and the private key file is read
+/// only if the agent cannot be used.
+pub const SSH_AUTH_SOCK: &str = "SSH_AUTH_SOCK";
 
 /// The default tag of the command line (`--tag`).
 pub const VMW_TAG: &str = "VMW_TAG";

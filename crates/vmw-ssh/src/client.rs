@@ -7,14 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use camino::{Utf8Path, Utf8PathBuf};
 use russh::client::{self, Handle};
-use russh::keys::{
-    PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, load_secret_key,
-};
+use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::credentials::AuthError;
 use crate::known_hosts::{HostKeyCheck, KnownHosts, fingerprint};
-use crate::{Cmd, ExecOptions, ExecResult, Guest, SshError, Stage};
+use crate::{Cmd, Credentials, ExecOptions, ExecResult, Guest, SshError, Stage};
 
 /// How a guest's SSH host key is trusted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,29 +70,6 @@ impl Default for SshConfig {
             banner_timeout: Duration::from_secs(30),
             host_key: HostKeyPolicy::Session,
         }
-    }
-}
-
-/// Loads a private key file (OpenSSH or PEM). A passphrase-protected key is
-/// refused with an explanation: vmw runs unattended.
-pub fn load_private_key(path: &Utf8Path) -> Result<Arc<PrivateKey>, SshError> {
-    let fail = |message: String, hint: &str| SshError::Transport {
-        instance: String::new(),
-        address: path.to_string(),
-        stage: Stage::Key,
-        message,
-        hint: Some(hint.to_owned()),
-    };
-    match load_secret_key(path, None) {
-        Ok(k) => Ok(Arc::new(k)),
-        Err(russh::keys::Error::KeyIsEncrypted) => Err(fail(
-            format!("{path} is protected by a passphrase, which vmw cannot type"),
-            "use a key without a passphrase for test instances (ssh-keygen -t ed25519 -N '' -f <file>) and set private_key_path",
-        )),
-        Err(e) => Err(fail(
-            format!("cannot read the private key {path}: {e}"),
-            "set private_key_path in [vmware] to a readable OpenSSH private key",
-        )),
     }
 }
 
@@ -217,7 +193,7 @@ pub struct SshGuest {
     instance: String,
     addr: SocketAddr,
     config: SshConfig,
-    key: Arc<PrivateKey>,
+    credentials: Credentials,
     pin: Arc<HostKeyPin>,
     conn: tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>,
 }
@@ -233,19 +209,20 @@ impl std::fmt::Debug for SshGuest {
 }
 
 impl SshGuest {
-    /// A guest `instance` at `ip`, reached with `config` and `key`.
+    /// A guest `instance` at `ip`, reached with `config` and authenticated
+    /// with `credentials`.
     pub fn new(
         instance: impl Into<String>,
         ip: std::net::IpAddr,
         config: SshConfig,
-        key: Arc<PrivateKey>,
+        credentials: Credentials,
     ) -> Self {
         let addr = SocketAddr::new(ip, config.port);
         Self {
             instance: instance.into(),
             addr,
             config,
-            key,
+            credentials,
             pin: Arc::default(),
             conn: tokio::sync::Mutex::new(None),
         }
@@ -272,6 +249,7 @@ impl SshGuest {
     }
 
     async fn connect(&self) -> Result<Handle<Handler>, SshError> {
+        self.credentials.check().await?;
         let socket = tokio::time::timeout(
             self.config.connect_timeout,
             tokio::net::TcpStream::connect(self.addr),
@@ -316,31 +294,24 @@ impl SshGuest {
             Ok(Ok(h)) => h,
         };
 
-        let hash = if self.key.algorithm().is_rsa() {
-            handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(|e| self.err(Stage::Auth, e.to_string()))?
-                .flatten()
-        } else {
-            None
-        };
         let auth = tokio::time::timeout(
             self.config.banner_timeout,
-            handle.authenticate_publickey(
-                &self.config.user,
-                PrivateKeyWithHashAlg::new(self.key.clone(), hash),
-            ),
+            self.credentials
+                .authenticate(&mut handle, &self.config.user),
         )
         .await
-        .map_err(|_| self.err(Stage::Auth, "no answer to authentication"))?
-        .map_err(|e| self.err(Stage::Auth, e.to_string()))?;
-        if !auth.success() {
-            return Err(self.err_hint(
-                Stage::Auth,
-                format!("the server refused the key for user {}", self.config.user),
-                Some("the instance must have been launched with this key (it is injected into the user data), and the user must exist".to_owned()),
-            ));
+        .map_err(|_| self.err(Stage::Auth, "no answer to authentication"))?;
+        match auth {
+            Ok(()) => {}
+            Err(AuthError::Key(e)) => return Err(e),
+            Err(AuthError::Transport(e)) => return Err(self.err(Stage::Auth, e)),
+            Err(AuthError::Refused) => {
+                return Err(self.err_hint(
+                    Stage::Auth,
+                    format!("the server refused the key for user {}", self.config.user),
+                    Some("the instance must have been launched with this key (it is injected into the user data), and the user must exist".to_owned()),
+                ));
+            }
         }
         tracing::debug!(instance = %self.instance, addr = %self.addr, "ssh: connected");
         Ok(handle)

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use camino::Utf8PathBuf;
+
 /// Where in the guest access something went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stage {
@@ -63,9 +65,22 @@ impl fmt::Display for WaitFor {
     }
 }
 
-/// An error of guest access. Every variant names the instance and address.
+/// An error of guest access. Every message starts with what failed: the
+/// instance and address, or the private key file.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
+    /// The private key file could not be used (unreadable, not a key, or
+    /// protected by a passphrase).
+    #[error("private key {path}: {problem}")]
+    Key {
+        /// The key file.
+        path: Utf8PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What would fix it, where that is known.
+        hint: Option<String>,
+    },
+
     /// Reaching or talking to the SSH server failed.
     #[error("{instance} ({address}): {stage}: {message}")]
     Transport {
@@ -115,15 +130,19 @@ impl SshError {
     /// caller to render (the message states only the fact).
     pub fn hints(&self) -> Vec<String> {
         match self {
-            SshError::Transport { hint, .. } => hint.iter().cloned().collect(),
+            SshError::Transport { hint, .. } | SshError::Key { hint, .. } => {
+                hint.iter().cloned().collect()
+            }
             _ => Vec::new(),
         }
     }
 
-    /// The stage of a transport error.
+    /// The stage of a transport error; [`Stage::Key`] for a private key
+    /// that cannot be used.
     pub fn stage(&self) -> Option<Stage> {
         match self {
             SshError::Transport { stage, .. } => Some(*stage),
+            SshError::Key { .. } => Some(Stage::Key),
             _ => None,
         }
     }
@@ -140,7 +159,7 @@ impl SshError {
                 !matches!(stage, Stage::HostKey | Stage::Key | Stage::LocalFile)
             }
             SshError::Timeout { .. } => true,
-            SshError::Failed { .. } => false,
+            SshError::Failed { .. } | SshError::Key { .. } => false,
         }
     }
 

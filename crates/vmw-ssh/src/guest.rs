@@ -316,7 +316,9 @@ pub trait GuestExt: Guest {
             match tokio::time::timeout(remaining, self.boot_id()).await {
                 Ok(Ok(id)) if id != before => break,
                 Ok(Ok(id)) => last = Some(format!("boot id still {id}")),
-                Ok(Err(e @ SshError::Transport { .. })) if !e.is_transient() => {
+                Ok(Err(e @ (SshError::Transport { .. } | SshError::Key { .. })))
+                    if !e.is_transient() =>
+                {
                     return Err(e.into());
                 }
                 Ok(Err(e)) => last = Some(e.to_string()),

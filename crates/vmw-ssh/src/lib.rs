@@ -13,7 +13,16 @@
 //! for the remote shell, so spaces, quotes and Unicode pass as they are.
 //! `sudo` runs `sudo -n` (never prompts). A non-zero exit is an
 //! [`ExecResult`], not an error; errors are transport failures, naming the
-//! instance, the address and the [`Stage`].
+//! instance, the address and the [`Stage`], or a private key that cannot be
+//! used ([`SshError::Key`], naming the file).
+//!
+//! Authentication: [`Credentials`] say how. With an SSH agent's socket
+//! ([`Credentials::with_agent`], vmw passes `SSH_AUTH_SOCK`), the agent
+//! signs with the identity whose public key is the configured one, else
+//! with each identity it holds; an agent that is unreachable or does not
+//! sign falls back to the private key file. That file is read only when it
+//! is first needed, once, so a passphrase-protected key held by an agent is
+//! never read at all.
 //!
 //! Host keys: the key an instance presents on first contact is accepted (new
 //! VMs have new keys that no `known_hosts` can hold beforehand) and a
@@ -31,11 +40,12 @@
 //! large files are never held in memory.
 //!
 //! ```no_run
-//! use vmw_ssh::{Cmd, ExecOptions, Guest, GuestExt, ReadyTimeouts, SshConfig, SshGuest, load_private_key};
+//! use vmw_ssh::{Cmd, Credentials, ExecOptions, Guest, GuestExt, ReadyTimeouts, SshConfig, SshGuest};
 //!
 //! # async fn demo() -> Result<(), vmw_ssh::SshError> {
-//! let key = load_private_key("/home/me/.ssh/id_ed25519".into())?;
-//! let guest = SshGuest::new("me-1", "10.0.0.5".parse().unwrap(), SshConfig::default(), key);
+//! let credentials = Credentials::key_file("/home/me/.ssh/id_ed25519")
+//!     .with_agent(Some("/run/user/1000/ssh-agent.socket"));
+//! let guest = SshGuest::new("me-1", "10.0.0.5".parse().unwrap(), SshConfig::default(), credentials);
 //! guest.wait_ready(ReadyTimeouts::default()).await?;
 //! let r = guest.execute(&Cmd::from("cloud-init status --long"), &ExecOptions::default()).await?;
 //! println!("{} (exit {:?})", r.stdout, r.exit_status);
@@ -44,12 +54,14 @@
 
 mod client;
 mod command;
+mod credentials;
 mod error;
 mod guest;
 mod known_hosts;
 
-pub use client::{HostKeyPolicy, SshConfig, SshGuest, load_private_key};
+pub use client::{HostKeyPolicy, SshConfig, SshGuest};
 pub use command::{Cmd, ExecOptions, ExecResult, shell_quote};
+pub use credentials::{Credentials, load_private_key};
 pub use error::{SshError, Stage, WaitFor};
 pub use guest::{BOOT_ID_PATH, CLEAN_STEPS, Guest, GuestExt, ReadyTimeouts};
 pub use known_hosts::{

@@ -11,8 +11,8 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
 use vmw_ssh::{
-    Cmd, ExecOptions, Guest, HostKeyPolicy, KnownHosts, PublicKey, SshConfig, SshGuest, Stage,
-    fingerprint, load_private_key,
+    Cmd, Credentials, ExecOptions, Guest, HostKeyPolicy, KnownHosts, PublicKey, SshConfig,
+    SshGuest, Stage, fingerprint,
 };
 use vmw_testbed::sshd::Sshd;
 
@@ -66,7 +66,7 @@ impl Bed {
                 banner_timeout: Duration::from_secs(10),
                 host_key: HostKeyPolicy::known(self.store.clone(), identity),
             },
-            load_private_key(&self.key_path).unwrap(),
+            Credentials::key_file(self.key_path.clone()),
         )
     }
 

@@ -3,14 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Read as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 use vmw_ssh::{
-    Cmd, ExecOptions, Guest, GuestExt, PrivateKey, ReadyTimeouts, SshConfig, SshError, SshGuest,
-    Stage, WaitFor, load_private_key,
+    Cmd, Credentials, ExecOptions, Guest, GuestExt, PublicKey, ReadyTimeouts, SshConfig, SshError,
+    SshGuest, Stage, WaitFor, load_private_key,
 };
+use vmw_testbed::SshAgent;
 use vmw_testbed::sshd::{CloudInitMode, Sshd};
 
 /// A key pair made by ssh-keygen.
@@ -56,15 +56,15 @@ fn config_for(sshd: &Sshd) -> SshConfig {
     }
 }
 
-fn guest_for(sshd: &Sshd, key: Arc<PrivateKey>) -> SshGuest {
-    SshGuest::new("vm-1", sshd.address().ip(), config_for(sshd), key)
+fn guest_for(sshd: &Sshd, credentials: Credentials) -> SshGuest {
+    SshGuest::new("vm-1", sshd.address().ip(), config_for(sshd), credentials)
 }
 
 fn peer() -> Peer {
     let sshd = Sshd::start().unwrap();
     let key = keygen("");
     sshd.authorize(&key.public).unwrap();
-    let guest = guest_for(&sshd, load_private_key(&key.path).unwrap());
+    let guest = guest_for(&sshd, Credentials::key_file(key.path.clone()));
     Peer { sshd, key, guest }
 }
 
@@ -370,7 +370,7 @@ async fn ready_survives_connections_dropped_during_the_cloud_init_wait() {
 async fn ready_times_out_at_the_ssh_stage_when_the_key_is_refused() {
     let sshd = Sshd::start().unwrap();
     let key = keygen("");
-    let guest = guest_for(&sshd, load_private_key(&key.path).unwrap());
+    let guest = guest_for(&sshd, Credentials::key_file(key.path.clone()));
     let err = guest
         .wait_ready(ReadyTimeouts {
             ready: Duration::from_secs(2),
@@ -445,7 +445,7 @@ async fn transport_errors_name_the_stage() {
             port,
             ..SshConfig::default()
         },
-        load_private_key(&key.path).unwrap(),
+        Credentials::key_file(key.path.clone()),
     );
     let err = guest
         .execute(&Cmd::from("true"), &ExecOptions::default())
@@ -460,7 +460,7 @@ async fn transport_errors_name_the_stage() {
 
     // A key the server does not know.
     let sshd = Sshd::start().unwrap();
-    let guest = guest_for(&sshd, load_private_key(&key.path).unwrap());
+    let guest = guest_for(&sshd, Credentials::key_file(key.path.clone()));
     let err = guest
         .execute(&Cmd::from("true"), &ExecOptions::default())
         .await
@@ -468,13 +468,172 @@ async fn transport_errors_name_the_stage() {
     assert_eq!(err.stage(), Some(Stage::Auth), "{err}");
     assert!(err.to_string().contains(&sshd.user()), "{err}");
 
-    // A passphrase-protected key.
+    // A missing key file: the error names it, not an instance.
+    let missing = key.path.with_file_name("missing");
+    let err = load_private_key(&missing).unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::Key), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("private key {missing}: ")),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_passphrase_protected_key_is_a_key_error_naming_the_file() {
     let locked = keygen("secret passphrase");
     let err = load_private_key(&locked.path).unwrap_err();
-    assert_eq!(err.stage(), Some(Stage::Key), "{err}");
-    assert!(err.to_string().contains("passphrase"), "{err}");
-    let err = load_private_key(&key.path.with_file_name("missing")).unwrap_err();
-    assert_eq!(err.stage(), Some(Stage::Key), "{err}");
+    let text = err.to_string();
+    assert!(
+        matches!(&err, SshError::Key { path, .. } if *path == locked.path),
+        "{err:?}"
+    );
+    assert!(
+        text.starts_with(&format!("private key {}: ", locked.path)),
+        "{text}"
+    );
+    assert!(text.contains("passphrase"), "{text}");
+    assert!(!text.contains("hint"), "{text}");
+    assert_eq!(err.stage(), Some(Stage::Key));
+    assert!(!err.is_transient());
+    let hints = err.hints().join("\n");
+    assert!(hints.contains("without a passphrase"), "{hints}");
+    assert!(hints.contains("SSH agent"), "{hints}");
+    assert!(hints.contains("SSH_AUTH_SOCK"), "{hints}");
+
+    // Used by a guest, without an agent: the same error, at first use.
+    let sshd = Sshd::start().unwrap();
+    sshd.authorize(&locked.public).unwrap();
+    let credentials = Credentials::key_file(locked.path.clone());
+    let guest = guest_for(&sshd, credentials.clone());
+    let err = guest
+        .execute(&Cmd::from("true"), &ExecOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SshError::Key { path, .. } if *path == locked.path),
+        "{err:?}"
+    );
+    assert!(!credentials.private_key_loaded());
+    // Readiness ends at once rather than retrying.
+    let started = Instant::now();
+    let err = guest
+        .wait_ready(ReadyTimeouts {
+            ready: Duration::from_secs(20),
+            poll: Duration::from_millis(200),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SshError::Key { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+fn public_key(line: &str) -> PublicKey {
+    PublicKey::from_openssh(line).unwrap()
+}
+
+#[tokio::test]
+async fn the_agent_signs_for_a_key_whose_file_cannot_be_loaded() {
+    let sshd = Sshd::start().unwrap();
+    let locked = keygen("secret");
+    sshd.authorize(&locked.public).unwrap();
+    let other = keygen("");
+    let agent = SshAgent::start().unwrap();
+    // The agent holds another key first: the configured one is preferred.
+    agent.add(&other.path, "").unwrap();
+    agent.add(&locked.path, "secret").unwrap();
+    assert!(matches!(
+        load_private_key(&locked.path),
+        Err(SshError::Key { .. })
+    ));
+
+    let credentials = Credentials::key_file(locked.path.clone())
+        .with_agent(Some(agent.socket()))
+        .with_public_key(public_key(&locked.public));
+    let guest = guest_for(&sshd, credentials.clone());
+    let r = guest
+        .execute(&Cmd::from("echo via-agent"), &ExecOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, "via-agent");
+    assert!(
+        !credentials.private_key_loaded(),
+        "the key file is never read when the agent authenticates"
+    );
+
+    // Without the public key to prefer, each identity is tried.
+    let guest = guest_for(
+        &sshd,
+        Credentials::key_file(locked.path.clone()).with_agent(Some(agent.socket())),
+    );
+    let r = guest
+        .execute(&Cmd::from("echo each"), &ExecOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.stdout, "each");
+}
+
+#[tokio::test]
+async fn the_key_file_is_used_when_the_agent_cannot_help() {
+    let sshd = Sshd::start().unwrap();
+    let key = keygen("");
+    sshd.authorize(&key.public).unwrap();
+    let run = async |credentials: Credentials| {
+        let guest = guest_for(&sshd, credentials.clone());
+        let r = guest
+            .execute(&Cmd::from("echo via-file"), &ExecOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.stdout, "via-file");
+        assert!(credentials.private_key_loaded());
+    };
+    let with = |socket: &camino::Utf8Path| {
+        Credentials::key_file(key.path.clone())
+            .with_agent(Some(socket))
+            .with_public_key(public_key(&key.public))
+    };
+
+    // A dead agent: its socket is left, nobody listens.
+    let mut agent = SshAgent::start().unwrap();
+    agent.add(&key.path, "").unwrap();
+    agent.stop();
+    assert!(agent.socket().exists());
+    run(with(agent.socket())).await;
+
+    // No socket at all.
+    run(with(&key.path.with_file_name("no-agent.sock"))).await;
+
+    // An agent holding no keys.
+    let empty = SshAgent::start().unwrap();
+    run(with(empty.socket())).await;
+
+    // An agent holding only keys the server refuses.
+    let stranger = keygen("");
+    let other = SshAgent::start().unwrap();
+    other.add(&stranger.path, "").unwrap();
+    run(with(other.socket())).await;
+}
+
+#[tokio::test]
+async fn a_refused_agent_key_is_an_authentication_error_not_a_key_error() {
+    // The server does not (yet) know the key the agent holds: the file,
+    // the same key, is not read, and the error is one that may pass.
+    let sshd = Sshd::start().unwrap();
+    let locked = keygen("secret");
+    let agent = SshAgent::start().unwrap();
+    agent.add(&locked.path, "secret").unwrap();
+    let credentials = Credentials::key_file(locked.path.clone())
+        .with_agent(Some(agent.socket()))
+        .with_public_key(public_key(&locked.public));
+    let guest = guest_for(&sshd, credentials.clone());
+    let err = guest
+        .execute(&Cmd::from("true"), &ExecOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::Auth), "{err}");
+    assert!(err.is_transient());
+    assert!(!credentials.private_key_loaded());
 }
 
 #[tokio::test]

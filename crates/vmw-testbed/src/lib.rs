@@ -34,6 +34,10 @@
 //! `/etc/machine-id` and `/var/log`, so guest-side commands never touch the
 //! machine running the tests (hence it needs root).
 //!
+//! [`SshAgent::start`] runs a real OpenSSH `ssh-agent` on a socket of its
+//! own, and [`SshAgent::add`] gives it a key, passphrase-protected ones
+//! included.
+//!
 //! [`FaultProxy`] sits between govc and a simulator serving plain http
 //! ([`VcsimOptions::plain_http`], [`Vcsim::config_via`]) and drops a
 //! connection right after a chosen request has reached the server, so tests
@@ -51,6 +55,7 @@ pub mod agent;
 pub mod guests;
 pub mod ova;
 pub mod proxy;
+pub mod ssh_agent;
 pub mod sshd;
 pub mod tools;
 
@@ -68,6 +73,7 @@ use vmw_govc::{GovcError, GovcExt, GovcTarget, ProcessGovc, VmRef};
 pub use agent::{AgentOptions, GuestAgent};
 pub use guests::{Accel, GUEST_IMAGE_VAR, GuestImage, GuestState, RealGuestOptions, RealGuests};
 pub use proxy::{ClientClose, FaultProxy, FaultRule};
+pub use ssh_agent::SshAgent;
 pub use sshd::{CloudInitMode, Sshd, SshdOptions};
 pub use tools::{GOVMOMI_VERSION, Tool};
 
@@ -144,6 +150,9 @@ pub enum TestbedError {
     /// The fault-injecting proxy could not listen.
     #[error("could not start the fault proxy: {0}")]
     Proxy(#[source] std::io::Error),
+    /// ssh-agent could not be started, or did not take a key.
+    #[error("ssh-agent: {0}")]
+    SshAgent(String),
     /// sshd could not be started.
     #[error("sshd did not start: {reason}\nsshd log:\n{log}")]
     Sshd {

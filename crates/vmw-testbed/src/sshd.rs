@@ -822,8 +822,17 @@ fn random_machine_id() -> String {
 /// Makes an ed25519 key pair without a passphrase with OpenSSH's
 /// `ssh-keygen`: the private key at `path`, the public one at `path.pub`.
 pub fn keygen(path: &Utf8Path, comment: &str) -> Result<(), TestbedError> {
+    keygen_with_passphrase(path, comment, "")
+}
+
+/// [`keygen`], the private key protected by `passphrase`.
+pub fn keygen_with_passphrase(
+    path: &Utf8Path,
+    comment: &str,
+    passphrase: &str,
+) -> Result<(), TestbedError> {
     let output = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", comment, "-f"])
         .arg(path)
         .stdin(Stdio::null())
         .output()

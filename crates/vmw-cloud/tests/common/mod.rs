@@ -16,7 +16,8 @@ use vmw_userdata::{Field, decode};
 /// A cloud tagged `tag` on `govc`, without timestamps in its names: its key
 /// pair (named `tag`) is generated in `dir/keys` (or reused from there),
 /// and its SSH host keys are pinned in `dir/known_hosts` unless `settings`
-/// name a store.
+/// name a store. The environment is empty: no SSH agent of whoever runs
+/// the tests takes part.
 pub fn cloud_in<G: Govc + 'static>(
     govc: G,
     config: VmwareConfig,
@@ -32,6 +33,7 @@ pub fn cloud_in<G: Govc + 'static>(
         .timestamp(false)
         .config(config)
         .key_pair(key)
+        .environment(vmw_config::Environment::default())
         .settings(settings)
         .build_with(govc)
         .unwrap()
