@@ -2,7 +2,7 @@
 //! and settings, every input checked before anything is touched.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use vmw_config::{Environment, VmwareConfig};
@@ -20,6 +20,7 @@ pub(crate) struct Resolved {
     pub(crate) config: VmwareConfig,
     pub(crate) key: KeyPair,
     pub(crate) credentials: Credentials,
+    pub(crate) agent: Option<String>,
     pub(crate) env: Environment,
     pub(crate) settings: Settings,
     pub(crate) govc_path: Option<Utf8PathBuf>,
@@ -110,7 +111,8 @@ impl CloudBuilder {
             None => KeyPair::resolve(&config, &env)?,
         };
         vmw_govc::check_folder(&config.folder)?;
-        let credentials = credentials(&key, &env);
+        let agent = env.get(vmw_config::env::SSH_AUTH_SOCK).map(str::to_owned);
+        let credentials = credentials(&key, agent.as_deref());
         let mut settings = self.settings;
         if settings.known_hosts.is_none() {
             settings.known_hosts = vmw_ssh::KnownHosts::default_path(
@@ -131,6 +133,7 @@ impl CloudBuilder {
             config,
             key,
             credentials,
+            agent,
             env,
             settings,
             govc_path: self.govc_path,
@@ -154,10 +157,9 @@ impl CloudBuilder {
 /// How the cloud's SSH connections authenticate: the agent of
 /// `SSH_AUTH_SOCK` with the key pair's public key, else the private key
 /// file, read when SSH is first used.
-fn credentials(key: &KeyPair, env: &Environment) -> Credentials {
+pub(crate) fn credentials(key: &KeyPair, agent: Option<&str>) -> Credentials {
     let line = format!("{} {}", key.public_key.algorithm(), key.public_key.data());
-    let credentials = Credentials::key_file(key.private_path.clone())
-        .with_agent(env.get(vmw_config::env::SSH_AUTH_SOCK));
+    let credentials = Credentials::key_file(key.private_path.clone()).with_agent(agent);
     match vmw_ssh::PublicKey::from_openssh(&line) {
         Ok(public) => credentials.with_public_key(public),
         Err(e) => {
@@ -174,8 +176,8 @@ impl<G: Govc + 'static> Cloud<G> {
                 govc,
                 config: r.config,
                 tag: r.tag,
-                key: r.key,
-                credentials: r.credentials,
+                keys: RwLock::new((r.key, r.credentials)),
+                agent: r.agent,
                 settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
                 sources: Mutex::new(BTreeMap::new()),

@@ -48,7 +48,7 @@ impl<G: Govc> std::fmt::Debug for Cloud<G> {
         f.debug_struct("Cloud")
             .field("tag", &self.inner.tag)
             .field("config", &self.inner.config)
-            .field("key", &self.inner.key.public_path)
+            .field("key", &self.inner.key_pair().public_path)
             .finish()
     }
 }
@@ -65,8 +65,17 @@ impl<G: Govc + 'static> Cloud<G> {
     }
 
     /// The SSH key pair injected into instances.
-    pub fn key_pair(&self) -> &KeyPair {
-        &self.inner.key
+    pub fn key_pair(&self) -> KeyPair {
+        self.inner.key_pair()
+    }
+
+    /// Uses `key` from now on (pycloudlib's `use_key`): instances launched
+    /// later get its public key, and SSH connections made later
+    /// authenticate with it (through the SSH agent when it holds it).
+    /// Instances already running keep the key they were launched with.
+    pub fn use_key(&self, key: KeyPair) {
+        let credentials = crate::builder::credentials(&key, self.inner.agent.as_deref());
+        *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = (key, credentials);
     }
 
     /// The govc backend.

@@ -180,6 +180,17 @@ pub enum CloudError {
         waited: Duration,
     },
 
+    /// A wait for the VM's state ran out of time.
+    #[error("waiting for VM {vm} {what} timed out after {waited:?}")]
+    TimedOut {
+        /// The VM.
+        vm: String,
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        waited: Duration,
+    },
+
     /// After a redundant power operation the VM is not in the wanted state.
     #[error("VM {vm} should be {wanted} but is {found}")]
     PowerState {

@@ -91,6 +91,37 @@ impl<G: Govc + 'static> Cloud<G> {
         self.released_image(release).await
     }
 
+    /// The image a name means (pycloudlib's `get_image_id_from_name`): the
+    /// source template or vmw image of exactly that name in the folder,
+    /// else the first, in name order, whose name contains `name`.
+    pub async fn image_by_name(&self, name: &str) -> Result<Image, CloudError> {
+        let mut names: Vec<String> = self
+            .releases()
+            .await?
+            .into_iter()
+            .map(|r| format!("{TEMPLATE_PREFIX}{r}"))
+            .collect();
+        names.extend(
+            self.list(&crate::Scope::AllTags)
+                .await?
+                .into_iter()
+                .filter(|r| r.kind == crate::Kind::Image)
+                .map(|r| r.name),
+        );
+        names.sort();
+        let found = names
+            .iter()
+            .find(|n| *n == name)
+            .or_else(|| names.iter().find(|n| n.contains(name)))
+            .ok_or_else(|| CloudError::NoSuchVm {
+                name: format!("an image whose name contains {name:?}"),
+            })?;
+        Ok(Image {
+            path: self.inner.vm_ref(found)?,
+            name: found.clone(),
+        })
+    }
+
     /// Image serials do not exist on vSphere.
     pub fn image_serial(&self, image: &str) -> Result<String, CloudError> {
         Err(CloudError::NotSupported {

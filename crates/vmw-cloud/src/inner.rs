@@ -3,7 +3,7 @@
 //! until it is removed.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use vmw_config::VmwareConfig;
 use vmw_govc::requests::VmClone;
@@ -43,10 +43,11 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) govc: G,
     pub(crate) config: VmwareConfig,
     pub(crate) tag: Tag,
-    pub(crate) key: KeyPair,
-    /// How SSH authenticates; the private key file is read on first use
-    /// and kept for every instance.
-    pub(crate) credentials: Credentials,
+    /// The key pair, and how SSH authenticates with it (the private key
+    /// file is read on first use and kept); `Cloud::use_key` replaces both.
+    pub(crate) keys: RwLock<(KeyPair, Credentials)>,
+    /// The SSH agent's socket, if any.
+    pub(crate) agent: Option<String>,
     pub(crate) settings: Settings,
     pub(crate) templates: tokio::sync::OnceCell<Vec<String>>,
     /// What launches need to know of each source VM, read once.
@@ -58,6 +59,24 @@ pub(crate) struct Inner<G: Govc> {
 }
 
 impl<G: Govc> Inner<G> {
+    /// The key pair in use.
+    pub(crate) fn key_pair(&self) -> KeyPair {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// How SSH authenticates now.
+    pub(crate) fn credentials(&self) -> Credentials {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
     /// The one place a clone request is built: `source` cloned to
     /// `target` powered off, on the configured datastore and pool, marked
     /// with `tag`, `kind` and `launch`. An instance goes on the

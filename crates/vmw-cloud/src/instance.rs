@@ -361,7 +361,7 @@ impl<G: Govc> Instance<G> {
             self.vm.name().to_owned(),
             ip,
             config,
-            self.cloud.credentials.clone(),
+            self.cloud.credentials(),
         ));
         *slot = Some(g.clone());
         Ok(g)
@@ -548,6 +548,81 @@ impl<G: Govc> Instance<G> {
             }
         }
         self.wait_until(stage, hook).await
+    }
+
+    /// Waits until the VM is off (pycloudlib's `wait_for_stop`), up to
+    /// `timeout`.
+    pub async fn wait_for_stop(&self, timeout: Duration) -> Result<(), CloudError> {
+        if self.wait_for_state(PowerState::Off, timeout).await? {
+            Ok(())
+        } else {
+            Err(CloudError::TimedOut {
+                vm: self.vm.to_string(),
+                what: "to be powered off",
+                waited: timeout,
+            })
+        }
+    }
+
+    /// Waits until the VM is gone from the inventory (pycloudlib's
+    /// `wait_for_delete`), up to `timeout`.
+    pub async fn wait_for_delete(&self, timeout: Duration) -> Result<(), CloudError> {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .cloud
+                .govc
+                .exec(&vmw_govc::requests::VmInfo::new(self.vm.clone()))
+                .await?;
+            if found.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(CloudError::TimedOut {
+                    vm: self.vm.to_string(),
+                    what: "to be deleted",
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(POWER_POLL.min(timeout)).await;
+        }
+    }
+
+    /// Waits until the guest reports a boot id other than `old_boot_id`
+    /// (read with [`Instance::boot_id`] before a restart), then until it is
+    /// ready (pycloudlib's `wait_for_restart`); within the readiness wait.
+    pub async fn wait_for_restart(&self, old_boot_id: &str) -> Result<IpAddr, CloudError> {
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            if started.elapsed() >= self.ready.ready {
+                return Err(CloudError::TimedOut {
+                    vm: self.vm.to_string(),
+                    what: "to report a new boot id",
+                    waited: self.ready.ready,
+                });
+            }
+            let now = tokio::time::timeout(Duration::from_secs(10), async {
+                self.guest()
+                    .await?
+                    .boot_id()
+                    .await
+                    .map_err(CloudError::from)
+            })
+            .await;
+            match now {
+                Ok(Ok(id)) if id != old_boot_id => break,
+                Ok(Ok(id)) => last = Some(id),
+                Ok(Err(e)) => {
+                    tracing::debug!(vm = %self.vm, error = %e, "no boot id yet");
+                    self.drop_guest().await;
+                }
+                Err(_) => self.drop_guest().await,
+            }
+            tokio::time::sleep(self.ready.poll).await;
+        }
+        tracing::debug!(vm = %self.vm, ?last, "a new boot id");
+        self.wait().await
     }
 
     /// Polls the power state until it is `wanted` or `timeout` passed.

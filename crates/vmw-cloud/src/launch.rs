@@ -278,7 +278,10 @@ impl<G: Govc + 'static> Cloud<G> {
         if let Some(n) = &options.name {
             VmRef::in_folder(&self.inner.config.folder, n)?;
         }
-        let user_data = inject_key(options.user_data.as_deref(), &self.inner.key.public_key)?;
+        let user_data = inject_key(
+            options.user_data.as_deref(),
+            &self.inner.key_pair().public_key,
+        )?;
         let p = Prepared {
             fixed_name: options.name.clone(),
             number: None,

@@ -264,3 +264,55 @@ async fn power_as_users_expect_it() {
     );
     cloud.clean().await.unwrap();
 }
+
+#[tokio::test]
+async fn pycloudlib_names_work_as_there() {
+    let sim = Vcsim::start().await.unwrap();
+    let _agent = sim.guest_agent(AgentOptions::default());
+    let (cloud, keys) = cloud_on(&sim, "py", settings());
+    // get_image_id_from_name: exact, else the first containing it.
+    assert_eq!(
+        cloud.image_by_name("jammy").await.unwrap().name,
+        "TEMPLATE-cloud-init-jammy"
+    );
+    assert!(cloud.image_by_name("no-such").await.is_err());
+
+    let inst = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    inst.shutdown().await.unwrap();
+    inst.wait_for_stop(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        inst.start_until(WaitStage::Ip, None).await.unwrap(),
+        Some("127.0.0.1".parse().unwrap())
+    );
+    let err = inst
+        .wait_for_stop(Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CloudError::TimedOut { .. }), "{err}");
+
+    let image = cloud.snapshot(&inst, false).await.unwrap();
+    assert_eq!(cloud.image_by_name("-image").await.unwrap(), image);
+
+    // use_key: later launches carry the new key.
+    let other =
+        vmw_cloud::KeyPair::generated_in(&common::utf8(&keys).join("other"), "other".into())
+            .unwrap();
+    cloud.use_key(other.clone());
+    assert_eq!(cloud.key_pair().public_path, other.public_path);
+    let next = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    let mut request = VmInfo::new(next.vm().clone());
+    request.extra_config = true;
+    let vm = sim.govc().exec(&request).await.unwrap().remove(0);
+    let user_data =
+        String::from_utf8(common::guestinfo(&vm, vmw_userdata::Field::UserData)).unwrap();
+    let body = other.public_key.to_string();
+    let body = body.split_whitespace().nth(1).unwrap();
+    assert!(user_data.contains(body), "{user_data}");
+
+    inst.delete().await.unwrap();
+    inst.wait_for_delete(Duration::from_secs(5)).await.unwrap();
+    cloud.clean().await.unwrap();
+}
