@@ -20,6 +20,9 @@
 //!   Debian guest image that can stand behind a vcsim VM (cached by its
 //!   inputs) and prints its directory; `--boot-check` boots it once with
 //!   QEMU and checks that cloud-init sees a VMware VM.
+//! - `man [--out DIR]`: writes vmw's man pages (`vmw.1`, `vmw-launch.1`,
+//!   ...) into DIR (default `target/man`) by running `vmw man`, which
+//!   generates them from the command line's own definitions.
 
 mod bench;
 mod demo;
@@ -47,7 +50,9 @@ tasks:
                     time launch_many + clean on a simulator with vCenter-like delays
   guest-image [--force] [--boot-check [--accel tcg|kvm]]
                     build (or find cached) the Debian guest image for QEMU-backed
-                    VMs and print its directory; --boot-check boots it once";
+                    VMs and print its directory; --boot-check boots it once
+  man [--out DIR]   write vmw's man pages (vmw.1, vmw-launch.1, ...) into DIR
+                    (default target/man)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("guest-image") => guest::run(&args[1..]),
         Some("tidy") => tidy::run(),
+        Some("man") => man_task(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -414,4 +420,38 @@ fn demo_task(args: &[String]) -> Result<()> {
         [flag] if flag == "--real-guests" => demo::run(true),
         _ => bail!("usage: cargo xtask demo [--real-guests]"),
     }
+}
+
+/// Writes vmw's man pages into `--out DIR` (default `target/man` of the
+/// workspace) with `vmw man`: the pages come from the binary's own clap
+/// definitions, so xtask needs none of vmw-cli's code.
+fn man_task(args: &[String]) -> Result<()> {
+    let out = match args {
+        [] => root().join("target").join("man"),
+        [flag, dir] if flag == "--out" => {
+            let dir = Utf8PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                // cargo runs from the workspace root; DIR is the caller's.
+                let cwd = std::env::current_dir().context("the current directory")?;
+                Utf8PathBuf::try_from(cwd)?.join(dir)
+            }
+        }
+        _ => bail!("usage: cargo xtask man [--out DIR]"),
+    };
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "vmw-cli",
+            "--bin",
+            "vmw",
+            "--",
+        ])
+        .args(["man", "--out"])
+        .arg(&out))?;
+    eprintln!("xtask: man pages in {out}; read one with `man -l {out}/vmw.1`");
+    Ok(())
 }

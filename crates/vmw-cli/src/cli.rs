@@ -242,6 +242,20 @@ pub(crate) enum Command {
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the completion script for a shell on stdout (no configuration
+    /// needed), e.g. `vmw completions bash >
+    /// ~/.local/share/bash-completion/completions/vmw`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages, vmw.1 and one per command (vmw-launch.1, ...),
+    /// into a directory (no configuration needed).
+    Man {
+        /// The directory (made when missing).
+        #[arg(long, value_name = "DIR")]
+        out: Utf8PathBuf,
+    },
 }
 
 /// `vmw image ...`.

@@ -2,6 +2,7 @@
 //! a [`Report`], which [`crate::output::Output`] prints as text or JSON.
 
 mod clean;
+mod completions;
 mod config;
 mod console;
 mod copy;
@@ -11,6 +12,7 @@ mod image;
 mod ip;
 mod launch;
 mod list;
+mod man;
 mod power;
 mod snapshot;
 mod ssh;
@@ -79,6 +81,8 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<Repor
         Command::Image(ImageCommand::Import(args)) => image::import(ctx, args).await,
         Command::Clean { all_tags, yes } => clean::run(ctx, all_tags, yes).await,
         Command::Config(ConfigCommand::Check) => config::check(ctx).await,
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man { out } => man::run(&out),
     }
 }
 
