@@ -226,6 +226,10 @@ pub(crate) enum Command {
         #[arg(long)]
         no_clean: bool,
     },
+    /// Checkpoints of an instance: snapshots of its disks, to put a test VM
+    /// back to a known state in seconds.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
     /// Images: the source templates and the images vmw made.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -321,6 +325,37 @@ pub(crate) struct ImportArgs {
     /// Save the import options used to this file (-v prints them).
     #[arg(long, value_name = "FILE")]
     pub(crate) save_spec: Option<camino::Utf8PathBuf>,
+}
+
+/// `vmw checkpoint ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CheckpointCommand {
+    /// Take a checkpoint (of the disks; a revert leaves the VM off).
+    Create {
+        /// The instance.
+        name: String,
+        /// The checkpoint's name (unique on the instance).
+        checkpoint: String,
+    },
+    /// Put the instance back to a checkpoint (by name or id).
+    Revert {
+        /// The instance.
+        name: String,
+        /// The checkpoint.
+        checkpoint: String,
+    },
+    /// List the instance's checkpoints.
+    List {
+        /// The instance.
+        name: String,
+    },
+    /// Remove a checkpoint (by name or id; already gone is fine).
+    Delete {
+        /// The instance.
+        name: String,
+        /// The checkpoint.
+        checkpoint: String,
+    },
 }
 
 /// `vmw config ...`.

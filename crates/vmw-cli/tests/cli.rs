@@ -973,3 +973,49 @@ async fn launch_options_console_and_a_kept_failure() {
     assert!(b.vms().await.contains(&"broken-1".to_owned()));
     b.vmw(&["delete", "broken-1", "opt-1"]).await.ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_from_the_command_line() {
+    let b = bed().await;
+    b.vmw(&[
+        "launch",
+        "--release",
+        "jammy",
+        "--name",
+        "cp-1",
+        "--wait",
+        "none",
+    ])
+    .await
+    .ok();
+    let made = b
+        .vmw(&["checkpoint", "create", "cp-1", "clean", "--json"])
+        .await;
+    let made = made.ok().json();
+    assert_eq!(made["name"], "clean");
+    let id = made["id"].as_str().unwrap().to_owned();
+    let listed = b.vmw(&["checkpoint", "list", "cp-1"]).await;
+    assert!(listed.ok().stdout.starts_with("NAME"), "{}", listed.stdout);
+    assert!(listed.stdout.contains(&id), "{}", listed.stdout);
+    b.vmw(&["checkpoint", "revert", "cp-1", "clean"]).await.ok();
+    let missing = b.vmw(&["checkpoint", "revert", "cp-1", "nope"]).await;
+    missing.expect_code(1);
+    assert!(missing.stderr.contains("clean"), "{}", missing.stderr);
+    let gone = b
+        .vmw(&["checkpoint", "delete", "cp-1", &id, "--json"])
+        .await;
+    assert_eq!(gone.ok().json()["result"], "deleted");
+    assert_eq!(
+        b.vmw(&["checkpoint", "list", "cp-1", "--json"])
+            .await
+            .ok()
+            .json(),
+        serde_json::json!([])
+    );
+    let template = b
+        .vmw(&["checkpoint", "create", "TEMPLATE-cloud-init-jammy", "x"])
+        .await;
+    template.expect_code(1);
+    assert!(template.stderr.contains("template"), "{}", template.stderr);
+    b.vmw(&["delete", "cp-1"]).await.ok();
+}

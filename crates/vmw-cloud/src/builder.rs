@@ -181,6 +181,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 settings: r.settings,
                 templates: tokio::sync::OnceCell::new(),
                 sources: Mutex::new(BTreeMap::new()),
+                linked_bases: tokio::sync::Mutex::new(BTreeMap::new()),
                 tracker: Mutex::new(Vec::new()),
                 next_number: tokio::sync::Mutex::new(None),
             }),

@@ -92,6 +92,17 @@ pub enum CloudError {
         evidence: Result<crate::Evidence, Box<CloudError>>,
     },
 
+    /// The instance has no checkpoint of that id or name.
+    #[error("{vm} has no checkpoint {checkpoint:?}; it has: {}", if .known.is_empty() { "none".to_owned() } else { .known.join(", ") })]
+    NoSuchCheckpoint {
+        /// The VM.
+        vm: String,
+        /// The id or name asked for.
+        checkpoint: String,
+        /// The names it has.
+        known: Vec<String>,
+    },
+
     /// The VM has no serial port writing to a file.
     #[error("VM {vm} has no console log (no serial port backed by a file)")]
     NoConsole {

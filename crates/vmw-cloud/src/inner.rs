@@ -50,6 +50,8 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) agent: Option<String>,
     pub(crate) settings: Settings,
     pub(crate) templates: tokio::sync::OnceCell<Vec<String>>,
+    /// The snapshot id linked clones of each source are made from.
+    pub(crate) linked_bases: tokio::sync::Mutex<BTreeMap<String, String>>,
     /// What launches need to know of each source VM, read once.
     pub(crate) sources: Mutex<BTreeMap<String, SourceFacts>>,
     pub(crate) tracker: Mutex<Vec<Tracked>>,

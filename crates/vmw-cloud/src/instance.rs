@@ -147,6 +147,12 @@ impl<G: Govc> Instance<G> {
         &self.cloud
     }
 
+    /// Forgets the address and the SSH connection: the guest was reset.
+    pub(crate) async fn forget_guest(&self) {
+        self.forget_ip();
+        self.drop_guest().await;
+    }
+
     /// The VM's name.
     pub fn name(&self) -> &str {
         self.vm.name()
@@ -786,6 +792,15 @@ impl<G: Govc> Instance<G> {
     /// template).
     pub async fn delete_forced(&self) -> Result<Removal, CloudError> {
         self.delete_expecting(Expect::Forced).await
+    }
+
+    /// What this instance's destructive operations insist on: its launch's
+    /// marker when this cloud made it, else vmw's.
+    pub(crate) fn expect(&self) -> Expect<'_> {
+        match &self.launch {
+            Some(l) => Expect::Launch(l),
+            None => Expect::Marker,
+        }
     }
 
     async fn delete_expecting(&self, expect: Expect<'_>) -> Result<Removal, CloudError> {

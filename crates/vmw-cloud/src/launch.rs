@@ -12,7 +12,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
 use vmw_govc::parse::Disk;
 use vmw_govc::requests::{
-    DiskResize, Find, ObjectType, SerialAdd, SerialConnect, VmChange, VmClone, VmInfo,
+    DiskResize, Find, ObjectType, SerialAdd, SerialConnect, SnapshotCreate, SnapshotTree, VmChange,
+    VmClone, VmInfo,
 };
 use vmw_govc::{ErrorKind, Govc, GovcExt, VmRef, ops};
 use vmw_userdata::{GuestInfo, Metadata, encode, inject_key};
@@ -123,6 +124,9 @@ fn grown_disk(source: &VmRef, disk: Option<Disk>, gib: u64) -> Result<Option<Dis
     }
     Ok((wanted > disk.capacity_bytes).then_some(disk))
 }
+
+/// The name of the snapshot of an image that linked clones are made from.
+pub const LINKED_BASE: &str = "vmw-linked-clone-base";
 
 /// How many taken names a launch skips before it gives up.
 pub(crate) const MAX_NAME_ATTEMPTS: u32 = 100;
@@ -396,6 +400,11 @@ impl<G: Govc + 'static> Cloud<G> {
             Some(gib) => grown_disk(source, facts.first_disk, gib)?,
             None => None,
         };
+        let linked_base = if p.linked {
+            Some(self.linked_base(source).await?)
+        } else {
+            None
+        };
         // Names already taken (by another process, another machine) are
         // skipped; a name given by the caller is used as it is.
         let mut attempts = 0;
@@ -416,6 +425,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 cpus: p.cpus,
                 memory_mb: p.memory_mb,
                 linked: p.linked,
+                snapshot: linked_base.clone(),
                 network: p.network.clone().or(base.network.clone()),
                 ..base
             };
@@ -495,6 +505,46 @@ impl<G: Govc + 'static> Cloud<G> {
                 })
             }
         }
+    }
+
+    /// The snapshot of `source` that linked clones are made from, so that
+    /// they share its disks: vmw's ([`LINKED_BASE`]), taken once when the
+    /// image has none (of its disks only), then reused by every launch.
+    pub(crate) async fn linked_base(&self, source: &VmRef) -> Result<String, CloudError> {
+        let inner = &self.inner;
+        let mut known = inner.linked_bases.lock().await;
+        if let Some(id) = known.get(source.as_str()) {
+            return Ok(id.clone());
+        }
+        let find = |tree: Vec<vmw_govc::parse::Snapshot>| {
+            tree.into_iter()
+                .find(|s| s.name == LINKED_BASE)
+                .map(|s| s.id)
+        };
+        let tree = SnapshotTree { vm: source.clone() };
+        let id = match find(inner.govc.exec(&tree).await?) {
+            Some(id) => id,
+            None => {
+                tracing::info!(image = %source, "taking the snapshot linked clones share");
+                inner
+                    .govc
+                    .exec(&SnapshotCreate {
+                        vm: source.clone(),
+                        name: LINKED_BASE.to_owned(),
+                        description: Some("the disks vmw's linked clones share".to_owned()),
+                    })
+                    .await?;
+                // The oldest of that name, should another process have
+                // taken one at the same time.
+                find(inner.govc.exec(&tree).await?).ok_or_else(|| CloudError::NoSuchCheckpoint {
+                    vm: source.to_string(),
+                    checkpoint: LINKED_BASE.to_owned(),
+                    known: Vec::new(),
+                })?
+            }
+        };
+        known.insert(source.to_string(), id.clone());
+        Ok(id)
     }
 
     /// What a launch needs to know of its source, read once per image

@@ -40,6 +40,7 @@
 //! ```
 
 mod builder;
+mod checkpoints;
 mod cloud;
 mod error;
 mod evidence;
@@ -58,6 +59,7 @@ mod tag;
 mod template;
 
 pub use builder::CloudBuilder;
+pub use checkpoints::Checkpoint;
 pub use cloud::Cloud;
 pub use error::{CleanError, CloudError, ErrorCategory};
 pub use evidence::Evidence;
@@ -65,7 +67,7 @@ pub use images::Image;
 pub use instance::{Instance, PowerOff, usable_address};
 pub use inventory::{Scope, VmRecord};
 pub use keys::{KeyPair, expand_home};
-pub use launch::Fleet;
+pub use launch::{Fleet, LINKED_BASE};
 pub use options::{InstanceType, LaunchOptions, WaitStage, check_vm_name};
 pub use ownership::Removal;
 pub use progress::{Step, StepFn, StepHook};

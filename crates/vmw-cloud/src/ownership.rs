@@ -129,6 +129,25 @@ impl<G: Govc> Inner<G> {
     /// Destroys the VM at `vm` if it is what `expect` asks for: looked up
     /// right before, templates refused, vmw's marker checked; "already
     /// gone" is success, but only when confirmed by a lookup.
+    /// Checks, right before a change that cannot be undone (a revert, a
+    /// snapshot's removal), that `vm` exists, is not a template and carries
+    /// the marker `expect` asks for.
+    pub(crate) async fn check_ours(
+        &self,
+        vm: &VmRef,
+        expect: Expect<'_>,
+    ) -> Result<(), CloudError> {
+        let info = self.lookup(vm).await?.ok_or_else(|| CloudError::NoSuchVm {
+            name: vm.to_string(),
+        })?;
+        if is_protected(vm, &info) {
+            return Err(CloudError::TemplateProtected {
+                name: vm.to_string(),
+            });
+        }
+        check_marker(vm, &info, expect)
+    }
+
     pub(crate) async fn destroy_checked(
         &self,
         vm: &VmRef,

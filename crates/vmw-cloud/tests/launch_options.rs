@@ -316,3 +316,71 @@ async fn pycloudlib_names_work_as_there() {
     inst.wait_for_delete(Duration::from_secs(5)).await.unwrap();
     cloud.clean().await.unwrap();
 }
+
+#[tokio::test]
+async fn checkpoints_and_linked_clones_that_share_a_snapshot() {
+    let sim = Vcsim::start().await.unwrap();
+    let (cloud, _keys) = cloud_on(&sim, "cp", settings());
+    let inst = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    assert!(inst.checkpoints().await.unwrap().is_empty());
+    let clean = inst.checkpoint("clean").await.unwrap();
+    assert_eq!(clean.name, "clean");
+    assert!(clean.id.starts_with("snapshot-"), "{clean:?}");
+    let err = inst.checkpoint("clean").await.unwrap_err();
+    assert!(err.to_string().contains("already"), "{err}");
+    let later = inst.checkpoint("later").await.unwrap();
+    let names: Vec<String> = inst
+        .checkpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["clean", "later"]);
+
+    assert_eq!(inst.revert("clean").await.unwrap().id, clean.id);
+    let current: Vec<String> = inst
+        .checkpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.current)
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(current, [clean.id.clone()]);
+    let err = inst.revert("nope").await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::NoSuchCheckpoint { known, .. } if known.len() == 2),
+        "{err}"
+    );
+    assert_eq!(
+        inst.delete_checkpoint(&later.id).await.unwrap(),
+        vmw_cloud::Removal::Destroyed
+    );
+    assert_eq!(
+        inst.delete_checkpoint("later").await.unwrap(),
+        vmw_cloud::Removal::AlreadyGone
+    );
+
+    // A template is not vmw's to checkpoint.
+    let template = cloud.get_instance(IMAGE).await.unwrap();
+    let err = template.checkpoint("mine").await.unwrap_err();
+    assert!(matches!(err, CloudError::TemplateProtected { .. }), "{err}");
+
+    // Linked clones come from one snapshot of the image, taken once.
+    let linked = LaunchOptions {
+        linked_clone: true,
+        ..no_wait()
+    };
+    let fleet = cloud.launch_many(IMAGE, 2, &linked).await.unwrap();
+    assert!(fleet.failures.is_empty(), "{:?}", fleet.failures);
+    let image_snapshots: Vec<String> = template
+        .checkpoints()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(image_snapshots, [vmw_cloud::LINKED_BASE]);
+    cloud.clean().await.unwrap();
+}

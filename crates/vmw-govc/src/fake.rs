@@ -71,6 +71,8 @@ impl FakeVm {
 struct InventoryState {
     vms: BTreeMap<String, FakeVm>,
     next_moref: u64,
+    /// Snapshots by VM path: `(id, name)`, oldest first.
+    snapshots: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// The VMs of the scripted vCenter, by inventory path. Clones share the
@@ -296,8 +298,9 @@ impl Inventory {
     /// (done at once), `vm.change` (the annotation is kept), `vm.power`,
     /// `vm.ip` (always `10.0.0.10`), `object.collect` (the power state),
     /// `vm.destroy`, `vm.info`, `find`, `device.serial.add` (a port named
-    /// `serialport-9000`), `device.serial.connect` and `vm.disk.change`; a
-    /// missing VM is govc's not-found error naming it.
+    /// `serialport-9000`), `device.serial.connect`, `vm.disk.change`,
+    /// `snapshot.create` and `snapshot.tree` (the snapshots created, as
+    /// roots); a missing VM is govc's not-found error naming it.
     ///
     /// # Panics
     ///
@@ -364,6 +367,45 @@ impl Inventory {
             }
             "vm.info" => out(&self.info_json(c.positional())),
             "find" => self.find(c),
+            "snapshot.tree" => {
+                let Some(path) = c.flag_value("vm") else {
+                    panic!("snapshot.tree without -vm: {c}")
+                };
+                if !self.contains(path) {
+                    return not_found_at(c, path);
+                }
+                let list: Vec<Value> = self
+                    .state()
+                    .snapshots
+                    .get(path)
+                    .map(|all| {
+                        all.iter()
+                            .map(|(id, name)| json!({"id": id, "name": name, "current": false}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if list.is_empty() {
+                    out("")
+                } else {
+                    out(&Value::Array(list).to_string())
+                }
+            }
+            "snapshot.create" => {
+                let (Some(path), Some(name)) = (c.flag_value("vm"), c.positional().first()) else {
+                    panic!("snapshot.create without -vm or a name: {c}")
+                };
+                if !self.contains(path) {
+                    return not_found_at(c, path);
+                }
+                let mut st = self.state();
+                st.next_moref += 1;
+                let id = format!("snapshot-{}", st.next_moref);
+                st.snapshots
+                    .entry(path.to_owned())
+                    .or_default()
+                    .push((id, name.clone()));
+                ok()
+            }
             // A serial port, its file, a disk: the VM must exist.
             "device.serial.add" | "device.serial.connect" | "vm.disk.change" => {
                 let Some(path) = c.flag_value("vm") else {

@@ -187,6 +187,60 @@ pub struct SerialPort {
     pub file: Option<String>,
 }
 
+/// A snapshot of a VM, from `snapshot.tree -D -i -json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its managed object id, e.g. `snapshot-42` (names need not be unique).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When it was taken (RFC 3339).
+    pub created: Option<String>,
+    /// Whether the VM runs on it now.
+    pub current: bool,
+    /// Its parent's id.
+    pub parent: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawSnapshot {
+    #[serde(default)]
+    id: String,
+    name: String,
+    #[serde(default)]
+    create_time: Option<String>,
+    #[serde(default)]
+    current: bool,
+    #[serde(default)]
+    child_snapshot_list: Option<Vec<RawSnapshot>>,
+}
+
+/// Parses `snapshot.tree -D -i -json` (no output: no snapshots) into a
+/// flat list in tree order.
+pub fn snapshot_tree(stdout: &str) -> Result<Vec<Snapshot>, String> {
+    if stdout.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let roots: Option<Vec<RawSnapshot>> =
+        serde_json::from_str(stdout).map_err(|e| format!("invalid snapshot.tree JSON: {e}"))?;
+    fn walk(nodes: Vec<RawSnapshot>, parent: Option<&str>, out: &mut Vec<Snapshot>) {
+        for n in nodes {
+            out.push(Snapshot {
+                id: n.id.clone(),
+                name: n.name,
+                created: n.create_time,
+                current: n.current,
+                parent: parent.map(str::to_owned),
+            });
+            walk(n.child_snapshot_list.unwrap_or_default(), Some(&n.id), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(roots.unwrap_or_default(), None, &mut out);
+    Ok(out)
+}
+
 /// A datastore path `[datastore] path/in/it` as the datastore and the path.
 pub fn datastore_path(text: &str) -> Option<(&str, &str)> {
     let (ds, path) = text.strip_prefix('[')?.split_once(']')?;
@@ -489,6 +543,30 @@ pub fn import_options(stdout: &str) -> Result<ImportOptions, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_trees_flatten_in_order() {
+        let json = r#"[{"createTime":"2026-11-24T23:25:02Z","id":"snapshot-95","name":"base","current":false,
+            "childSnapshotList":[{"id":"snapshot-97","name":"two","current":true,"childSnapshotList":null}]}]"#;
+        let all = snapshot_tree(json).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].id, "snapshot-95");
+        assert_eq!(all[0].parent, None);
+        assert_eq!(all[1].parent.as_deref(), Some("snapshot-95"));
+        assert!(all[1].current);
+        assert!(snapshot_tree("").unwrap().is_empty());
+        assert!(snapshot_tree("{").is_err());
+    }
+
+    #[test]
+    fn datastore_paths_split() {
+        assert_eq!(
+            datastore_path("[LocalDS_0] vm-1/serialport-9000.log"),
+            Some(("LocalDS_0", "vm-1/serialport-9000.log"))
+        );
+        assert_eq!(datastore_path("vm-1/x.log"), None);
+        assert_eq!(datastore_path("[] x"), None);
+    }
 
     #[test]
     fn ip_lists() {

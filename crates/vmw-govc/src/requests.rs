@@ -499,6 +499,91 @@ impl Request for DiskResize {
     }
 }
 
+/// `govc snapshot.create`: a snapshot of the VM's disks (not its memory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotCreate {
+    /// The VM.
+    pub vm: VmRef,
+    /// The snapshot's name.
+    pub name: String,
+    /// `-d`: its description.
+    pub description: Option<String>,
+}
+
+impl Request for SnapshotCreate {
+    unit_output!();
+    fn command(&self) -> Command {
+        Command::new("snapshot.create")
+            .flag("vm", &self.vm)
+            .switch("m", false)
+            .flag_opt("d", self.description.as_ref())
+            .arg(self.name.clone())
+            .timeout(SLOW)
+    }
+}
+
+/// `govc snapshot.tree -D -i -json`: the VM's snapshots, in tree order
+/// (a parent before its children, siblings oldest first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotTree {
+    /// The VM.
+    pub vm: VmRef,
+}
+
+impl Request for SnapshotTree {
+    type Output = Vec<parse::Snapshot>;
+    fn command(&self) -> Command {
+        Command::new("snapshot.tree")
+            .flag("vm", &self.vm)
+            .switch("D", true)
+            .switch("i", true)
+            .switch("json", true)
+            .timeout(QUICK)
+    }
+    fn parse(&self, command: &Command, stdout: &str) -> Result<Self::Output, GovcError> {
+        parse::snapshot_tree(stdout).map_err(|e| GovcError::parse(command, e, stdout))
+    }
+}
+
+/// `govc snapshot.revert`: the VM back to a snapshot (by id or name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRevert {
+    /// The VM.
+    pub vm: VmRef,
+    /// The snapshot: its id (`snapshot-42`) or its name.
+    pub snapshot: String,
+}
+
+impl Request for SnapshotRevert {
+    unit_output!();
+    fn command(&self) -> Command {
+        Command::new("snapshot.revert")
+            .flag("vm", &self.vm)
+            .arg(self.snapshot.clone())
+            .timeout(SLOW)
+    }
+}
+
+/// `govc snapshot.remove`: one snapshot (by id or name), its children
+/// kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRemove {
+    /// The VM.
+    pub vm: VmRef,
+    /// The snapshot: its id (`snapshot-42`) or its name.
+    pub snapshot: String,
+}
+
+impl Request for SnapshotRemove {
+    unit_output!();
+    fn command(&self) -> Command {
+        Command::new("snapshot.remove")
+            .flag("vm", &self.vm)
+            .arg(self.snapshot.clone())
+            .timeout(SLOW)
+    }
+}
+
 /// `govc datastore.download PATH -`: a datastore file's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatastoreDownload {

@@ -1,6 +1,7 @@
 //! The commands, one module each; [`run`] dispatches. Every command returns
 //! a [`Report`], which [`crate::output::Output`] prints as text or JSON.
 
+mod checkpoint;
 mod clean;
 mod completions;
 mod config;
@@ -73,6 +74,7 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<Repor
             local,
         } => copy::pull(ctx, &name, &remote, local).await,
         Command::Snapshot { name, no_clean } => snapshot::run(ctx, &name, !no_clean).await,
+        Command::Checkpoint(c) => checkpoint::run(ctx, c).await,
         Command::Image(ImageCommand::List { all_tags }) => image::list(ctx, all_tags).await,
         Command::Image(ImageCommand::Delete { name, force }) => {
             image::delete(ctx, &name, force).await

@@ -145,6 +145,7 @@ async fn launch_runs_clone_one_change_power_on_and_ip_with_exact_argv() {
 #[tokio::test]
 async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
     let inv = Inventory::default();
+    inv.add(&at(IMAGE), "");
     let seen: Arc<Mutex<Vec<SeenFile>>> = Arc::default();
     let seen_in_mock = seen.clone();
     let i = inv.clone();
@@ -170,15 +171,40 @@ async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
     let a = cloud.launch(IMAGE, &first).await.unwrap();
     assert_eq!(a.name(), "web-1");
     assert_eq!(a.cached_ip(), None);
-    let all = calls.all();
+    // A linked clone comes from vmw's snapshot of the image, taken once
+    // when missing.
+    let snapshots = calls.all();
+    let tree = sv(&[
+        "snapshot.tree",
+        &format!("-vm={FOLDER}/{IMAGE}"),
+        "-D=true",
+        "-i=true",
+        "-json=true",
+    ]);
+    assert_eq!(snapshots[0], tree);
+    assert_eq!(
+        snapshots[1],
+        sv(&[
+            "snapshot.create",
+            &format!("-vm={FOLDER}/{IMAGE}"),
+            "-m=false",
+            "-d=the disks vmw's linked clones share",
+            "--",
+            vmw_cloud::LINKED_BASE,
+        ])
+    );
+    assert_eq!(snapshots[2], tree);
+    let all = calls.since(3);
     // A name given: no search of the folder (only its path is checked
     // free); no vm.ip without a wait.
     assert_eq!(all.len(), 4, "{all:#?}");
     assert_eq!(all[0], info_argv("web-1"));
-    assert_eq!(
-        all[1],
-        clone_argv(IMAGE, "web-1", &["-c=2", "-m=4096"], true)
-    );
+    let mut linked = clone_argv(IMAGE, "web-1", &["-c=2", "-m=4096"], true);
+    let name = linked.pop().unwrap();
+    let dashes = linked.pop().unwrap();
+    linked.push("-snapshot=snapshot-2".to_owned());
+    linked.extend([dashes, name]);
+    assert_eq!(all[1], linked);
     let files = seen.lock().unwrap().clone();
     let keys: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
     assert_eq!(
@@ -224,7 +250,7 @@ async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
         .launch("/DC0/vm/other/TEMPLATE-cloud-init-focal", &second)
         .await
         .unwrap();
-    let all = calls.since(4);
+    let all = calls.since(7);
     let mut expected = clone_argv("x", "web-2", &["-c=3", "-m=1536"], false);
     expected[1] = "-vm=/DC0/vm/other/TEMPLATE-cloud-init-focal".to_owned();
     assert_eq!(all[..2], [info_argv("web-2"), expected]);
@@ -237,5 +263,5 @@ async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
     let user = vmw_userdata::decode(files[1].contents.as_bytes(), "gzip+base64").unwrap();
     assert!(String::from_utf8(user).unwrap().starts_with(&big));
     assert_eq!(cloud.tracked_instances(), refs(&["web-1", "web-2"]));
-    assert_eq!(inv.paths(), [at("web-1"), at("web-2")]);
+    assert_eq!(inv.paths(), [at(IMAGE), at("web-1"), at("web-2")]);
 }
