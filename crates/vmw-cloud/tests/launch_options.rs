@@ -347,7 +347,7 @@ async fn checkpoints_and_linked_clones_that_share_a_snapshot() {
         .filter(|c| c.current)
         .map(|c| c.id)
         .collect();
-    assert_eq!(current, [clean.id.clone()]);
+    assert_eq!(current, std::slice::from_ref(&clean.id));
     let err = inst.revert("nope").await.unwrap_err();
     assert!(
         matches!(&err, CloudError::NoSuchCheckpoint { known, .. } if known.len() == 2),
