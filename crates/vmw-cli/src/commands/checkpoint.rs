@@ -8,7 +8,7 @@ use vmw_cloud::Checkpoint;
 
 use crate::cli::CheckpointCommand;
 use crate::context::Context;
-use crate::output::{Report, or_dash, table};
+use crate::output::{Report, or_dash, table_of};
 
 /// A checkpoint as printed.
 #[derive(Debug, Serialize)]
@@ -45,22 +45,18 @@ struct Listing(Vec<Shown>);
 
 impl fmt::Display for Listing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<Vec<String>> = self
-            .0
-            .iter()
-            .map(|c| {
+        f.write_str(&table_of(
+            &["NAME", "ID", "CREATED", "CURRENT"],
+            &self.0,
+            |c| {
                 vec![
                     c.name.clone(),
                     c.id.clone(),
                     or_dash(c.created.as_ref()),
                     if c.current { "*" } else { "" }.to_owned(),
                 ]
-            })
-            .collect();
-        f.write_str(&table(&["NAME", "ID", "CREATED", "CURRENT"], &rows))
+            },
+        ))
     }
 }
 

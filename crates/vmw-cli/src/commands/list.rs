@@ -6,7 +6,7 @@ use serde::Serialize;
 use vmw_cloud::VmRecord;
 
 use crate::context::Context;
-use crate::output::{Report, or_dash, table};
+use crate::output::{Report, or_dash, table_of};
 
 /// A VM as `list` prints it.
 #[derive(Debug, Serialize)]
@@ -32,19 +32,15 @@ struct Listing(Vec<ListedVm>);
 
 impl fmt::Display for Listing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<Vec<String>> = self
-            .0
-            .iter()
-            .map(|v| {
+        f.write_str(&table_of(
+            &["NAME", "KIND", "TAG", "STATE", "IP"],
+            &self.0,
+            |v| {
                 let mut row = v.vm.row();
                 row.push(or_dash(v.ip.as_ref()));
                 row
-            })
-            .collect();
-        f.write_str(&table(&["NAME", "KIND", "TAG", "STATE", "IP"], &rows))
+            },
+        ))
     }
 }
 
