@@ -195,6 +195,11 @@ impl Running {
         assert!(found, "no line with {needle:?}:\n{}", self.seen);
     }
 
+    /// Takes the child's stdout, to read what it printed.
+    pub fn stdout(&mut self) -> tokio::process::ChildStdout {
+        self.child.stdout.take().unwrap()
+    }
+
     /// Sends `signal` (as kill(1) names it: `INT`, `TERM`, `HUP`).
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().unwrap().to_string();
