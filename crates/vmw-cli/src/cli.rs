@@ -71,6 +71,12 @@ pub(crate) struct Global {
     )]
     pub(crate) ssh_user: String,
 
+    /// How many VMs a command works on at once: launches, deletions,
+    /// power operations, clean (default 10: enough to overlap the waits,
+    /// few enough not to flood a shared vCenter's task queue).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) concurrency: Option<u32>,
+
     /// SSH port of the instances.
     #[arg(
         long,
@@ -419,11 +425,6 @@ pub(crate) struct LaunchArgs {
     /// journal) into DIR/NAME (default DIR: vmw-logs).
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "vmw-logs")]
     pub(crate) keep_on_failure: Option<Utf8PathBuf>,
-    /// How many instances are launched at once (default 10: enough to
-    /// overlap the waits, few enough not to flood a shared vCenter's task
-    /// queue).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub(crate) concurrency: Option<u32>,
     /// Linked clones (fast; they share the image's disks).
     #[arg(long)]
     pub(crate) linked: bool,

@@ -103,7 +103,8 @@ impl Context {
         }
     }
 
-    /// The cloud's tuning: SSH user and port, and the wait limit.
+    /// The cloud's tuning: SSH user and port, concurrency, and the wait
+    /// limit.
     pub(crate) fn settings(&self, wait_timeout: Option<Duration>) -> Settings {
         let mut settings = Settings {
             ssh: SshConfig {
@@ -113,6 +114,9 @@ impl Context {
             },
             ..Settings::default()
         };
+        if let Some(n) = self.global.concurrency {
+            settings.concurrency = n as usize;
+        }
         if let Some(limit) = wait_timeout {
             settings.ready.ready = limit;
             settings.ip_wait = limit;

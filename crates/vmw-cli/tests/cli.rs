@@ -105,8 +105,10 @@ async fn launch_list_ip_power_and_delete() {
     missing.expect_code(1);
     assert!(missing.stderr.contains("hint:"), "{}", missing.stderr);
 
+    let zero = b.vmw(&["delete", &vms[0], "--concurrency", "0"]).await;
+    zero.expect_code(2);
     let deleted = b
-        .vmw(&["delete", &vms[0], &vms[1], "--json"])
+        .vmw(&["delete", &vms[0], &vms[1], "--json", "--concurrency", "1"])
         .await
         .ok()
         .json();

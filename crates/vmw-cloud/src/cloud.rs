@@ -78,6 +78,11 @@ impl<G: Govc + 'static> Cloud<G> {
         *self.inner.keys.write().unwrap_or_else(|e| e.into_inner()) = (key, credentials);
     }
 
+    /// The cloud's tuning.
+    pub fn settings(&self) -> &crate::Settings {
+        &self.inner.settings
+    }
+
     /// The govc backend.
     pub fn govc(&self) -> &G {
         &self.inner.govc

@@ -16,10 +16,10 @@ pub(super) async fn run(ctx: &Context, names: Vec<String>, force: bool) -> anyho
         .map(|n| cloud.vm_ref(n))
         .collect::<Result<Vec<_>, _>>()
         .map_err(super::bad_name)?;
-    let results = futures_util::future::join_all(refs.iter().map(|vm| {
+    let results = super::at_most(cloud.settings().concurrency, refs.iter(), |vm| {
         let cloud = cloud.clone();
         async move { cloud.delete_vm(vm.as_str(), force).await.map(removal_word) }
-    }))
+    })
     .await;
     super::each(names, results, "delete", |name, result| {
         tracing::info!("{name}: {result}");

@@ -153,7 +153,7 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
         ip_timeout: args.ip_timeout,
         ready_timeout: args.ready_timeout,
         keep_on_failure: args.keep_on_failure.clone(),
-        concurrency: args.concurrency.map(|n| n as usize),
+        concurrency: ctx.global.concurrency.map(|n| n as usize),
         extra_config: args.extra_config.clone(),
         linked_clone: args.linked,
         cancel: Some(cancel.clone()),

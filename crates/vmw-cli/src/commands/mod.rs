@@ -121,6 +121,23 @@ fn bad_name(e: CloudError) -> CliError {
     CliError::usage(e.to_string(), None)
 }
 
+/// `f` of every item, at most `limit` at a time, the results in order.
+async fn at_most<T, R, Fut>(
+    limit: usize,
+    items: impl IntoIterator<Item = T>,
+    f: impl FnMut(T) -> Fut,
+) -> Vec<R>
+where
+    Fut: std::future::Future<Output = R>,
+{
+    use futures_util::StreamExt;
+    futures_util::stream::iter(items)
+        .map(f)
+        .buffered(limit.max(1))
+        .collect()
+        .await
+}
+
 /// Which tags `list` and `clean` cover, in words.
 fn describe_scope(ctx: &Context, all_tags: bool) -> String {
     if all_tags {

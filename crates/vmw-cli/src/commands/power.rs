@@ -25,7 +25,7 @@ pub(super) async fn stop(
     graceful: Option<Duration>,
 ) -> anyhow::Result<Report> {
     let cloud = ctx.cloud(None).await?;
-    let results = futures_util::future::join_all(names.iter().map(|name| {
+    let results = super::at_most(cloud.settings().concurrency, names.iter(), |name| {
         let cloud = cloud.clone();
         async move {
             let instance = super::instance(&cloud, name).await?;
@@ -38,7 +38,7 @@ pub(super) async fn stop(
             };
             Ok::<_, anyhow::Error>(how)
         }
-    }))
+    })
     .await;
     super::each(names, results, "power off", |name, how| {
         let result = match (graceful, how) {
@@ -83,7 +83,7 @@ async fn cycle(
     cycle: Cycle,
 ) -> anyhow::Result<Report> {
     let cloud = ctx.cloud(wait_timeout).await?;
-    let results = futures_util::future::join_all(names.iter().map(|name| {
+    let results = super::at_most(cloud.settings().concurrency, names.iter(), |name| {
         let cloud = cloud.clone();
         async move {
             let instance = super::instance(&cloud, name).await?;
@@ -112,7 +112,7 @@ async fn cycle(
             }
             Ok::<Option<IpAddr>, anyhow::Error>(done?)
         }
-    }))
+    })
     .await;
     let (what, word) = match cycle {
         Cycle::Start => ("power on", "on"),
