@@ -56,6 +56,56 @@ pub struct ProcessGovc {
     session_dir: std::sync::Arc<OnceCell<()>>,
 }
 
+/// The file in the session root that remembers which govc binaries had
+/// their version checked (path, size, modification time, version).
+pub const VERSIONS_FILE: &str = "govc-versions";
+
+/// What identifies a govc binary for [`VERSIONS_FILE`]: its path, size and
+/// modification time.
+fn binary_stamp(program: &Utf8Path) -> Option<String> {
+    let meta = std::fs::metadata(program).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(format!("{program}\t{}\t{modified}", meta.len()))
+}
+
+/// Whether `stamp`'s binary was found new enough before.
+fn checked_before(file: &Utf8Path, stamp: &str) -> bool {
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines().any(|l| {
+            l.rsplit_once('\t').is_some_and(|(s, version)| {
+                s == stamp && version.parse::<Version>().is_ok_and(|v| v >= MIN_VERSION)
+            })
+        })
+    })
+}
+
+/// Remembers that `stamp`'s binary is `version` (best effort: a file that
+/// cannot be written only means the check runs again next time).
+fn remember_checked(file: &Utf8Path, stamp: &str, version: &Version) {
+    let path = stamp.split('\t').next().unwrap_or_default();
+    let mut lines: Vec<String> = std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split('\t').next() != Some(path))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!("{stamp}\t{version}"));
+    let Some(dir) = file.parent() else { return };
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let tmp = dir.join(format!(".{VERSIONS_FILE}.{}", std::process::id()));
+        std::fs::write(&tmp, lines.join("\n") + "\n")?;
+        std::fs::rename(&tmp, file)
+    });
+    if let Err(e) = written {
+        tracing::debug!(file = %file, error = %e, "could not remember the govc version");
+    }
+}
+
 /// The deadline of commands that set none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -82,7 +132,9 @@ impl ProcessGovc {
     /// Finds govc (`explicit`, else `VMW_GOVC`, else `PATH`), checks that its
     /// version is at least [`MIN_VERSION`], and targets `config` with vmw's
     /// session root ([`Environment::govc_session_dir`]) and the
-    /// pass-through variables of `caller`.
+    /// pass-through variables of `caller`. A binary whose version was
+    /// checked before (same path, size and modification time, remembered
+    /// in [`VERSIONS_FILE`] in the session root) is not run again for it.
     pub async fn discover(
         config: &VmwareConfig,
         explicit: Option<&Utf8Path>,
@@ -91,7 +143,17 @@ impl ProcessGovc {
         let program = crate::find_govc(explicit, caller)?;
         let target = GovcTarget::new(config, caller.govc_session_dir(), caller);
         let govc = Self::new(program, target);
-        govc.check_version().await?;
+        let known = govc.target.session_root().map(|r| r.join(VERSIONS_FILE));
+        let stamp = binary_stamp(&govc.program);
+        if let (Some(file), Some(stamp)) = (&known, &stamp)
+            && checked_before(file, stamp)
+        {
+            return Ok(govc);
+        }
+        let version = govc.check_version().await?;
+        if let (Some(file), Some(stamp)) = (known, stamp) {
+            remember_checked(&file, &stamp, &version);
+        }
         Ok(govc)
     }
 

@@ -659,3 +659,49 @@ async fn missing_or_old_govc_is_reported() {
         .unwrap();
     assert_eq!(found.program(), sim.govc_path());
 }
+
+#[tokio::test]
+async fn discover_checks_a_binarys_version_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let log = root.join("calls");
+    let govc = root.join("govc");
+    let write = |version: &str, note: &str| {
+        std::fs::write(
+            &govc,
+            format!("#!/bin/sh\n# {note}\necho \"$1\" >> {log}\necho 'govc {version}'\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&govc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let calls = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let caller = vmw_config::Environment::from_pairs([("HOME", root.join("home").as_str())]);
+    let config = vmw_config::VmwareConfig {
+        server: "127.0.0.1:1".into(),
+        ..vmw_config::VmwareConfig::default()
+    };
+    write("0.56.0", "first");
+    for _ in 0..3 {
+        ProcessGovc::discover(&config, Some(&govc), &caller)
+            .await
+            .unwrap();
+    }
+    assert_eq!(calls(), 1, "the version is checked once");
+    // Another binary at that path: checked again, and an old one refused.
+    write("0.30.0", "replaced by an older one");
+    let err = ProcessGovc::discover(&config, Some(&govc), &caller)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
+    let err = ProcessGovc::discover(&config, Some(&govc), &caller)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
+    assert_eq!(calls(), 3);
+}
