@@ -67,7 +67,9 @@ pub use error::{ErrorKind, Failure, GovcError, classify, govc_message};
 pub use locate::{
     MIN_VERSION, TESTED_VERSION, Version, find_govc, parse_version_output, version_command,
 };
-pub use process::{DEFAULT_TIMEOUT, LOGIN_LOCK_FILE, ProcessGovc, SESSION_STALE_AFTER, VERSIONS_FILE};
+pub use process::{
+    DEFAULT_TIMEOUT, LOGIN_LOCK_FILE, ProcessGovc, SESSION_STALE_AFTER, VERSIONS_FILE,
+};
 pub use requests::Request;
 pub use target::GovcTarget;
 pub use vmref::{GLOB_CHARS, MAX_VM_NAME_LEN, VmRef, VmRefError, check_folder, check_vm_name};
