@@ -69,20 +69,33 @@ impl<G: Govc + 'static> Cloud<G> {
 
     /// The image of a release: `TEMPLATE-cloud-init-<release>`, when it
     /// exists; an unknown release is an error listing those available.
+    /// The template is looked up by its path (one `vm.info`, which a launch
+    /// from it then reuses); the folder is searched only to list the
+    /// releases when there is none.
     pub async fn released_image(&self, release: &str) -> Result<Image, CloudError> {
-        let releases = self.releases().await?;
-        if releases.iter().any(|r| r == release) {
-            let name = format!("{TEMPLATE_PREFIX}{release}");
-            Ok(Image {
-                path: self.inner.vm_ref(&name)?,
-                name,
-            })
-        } else {
-            Err(CloudError::UnknownRelease {
-                release: release.to_owned(),
-                folder: self.inner.config.folder.clone(),
-                available: releases,
-            })
+        let name = format!("{TEMPLATE_PREFIX}{release}");
+        let unknown = |available: Vec<String>| CloudError::UnknownRelease {
+            release: release.to_owned(),
+            folder: self.inner.config.folder.clone(),
+            available,
+        };
+        if let Some(releases) = self.inner.templates.get() {
+            if releases.iter().any(|r| r == release) {
+                return Ok(Image {
+                    path: self.inner.vm_ref(&name)?,
+                    name,
+                });
+            }
+            return Err(unknown(releases.clone()));
+        }
+        let path = match self.inner.vm_ref(&name) {
+            Ok(path) if !release.is_empty() => path,
+            _ => return Err(unknown(self.releases().await?)),
+        };
+        match self.source_facts(&path, true).await {
+            Ok(_) => Ok(Image { path, name }),
+            Err(CloudError::NoSuchVm { .. }) => Err(unknown(self.releases().await?)),
+            Err(e) => Err(e),
         }
     }
 

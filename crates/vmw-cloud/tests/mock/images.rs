@@ -1,27 +1,15 @@
-//! Images of releases: found with one cached `find`; a failed lookup is not
-//! cached.
+//! Images of releases: one lookup of the template's path (reused by the
+//! launch), the folder searched only to list the releases; a failed lookup
+//! is not cached.
 
 use crate::*;
 
 #[tokio::test]
-async fn released_image_is_found_with_one_cached_find() {
-    let mut mock = MockGovc::new();
-    mock.expect_run()
-        .withf(|c| {
-            c.argv()
-                == sv(&[
-                    "find",
-                    "-type=m",
-                    "-name=TEMPLATE-cloud-init-*",
-                    "-maxdepth=1",
-                    "--",
-                    "/DC0/vm",
-                ])
-        })
-        .times(1)
-        .returning(|_| {
-            out("/DC0/vm/TEMPLATE-cloud-init-jammy\n/DC0/vm/TEMPLATE-cloud-init-focal\n/DC0/vm/TEMPLATE-cloud-init-\n")
-        });
+async fn a_released_image_is_one_lookup_and_the_folder_is_searched_only_to_list() {
+    let inv = Inventory::default();
+    inv.add(&at("TEMPLATE-cloud-init-jammy"), "");
+    inv.add(&at("TEMPLATE-cloud-init-focal"), "");
+    let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
     assert_eq!(
         cloud.released_image("jammy").await.unwrap(),
@@ -30,12 +18,25 @@ async fn released_image_is_found_with_one_cached_find() {
             path: vm_ref(IMAGE),
         }
     );
+    assert_eq!(calls.names(), ["vm.info"]);
+    // The lookup serves the launch that follows.
+    cloud
+        .launch(IMAGE, &options("r-1", WaitStage::None))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.names().iter().filter(|n| *n == "vm.info").count(),
+        2,
+        "the source once, the target's path once: {:?}",
+        calls.names()
+    );
     assert_eq!(
         cloud.daily_image("focal").await.unwrap().name,
         "TEMPLATE-cloud-init-focal"
     );
-    assert_eq!(cloud.releases().await.unwrap(), ["focal", "jammy"]);
+    calls.clear();
     let err = cloud.released_image("noble").await.unwrap_err();
+    assert_eq!(calls.names(), ["vm.info", "find"]);
     match &err {
         CloudError::UnknownRelease {
             release,
@@ -49,6 +50,12 @@ async fn released_image_is_found_with_one_cached_find() {
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("available: focal, jammy"), "{err}");
+    // Listed once: from now on the list answers.
+    calls.clear();
+    assert_eq!(cloud.releases().await.unwrap(), ["focal", "jammy"]);
+    assert_eq!(cloud.released_image("jammy").await.unwrap().name, IMAGE);
+    assert!(cloud.released_image("noble").await.is_err());
+    assert!(calls.is_empty(), "{:?}", calls.names());
 }
 
 #[tokio::test]
@@ -58,7 +65,10 @@ async fn a_failed_release_lookup_is_not_cached() {
     let (mock, calls) = scripted(move |c| {
         let mut f = once.lock().unwrap();
         if *f {
-            out("")
+            match c.name() {
+                "vm.info" => out(r#"{"virtualMachines": null}"#),
+                _ => out(""),
+            }
         } else {
             *f = true;
             fail(
@@ -76,7 +86,7 @@ async fn a_failed_release_lookup_is_not_cached() {
         "{err:?}"
     );
     assert!(err.to_string().contains("available: none"), "{err}");
-    assert_eq!(calls.names(), ["find", "find"]);
+    assert_eq!(calls.names(), ["vm.info", "vm.info", "find"]);
     cloud.released_image("focal").await.unwrap_err();
-    assert_eq!(calls.len(), 2);
+    assert_eq!(calls.len(), 3);
 }
