@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use vmw_govc::parse::datastore_path;
-use vmw_govc::requests::{DatastoreDownload, VmInfo};
+use vmw_govc::requests::DatastoreDownload;
 use vmw_govc::{ErrorKind, Govc, GovcExt};
 use vmw_ssh::{ExecOptions, ExecResult};
 
@@ -55,11 +55,10 @@ impl<G: Govc> Instance<G> {
     /// written nothing; an error when the VM has no file-backed serial port.
     pub async fn console_log(&self) -> Result<String, CloudError> {
         let govc = &self.cloud().govc;
-        let info = govc
-            .exec(&VmInfo::new(self.vm().clone()))
+        let info = self
+            .cloud()
+            .lookup(self.vm())
             .await?
-            .into_iter()
-            .next()
             .ok_or_else(|| CloudError::NoSuchVm {
                 name: self.vm().to_string(),
             })?;

@@ -540,17 +540,10 @@ impl<G: Govc> Instance<G> {
         }
         self.forget_ip();
         if let (Some(guest), Some(before)) = (guest, before) {
-            let started = Instant::now();
             guest.disconnect().await;
-            loop {
-                if started.elapsed() >= timeout {
-                    tracing::info!(vm = %self.vm, ?timeout, "the guest did not reboot in time; power-cycling");
-                    return self.restart_until(stage, hook).await;
-                }
-                match tokio::time::timeout(Duration::from_secs(5), guest.boot_id()).await {
-                    Ok(Ok(id)) if id != before => break,
-                    _ => tokio::time::sleep(Duration::from_secs(1)).await,
-                }
+            if !self.new_boot_within(&before, timeout).await {
+                tracing::info!(vm = %self.vm, ?timeout, "the guest did not reboot in time; power-cycling");
+                return self.restart_until(stage, hook).await;
             }
         }
         self.wait_until(stage, hook).await
@@ -575,12 +568,7 @@ impl<G: Govc> Instance<G> {
     pub async fn wait_for_delete(&self, timeout: Duration) -> Result<(), CloudError> {
         let started = Instant::now();
         loop {
-            let found = self
-                .cloud
-                .govc
-                .exec(&vmw_govc::requests::VmInfo::new(self.vm.clone()))
-                .await?;
-            if found.is_empty() {
+            if self.cloud.lookup(&self.vm).await?.is_none() {
                 return Ok(());
             }
             if started.elapsed() >= timeout {
@@ -598,16 +586,22 @@ impl<G: Govc> Instance<G> {
     /// (read with [`Instance::boot_id`] before a restart), then until it is
     /// ready (pycloudlib's `wait_for_restart`); within the readiness wait.
     pub async fn wait_for_restart(&self, old_boot_id: &str) -> Result<IpAddr, CloudError> {
+        if !self.new_boot_within(old_boot_id, self.ready.ready).await {
+            return Err(CloudError::TimedOut {
+                vm: self.vm.to_string(),
+                what: "to report a new boot id",
+                waited: self.ready.ready,
+            });
+        }
+        self.wait().await
+    }
+
+    /// Whether the guest reports a boot id other than `old` within
+    /// `timeout` (asked over SSH every poll interval; a connection that
+    /// fails is made again).
+    async fn new_boot_within(&self, old: &str, timeout: Duration) -> bool {
         let started = Instant::now();
-        let mut last = None;
-        loop {
-            if started.elapsed() >= self.ready.ready {
-                return Err(CloudError::TimedOut {
-                    vm: self.vm.to_string(),
-                    what: "to report a new boot id",
-                    waited: self.ready.ready,
-                });
-            }
+        while started.elapsed() < timeout {
             let now = tokio::time::timeout(Duration::from_secs(10), async {
                 self.guest()
                     .await?
@@ -617,18 +611,17 @@ impl<G: Govc> Instance<G> {
             })
             .await;
             match now {
-                Ok(Ok(id)) if id != old_boot_id => break,
-                Ok(Ok(id)) => last = Some(id),
+                Ok(Ok(id)) if id != old => return true,
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(vm = %self.vm, error = %e, "no boot id yet");
                     self.drop_guest().await;
                 }
                 Err(_) => self.drop_guest().await,
             }
-            tokio::time::sleep(self.ready.poll).await;
+            tokio::time::sleep(self.ready.poll.min(timeout)).await;
         }
-        tracing::debug!(vm = %self.vm, ?last, "a new boot id");
-        self.wait().await
+        false
     }
 
     /// Polls the power state until it is `wanted` or `timeout` passed.
