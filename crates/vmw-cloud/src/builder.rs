@@ -183,6 +183,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 sources: Mutex::new(BTreeMap::new()),
                 linked_bases: tokio::sync::Mutex::new(BTreeMap::new()),
                 tracker: Mutex::new(Vec::new()),
+                lookups: crate::lookups::Lookups::default(),
                 next_number: tokio::sync::Mutex::new(None),
             }),
         }

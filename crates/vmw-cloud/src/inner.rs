@@ -55,6 +55,8 @@ pub(crate) struct Inner<G: Govc> {
     /// What launches need to know of each source VM, read once.
     pub(crate) sources: Mutex<BTreeMap<String, SourceFacts>>,
     pub(crate) tracker: Mutex<Vec<Tracked>>,
+    /// Lookups of single VMs asked at the same time share one `vm.info`.
+    pub(crate) lookups: crate::lookups::Lookups,
     /// The next instance number to try; found with one search of the
     /// folder on first use.
     pub(crate) next_number: tokio::sync::Mutex<Option<u64>>,

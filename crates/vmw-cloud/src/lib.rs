@@ -50,6 +50,7 @@ mod instance;
 mod inventory;
 mod keys;
 mod launch;
+mod lookups;
 mod options;
 mod ownership;
 pub mod probe;

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use vmw_govc::requests::{VmChange, VmDestroy, VmInfo};
+use vmw_govc::requests::{VmChange, VmDestroy};
 use vmw_govc::{ErrorKind, Govc, GovcExt, VmRef, parse};
 
 use crate::CloudError;
@@ -116,19 +116,12 @@ impl<G: Govc> Inner<G> {
         result
     }
 
-    /// The VM at `vm`, if there is one.
+    /// The VM at `vm`, if there is one (asked together with the lookups
+    /// of other lanes waiting at the same time, see [`crate::lookups`]).
     pub(crate) async fn lookup(&self, vm: &VmRef) -> Result<Option<parse::VmInfo>, CloudError> {
-        Ok(self
-            .govc
-            .exec(&VmInfo::new(vm.clone()))
-            .await?
-            .into_iter()
-            .next())
+        self.lookups.lookup(&self.govc, vm).await
     }
 
-    /// Destroys the VM at `vm` if it is what `expect` asks for: looked up
-    /// right before, templates refused, vmw's marker checked; "already
-    /// gone" is success, but only when confirmed by a lookup.
     /// Checks, right before a change that cannot be undone (a revert, a
     /// snapshot's removal), that `vm` exists, is not a template and carries
     /// the marker `expect` asks for.
@@ -148,6 +141,9 @@ impl<G: Govc> Inner<G> {
         check_marker(vm, &info, expect)
     }
 
+    /// Destroys the VM at `vm` if it is what `expect` asks for: looked up
+    /// right before, templates refused, vmw's marker checked; "already
+    /// gone" is success, but only when confirmed by a lookup.
     pub(crate) async fn destroy_checked(
         &self,
         vm: &VmRef,
