@@ -14,8 +14,11 @@
 //!   use it by hand, until Ctrl-C.
 //! - `demo [--real-guests]`: the main job of vmw on the local simulator;
 //!   with `--real-guests`, on real Debian guests under QEMU.
-//! - `bench [--count N] [--sequential]`: times `launch_many` + `clean` of N
-//!   instances on a simulator with realistic (scaled-down) vCenter delays.
+//! - `bench [--count N] [--repeat R] [--no-write] [--smoke]`: vmw (the
+//!   CLI and the library) against hand-written govc on the same simulator,
+//!   with and without vCenter-like delays; writes the tables into
+//!   `docs/perf.md` ([`bench`]). `--smoke` runs every part tiny and judges
+//!   nothing; `test` runs it so the bench keeps working.
 //! - `guest-image [--force] [--boot-check [--accel tcg|kvm]]`: builds the
 //!   Debian guest image that can stand behind a vcsim VM (cached by its
 //!   inputs) and prints its directory; `--boot-check` boots it once with
@@ -46,8 +49,9 @@ tasks:
   demo [--real-guests]
                     the main job of vmw on the local simulator; --real-guests
                     with Debian guests under QEMU behind the VMs
-  bench [--count N] [--sequential]
-                    time launch_many + clean on a simulator with vCenter-like delays
+  bench [--count N] [--repeat R] [--no-write] [--smoke]
+                    vmw against hand-written govc lanes on one simulator; writes
+                    docs/perf.md (--smoke: tiny, nothing written or judged)
   guest-image [--force] [--boot-check [--accel tcg|kvm]]
                     build (or find cached) the Debian guest image for QEMU-backed
                     VMs and print its directory; --boot-check boots it once
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         Some("vcsim") => vcsim_task(),
         Some("demo") => demo_task(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("bench-agent") => bench::agent_main(&args[1..]),
+        Some("bench-library") => bench::library_main(&args[1..]),
         Some("guest-image") => guest::run(&args[1..]),
         Some("tidy") => tidy::run(),
         Some("man") => man_task(&args[1..]),
@@ -386,6 +392,8 @@ fn test_task() -> Result<()> {
         .env(vmw_testbed::GUEST_IMAGE_VAR, guest_image.dir()))?;
     eprintln!("xtask: the demo, as the README's first command runs it");
     demo::run(false)?;
+    eprintln!("xtask: the bench, tiny (it must keep working; nothing is timed)");
+    bench::run(&["--smoke".to_owned()])?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

@@ -416,8 +416,12 @@ pub(crate) struct LaunchArgs {
     /// Grow the first disk to this many GiB before the power-on.
     #[arg(long, value_name = "GiB")]
     pub(crate) disk_size: Option<u64>,
-    /// No console log (by default the VM's serial port writes to a file in
-    /// its datastore folder, which `vmw console` reads).
+    /// A console log: the VM's serial port writes to a file in its
+    /// datastore folder, which `vmw console` reads (off by default: two more
+    /// reconfigure tasks per VM; on with --keep-on-failure).
+    #[arg(long, conflicts_with = "no_console")]
+    pub(crate) console: bool,
+    /// No console log, even with --keep-on-failure.
     #[arg(long)]
     pub(crate) no_console: bool,
     /// When a wait fails, keep the VM, say how to reach and delete it, and

@@ -884,6 +884,7 @@ async fn launch_options_console_and_a_kept_failure() {
             files.join("vendor").as_str(),
             "--wait",
             "none",
+            "--console",
             "--json",
         ])
         .await;

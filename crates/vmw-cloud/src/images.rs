@@ -182,7 +182,7 @@ impl<G: Govc + 'static> Cloud<G> {
         let tag = instance.tag().unwrap_or(&inner.tag);
         let clone = inner.clone_request(instance.vm(), &target, tag, Kind::Image, &launch);
         match self
-            .clone_tracked(&clone, Kind::Image, &launch, cancel)
+            .clone_tracked(&clone, Kind::Image, &launch, cancel, false)
             .await
         {
             Ok(()) => Ok(Image { name, path: target }),

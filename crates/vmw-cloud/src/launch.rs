@@ -301,7 +301,7 @@ impl<G: Govc + 'static> Cloud<G> {
             wait: options.wait,
             console_log: options
                 .console_log
-                .unwrap_or(self.inner.settings.console_log),
+                .unwrap_or(self.inner.settings.console_log || options.keep_on_failure.is_some()),
             network: options.network.clone(),
             disk_gib: options.disk_gib,
             ip_timeout: options.ip_timeout,
@@ -430,7 +430,15 @@ impl<G: Govc + 'static> Cloud<G> {
                 ..base
             };
             match self
-                .clone_tracked(&clone, Kind::Instance, &launch, p.cancel.as_ref())
+                .clone_tracked(
+                    &clone,
+                    Kind::Instance,
+                    &launch,
+                    p.cancel.as_ref(),
+                    // A number above every one the folder's search found
+                    // is a path known to be free.
+                    p.fixed_name.is_none(),
+                )
                 .await
             {
                 Ok(()) => break (target, launch),
@@ -615,12 +623,16 @@ impl<G: Govc + 'static> Cloud<G> {
     /// first), whatever appears at the target with this launch's marker is
     /// removed. A clone vCenter refused made nothing; a duplicate name
     /// means the VM there belongs to someone else, and it is never touched.
+    /// The path is looked up first, unless `known_free`: a name numbered
+    /// above every one the folder's search found (the search is the
+    /// lookup, and no other lane of this cloud takes that number).
     pub(crate) async fn clone_tracked(
         &self,
         clone: &VmClone,
         kind: Kind,
         launch: &str,
         cancel: Option<&CancellationToken>,
+        known_free: bool,
     ) -> Result<(), CloneFailure> {
         let inner = &self.inner;
         let target = &clone.target;
@@ -636,7 +648,12 @@ impl<G: Govc + 'static> Cloud<G> {
         // The path must be free: a VM there is someone else's, and knowing
         // it was free tells, after a clone of unknown outcome, that a VM
         // found there is this clone's.
-        match inner.lookup(target).await {
+        let lookup = if known_free {
+            Ok(None)
+        } else {
+            inner.lookup(target).await
+        };
+        match lookup {
             Ok(None) => {}
             Ok(Some(_)) => {
                 return Err(CloneFailure::Duplicate(failure(

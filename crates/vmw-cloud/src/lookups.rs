@@ -26,7 +26,7 @@ use crate::CloudError;
 /// The answer one queued lookup gets.
 enum Answer {
     /// What is at the path (nothing: no VM there).
-    Found(Option<parse::VmInfo>),
+    Found(Option<Box<parse::VmInfo>>),
     /// The shared call failed: ask alone.
     Alone,
 }
@@ -59,7 +59,7 @@ impl Lookups {
                 }
             }
             match rx.await {
-                Ok(Answer::Found(info)) => return Ok(info),
+                Ok(Answer::Found(info)) => return Ok(info.map(|i| *i)),
                 Ok(Answer::Alone) => return lookup_alone(govc, vm).await,
                 // The lane asking for it was dropped mid-call: ask again.
                 Err(_) => continue,
@@ -105,7 +105,11 @@ async fn answer<G: Govc>(govc: &G, mut batch: Vec<Waiting>) {
         match govc.exec(&request).await {
             Ok(infos) => {
                 for (vm, tx) in now {
-                    let info = infos.iter().find(|i| i.name == vm.name()).cloned();
+                    let info = infos
+                        .iter()
+                        .find(|i| i.name == vm.name())
+                        .cloned()
+                        .map(Box::new);
                     let _ = tx.send(Answer::Found(info));
                 }
             }

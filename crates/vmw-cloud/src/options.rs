@@ -127,7 +127,8 @@ pub struct LaunchOptions {
     pub cancel: Option<tokio_util::sync::CancellationToken>,
     /// Give the VM a serial port writing to a file in its own datastore
     /// folder: its console log ([`crate::Instance::console_log`]). `None`
-    /// means the cloud's [`crate::Settings::console_log`] (on by default).
+    /// means the cloud's [`crate::Settings::console_log`] (off by default),
+    /// or on when failures are kept ([`LaunchOptions::keep_on_failure`]).
     pub console_log: Option<bool>,
     /// The network of the first NIC, instead of the configuration's
     /// `network` (or the image's own).

@@ -177,7 +177,8 @@ impl<G: Govc> Inner<G> {
     /// govc's `vm.clone` writes the annotation (vmw's marker) with a second
     /// call once the clone is done, so a clone whose govc died or lost its
     /// connection in between leaves a VM without the marker. The path was
-    /// free right before the clone (vmw looked), and a clone onto a taken
+    /// free before the clone (vmw looked it up, or numbered the name above
+    /// every one the folder's search found), and a clone onto a taken
     /// path fails, so a VM without any marker found there afterwards is this
     /// clone's: once it has stayed unmarked for `unmarked_for` (time enough
     /// for another vmw's govc to write its own marker, had it won the name),

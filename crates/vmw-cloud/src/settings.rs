@@ -49,8 +49,12 @@ pub struct Settings {
     /// Give every launched VM a serial port writing to a file in its own
     /// datastore folder, its console log
     /// ([`Instance::console_log`](crate::Instance::console_log)), unless a
-    /// launch says otherwise. On by default: the console is where a guest
-    /// that never gets an address says why.
+    /// launch says otherwise. Off by default: the port costs two more
+    /// reconfigure tasks per VM (two govc calls) on a vCenter shared with
+    /// others; a launch that keeps its failures
+    /// ([`LaunchOptions::keep_on_failure`](crate::LaunchOptions::keep_on_failure))
+    /// has one anyway, since the console is where a guest that never gets
+    /// an address says why.
     pub console_log: bool,
 }
 
@@ -67,7 +71,7 @@ impl Default for Settings {
             check_sources: true,
             clone_grace: Duration::from_secs(10 * 60),
             known_hosts: None,
-            console_log: true,
+            console_log: false,
         }
     }
 }

@@ -36,6 +36,13 @@ fn no_wait() -> LaunchOptions {
     }
 }
 
+fn with_console() -> LaunchOptions {
+    LaunchOptions {
+        console_log: Some(true),
+        ..no_wait()
+    }
+}
+
 async fn info(sim: &Vcsim, name: &str) -> vmw_govc::parse::VmInfo {
     let mut v = sim
         .govc()
@@ -72,7 +79,7 @@ async fn local_file(sim: &Vcsim, file: &str) -> Utf8PathBuf {
 async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     let sim = Vcsim::start().await.unwrap();
     let (cloud, _keys) = cloud_on(&sim, "con", settings());
-    let inst = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    let inst = cloud.launch(IMAGE, &with_console()).await.unwrap();
     let vm = info(&sim, inst.name()).await;
     assert_eq!(vm.serial_ports.len(), 1, "{:?}", vm.serial_ports);
     let file = vm.serial_ports[0].file.clone().unwrap();
@@ -89,7 +96,7 @@ async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     // An image made from it has the port; an instance of the image reuses
     // it (no second port), connected to a file in its own folder.
     let image = cloud.snapshot(&inst, false).await.unwrap();
-    let second = cloud.launch(&image.name, &no_wait()).await.unwrap();
+    let second = cloud.launch(&image.name, &with_console()).await.unwrap();
     let vm = info(&sim, second.name()).await;
     assert_eq!(vm.serial_ports.len(), 1, "{:?}", vm.serial_ports);
     let file = vm.serial_ports[0].file.clone().unwrap();
@@ -99,17 +106,8 @@ async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     );
     assert_eq!(second.console_log().await.unwrap(), "");
 
-    // Turned off: no port, and no console log.
-    let off = cloud
-        .launch(
-            IMAGE,
-            &LaunchOptions {
-                console_log: Some(false),
-                ..no_wait()
-            },
-        )
-        .await
-        .unwrap();
+    // Off by default: no port, and no console log.
+    let off = cloud.launch(IMAGE, &no_wait()).await.unwrap();
     assert!(info(&sim, off.name()).await.serial_ports.is_empty());
     let err = off.console_log().await.unwrap_err();
     assert!(matches!(err, CloudError::NoConsole { .. }), "{err}");

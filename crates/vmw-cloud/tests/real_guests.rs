@@ -126,6 +126,8 @@ impl Bed {
             user_data: Some(user_data),
             wait: WaitStage::Ready,
             on_step: Some(self.timeline.hook()),
+            // The guest's serial output goes to the port's file.
+            console_log: Some(true),
             ..LaunchOptions::default()
         }
     }

@@ -149,7 +149,11 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
         memory_mb: args.memory,
         network: args.network.clone(),
         disk_gib: args.disk_size,
-        console_log: args.no_console.then_some(false),
+        console_log: match (args.console, args.no_console) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
         ip_timeout: args.ip_timeout,
         ready_timeout: args.ready_timeout,
         keep_on_failure: args.keep_on_failure.clone(),
