@@ -57,7 +57,7 @@ impl<G: Govc> Instance<G> {
         let govc = &self.cloud().govc;
         let info = self
             .cloud()
-            .lookup(self.vm())
+            .vm_info(self.vm())
             .await?
             .ok_or_else(|| CloudError::NoSuchVm {
                 name: self.vm().to_string(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use vmw_govc::parse::PowerState;
-use vmw_govc::requests::{Find, ObjectType, VmInfo};
+use vmw_govc::requests::{Find, MarksOf, ObjectType, VmInfo, VmMarks};
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::cloud::{Cloud, bounded};
@@ -161,7 +161,7 @@ impl<G: Govc + 'static> Cloud<G> {
 
     /// vmw's VMs in the folder (found by their marker; not in subfolders),
     /// with power state and address: two govc calls however many there
-    /// are.
+    /// are (`find`, then one `object.collect` of the folder).
     pub async fn list(&self, scope: &Scope) -> Result<Vec<VmRecord>, CloudError> {
         let folder = &self.inner.config.folder;
         let paths = self
@@ -187,14 +187,35 @@ impl<G: Govc + 'static> Cloud<G> {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let infos = self
+        // One collect of the folder (its subfolders too) gives what a
+        // record shows; a name found there more than once is read by its
+        // path.
+        let mut infos = self
             .inner
             .govc
-            .exec(&VmInfo {
-                vms: refs.clone(),
-                extra_config: false,
-            })
+            .exec(&VmMarks(MarksOf::Folder(folder.clone())))
             .await?;
+        let twice: Vec<VmRef> = refs
+            .iter()
+            .filter(|r| infos.iter().filter(|i| i.name == r.name()).count() > 1)
+            .cloned()
+            .collect();
+        if !twice.is_empty() {
+            infos.retain(|i| twice.iter().all(|r| r.name() != i.name));
+            infos.extend(
+                self.inner
+                    .govc
+                    .exec(&VmInfo {
+                        vms: twice,
+                        extra_config: false,
+                    })
+                    .await?,
+            );
+        }
+        let infos: Vec<_> = infos
+            .into_iter()
+            .filter(|i| refs.iter().any(|r| r.name() == i.name))
+            .collect();
         let mut records: Vec<VmRecord> = infos
             .into_iter()
             .filter_map(|vm| {

@@ -1,24 +1,24 @@
 //! Lookups of single VMs, shared: lanes that ask at the same time get one
-//! `vm.info` for all of them.
+//! `object.collect` for all of them.
 //!
 //! Every destruction and every clone looks its VM up right before it acts
 //! (see [`crate::ownership`]). With many lanes at once, those lookups
 //! arrive together; one govc process per lookup would cost more than the
 //! acts themselves. A lookup joins the queue; whoever holds the gate next
 //! takes everything queued and asks once. A lookup is never older than the
-//! one `vm.info` that was in flight when it was asked, so "right before"
-//! still holds: at most one govc call's time before the act.
+//! one call that was in flight when it was asked, so "right before" still
+//! holds: at most one govc call's time before the act.
 //!
-//! A batch that fails is not shared out: each of its lookups is asked
-//! again alone, so every caller gets its own error. Two paths with the same
-//! name (in different folders) go in separate calls, since `vm.info`
-//! answers by object, not by path.
+//! A shared call reads only what ownership checks need (name, id, marker,
+//! template flag, power state: [`VmMarks`]), not the whole configuration
+//! `vm.info` loads for each VM. A batch that fails is not shared out: each of its
+//! lookups is asked again alone, so every caller gets its own error.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
-use vmw_govc::requests::VmInfo;
+use vmw_govc::requests::{MarksOf, VmInfo, VmMarks};
 use vmw_govc::{Govc, GovcExt, VmRef, parse};
 
 use crate::CloudError;
@@ -51,6 +51,8 @@ impl Lookups {
         loop {
             let (tx, rx) = oneshot::channel();
             self.queue().push((vm.clone(), tx));
+            // Lanes asking in the same moment join this call.
+            tokio::task::yield_now().await;
             {
                 let _gate = self.gate.lock().await;
                 let batch = std::mem::take(&mut *self.queue());
@@ -72,7 +74,7 @@ impl Lookups {
     }
 }
 
-/// One `vm.info` of exactly `vm`.
+/// What is at exactly `vm`: one `vm.info` of its path.
 pub(crate) async fn lookup_alone<G: Govc>(
     govc: &G,
     vm: &VmRef,
@@ -84,38 +86,45 @@ pub(crate) async fn lookup_alone<G: Govc>(
         .next())
 }
 
-/// Answers every lookup of `batch`: one `vm.info` per set of distinct
-/// names.
-async fn answer<G: Govc>(govc: &G, mut batch: Vec<Waiting>) {
-    while !batch.is_empty() {
-        // The same path twice is one lookup; the same name at another path
-        // waits for the next call.
-        let mut paths: BTreeMap<String, VmRef> = BTreeMap::new();
-        let (now, later): (Vec<Waiting>, Vec<Waiting>) = batch.into_iter().partition(|(vm, _)| {
-            paths
-                .entry(vm.name().to_owned())
-                .or_insert_with(|| vm.clone())
-                == vm
-        });
-        batch = later;
-        let request = VmInfo {
-            vms: paths.into_values().collect(),
-            extra_config: false,
-        };
-        match govc.exec(&request).await {
-            Ok(infos) => {
-                for (vm, tx) in now {
-                    let info = infos
-                        .iter()
-                        .find(|i| i.name == vm.name())
-                        .cloned()
-                        .map(Box::new);
-                    let _ = tx.send(Answer::Found(info));
+/// Answers every lookup of `batch`: one alone is asked alone (`vm.info`
+/// of its path); several are answered by one `object.collect` of each
+/// folder they are in. That
+/// collects the folder's subfolders too, so a name found more than once
+/// is asked alone; a name found once is the VM at the path, or, when there
+/// is none, one in a subfolder, which nothing mistakes for it: every act
+/// names the path, and a path that is not there is looked up again alone.
+async fn answer<G: Govc>(govc: &G, batch: Vec<Waiting>) {
+    if let [(vm, _)] = batch.as_slice() {
+        let vm = vm.clone();
+        let found = lookup_alone(govc, &vm).await;
+        for (_, tx) in batch {
+            let _ = tx.send(match &found {
+                Ok(info) => Answer::Found(info.clone().map(Box::new)),
+                Err(_) => Answer::Alone,
+            });
+        }
+        return;
+    }
+    let mut folders: BTreeMap<String, Vec<Waiting>> = BTreeMap::new();
+    for w in batch {
+        folders.entry(w.0.folder().to_owned()).or_default().push(w);
+    }
+    for (folder, waiting) in folders {
+        match govc.exec(&VmMarks(MarksOf::Folder(folder))).await {
+            Ok(found) => {
+                for (vm, tx) in waiting {
+                    let mut named = found.iter().filter(|i| i.name == vm.name());
+                    let answer = match (named.next(), named.next()) {
+                        (None, _) => Answer::Found(None),
+                        (Some(one), None) => Answer::Found(Some(Box::new(one.clone()))),
+                        (Some(_), Some(_)) => Answer::Alone,
+                    };
+                    let _ = tx.send(answer);
                 }
             }
             Err(e) => {
                 tracing::debug!(error = %e, "a shared lookup failed; each is asked alone");
-                for (_, tx) in now {
+                for (_, tx) in waiting {
                     let _ = tx.send(Answer::Alone);
                 }
             }
@@ -162,9 +171,14 @@ mod tests {
         inv.add("/DC0/vm/a", "a's");
         inv.add("/DC0/vm/b", "b's");
         inv.add("/DC0/other/a", "the other a's");
+        // A "b" in a subfolder too: the folder's call sees two.
+        inv.add("/DC0/vm/sub/b", "the other b's");
         let (govc, calls) = scripted({
             let inv = inv.clone();
-            move |c| out(&inv.info_json(c.positional()))
+            move |c| match c.name() {
+                "object.collect" => out(&inv.marks_json(&c.positional()[0])),
+                _ => out(&inv.info_json(c.positional())),
+            }
         });
         let govc = Moment(govc);
         let lookups = Lookups::default();
@@ -192,9 +206,14 @@ mod tests {
                 Some("a's".to_owned()),
             ]
         );
-        // The first asks alone; the others wait and go together, except
-        // the second "a", which needs a call of its own.
-        assert_eq!(calls.len(), 3, "{:?}", calls.raw());
+        // Asked in the same moment, they go together: one call for each
+        // folder, then "b", found twice there, alone.
+        assert_eq!(
+            calls.names(),
+            ["object.collect", "object.collect", "vm.info"],
+            "{:?}",
+            calls.raw()
+        );
     }
 
     #[tokio::test]
@@ -220,7 +239,7 @@ mod tests {
             futures_util::future::join_all(refs.iter().map(|r| lookups.lookup(&govc, r))).await;
         assert!(found.iter().all(|r| matches!(r, Ok(None))), "{found:?}");
         assert_eq!(shared.load(Ordering::SeqCst), 1);
-        // a alone, b and c together (failed), then b and c alone.
+        // All three together (failed), then each alone.
         assert_eq!(calls.len(), 4, "{:?}", calls.raw());
     }
 }

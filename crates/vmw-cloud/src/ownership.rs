@@ -116,10 +116,23 @@ impl<G: Govc> Inner<G> {
         result
     }
 
-    /// The VM at `vm`, if there is one (asked together with the lookups
-    /// of other lanes waiting at the same time, see [`crate::lookups`]).
+    /// The VM at `vm`, if there is one, surely with its name, id, marker,
+    /// template flag, power state and address (asked together with the
+    /// lookups of other lanes waiting at the same time, see
+    /// [`crate::lookups`]; the other fields may be empty).
     pub(crate) async fn lookup(&self, vm: &VmRef) -> Result<Option<parse::VmInfo>, CloudError> {
         self.lookups.lookup(&self.govc, vm).await
+    }
+
+    /// Everything `vm.info` tells of the VM at `vm` (its devices too), if
+    /// there is one.
+    pub(crate) async fn vm_info(&self, vm: &VmRef) -> Result<Option<parse::VmInfo>, CloudError> {
+        Ok(self
+            .govc
+            .exec(&vmw_govc::requests::VmInfo::new(vm.clone()))
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Checks, right before a change that cannot be undone (a revert, a

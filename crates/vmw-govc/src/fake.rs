@@ -239,6 +239,37 @@ impl Inventory {
         json!({ "virtualMachines": list }).to_string()
     }
 
+    /// `object.collect -json -type m FOLDER` of the
+    /// [`MARK_PROPERTIES`](crate::requests::MARK_PROPERTIES): the VMs that can
+    /// be seen in `folder` and its subfolders, one JSON object each.
+    pub fn marks_json(&self, folder: &str) -> String {
+        let prefix = format!("{}/", folder.trim_end_matches('/'));
+        self.paths()
+            .iter()
+            .filter(|p| p.starts_with(&prefix))
+            .filter_map(|p| {
+                let vm = self.get(p)?;
+                let change = |name: &str, val: Value| json!({"name": name, "op": "assign", "val": val});
+                Some(
+                    json!({
+                        "kind": "enter",
+                        "obj": {"type": "VirtualMachine", "value": vm.moref},
+                        "changeSet": [
+                            change("name", json!(p.rsplit('/').next().unwrap_or(p))),
+                            change("summary.vm", json!({"type": "VirtualMachine", "value": vm.moref})),
+                            change("config.annotation", json!(vm.annotation)),
+                            change("config.template", json!(vm.template)),
+                            change("runtime.powerState", json!(vm.power)),
+                            change("guest.ipAddress", Value::Null),
+                        ],
+                    })
+                    .to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// `find`: VMs (`-type=m`) by root folder, `-maxdepth=1` or none,
     /// `-name` glob and `config.annotation` / `config.template` property
     /// filters; pools (`-type=p`) from [`FIND_POOLS`].
@@ -346,6 +377,12 @@ impl Inventory {
                 } else {
                     not_found_at(c, path)
                 }
+            }
+            "object.collect" if c.flag_value("type") == Some("m") => {
+                let Some(folder) = c.positional().first() else {
+                    panic!("object.collect -type m without a folder: {c}")
+                };
+                out(&self.marks_json(folder))
             }
             "object.collect" => {
                 let Some(path) = c.positional().first() else {

@@ -427,6 +427,80 @@ impl Properties {
     pub fn power_state(&self) -> Option<PowerState> {
         self.str("runtime.powerState").map(PowerState::from_vsphere)
     }
+
+    /// The managed object id a reference-valued property names (e.g.
+    /// `summary.vm`).
+    pub fn moref_of(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .and_then(|v| v.get("value"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+}
+
+impl VmInfo {
+    /// A VM known by the properties of
+    /// [`MARK_PROPERTIES`](crate::requests::MARK_PROPERTIES) only: name,
+    /// id, annotation, template flag, power state and address; the other
+    /// fields are empty. `None` without a name or an id.
+    pub fn from_marks(moref: String, p: &Properties) -> Option<Self> {
+        let name = p.str("name")?.to_owned();
+        if moref.is_empty() {
+            return None;
+        }
+        Some(VmInfo {
+            name,
+            moref,
+            power_state: p
+                .power_state()
+                .unwrap_or_else(|| PowerState::Other(String::new())),
+            template: p.bool("config.template").unwrap_or(false),
+            annotation: p.str("config.annotation").unwrap_or_default().to_owned(),
+            cpus: 0,
+            memory_mb: 0,
+            guest_id: String::new(),
+            uuid: String::new(),
+            ip_address: p
+                .str("guest.ipAddress")
+                .filter(|ip| !ip.is_empty())
+                .map(str::to_owned),
+            extra_config: BTreeMap::new(),
+            vm_path_name: String::new(),
+            boot_time: None,
+            log_directory: String::new(),
+            serial_ports: Vec::new(),
+            disks: Vec::new(),
+        })
+    }
+}
+
+/// Parses `object.collect -json -type m ROOT PROPS...`: one JSON object per
+/// VM, `{"obj": {"value": ID}, "changeSet": [{name, val}...]}`, one after
+/// the other (not an array), as slim [`VmInfo`]s
+/// ([`VmInfo::from_marks`]).
+pub fn vm_marks(stdout: &str) -> Result<Vec<VmInfo>, String> {
+    #[derive(Deserialize)]
+    struct Obj {
+        value: String,
+    }
+    #[derive(Deserialize)]
+    struct Update {
+        obj: Obj,
+        #[serde(rename = "changeSet", default)]
+        change_set: Option<Value>,
+    }
+    let mut vms = Vec::new();
+    for update in serde_json::Deserializer::from_str(stdout).into_iter::<Update>() {
+        let update = update.map_err(|e| format!("invalid object.collect JSON: {e}"))?;
+        let changes = update.change_set.unwrap_or(Value::Null).to_string();
+        let props = properties(&changes)?;
+        if let Some(vm) = VmInfo::from_marks(update.obj.value, &props) {
+            // An object reported twice counts once, as last reported.
+            vms.retain(|v: &VmInfo| v.moref != vm.moref);
+            vms.push(vm);
+        }
+    }
+    Ok(vms)
 }
 
 /// Parses `object.collect -json` (an array of `{name, op, val}`). govc wraps
@@ -586,5 +660,72 @@ mod tests {
     #[test]
     fn lines_skip_blanks() {
         assert_eq!(lines("/a\n\n /b \n"), ["/a", "/b"]);
+    }
+}
+
+#[cfg(test)]
+mod marks_tests {
+    use super::*;
+
+    const TWO: &str = r#"{
+  "kind": "enter",
+  "obj": {"type": "VirtualMachine", "value": "vm-62"},
+  "changeSet": [
+    {"name": "name", "op": "assign", "val": "DC0_H0_VM0"},
+    {"name": "summary.vm", "op": "assign", "val": {"type": "VirtualMachine", "value": "vm-62"}},
+    {"name": "config.annotation", "op": "assign", "val": null},
+    {"name": "config.template", "op": "assign", "val": false},
+    {"name": "runtime.powerState", "op": "assign", "val": "poweredOn"},
+    {"name": "guest.ipAddress", "op": "assign", "val": null}
+  ]
+}
+{
+  "kind": "enter",
+  "obj": {"type": "VirtualMachine", "value": "vm-70"},
+  "changeSet": [
+    {"name": "name", "op": "assign", "val": "me-1"},
+    {"name": "config.annotation", "op": "assign", "val": "made by vmw (tag: me, kind: instance)"},
+    {"name": "config.template", "op": "assign", "val": true},
+    {"name": "runtime.powerState", "op": "assign", "val": "poweredOff"},
+    {"name": "guest.ipAddress", "op": "assign", "val": "10.0.0.7"}
+  ]
+}
+{
+  "kind": "enter",
+  "obj": {"type": "VirtualMachine", "value": "vm-62"},
+  "changeSet": [
+    {"name": "name", "op": "assign", "val": "DC0_H0_VM0"}
+  ]
+}
+"#;
+
+    #[test]
+    fn a_folder_of_marks_reads_each_vm_once() {
+        let vms = vm_marks(TWO).unwrap();
+        assert_eq!(vms.len(), 2, "{vms:#?}");
+        let me = vms.iter().find(|v| v.name == "me-1").unwrap();
+        assert_eq!(me.moref, "vm-70");
+        assert!(me.template);
+        assert_eq!(me.power_state, PowerState::Off);
+        assert_eq!(me.annotation, "made by vmw (tag: me, kind: instance)");
+        assert_eq!(me.ip_address.as_deref(), Some("10.0.0.7"));
+        let other = vms.iter().find(|v| v.moref == "vm-62").unwrap();
+        assert_eq!(other.annotation, "");
+        assert_eq!(other.ip_address, None);
+        assert!(vm_marks("{ not json").is_err());
+        assert!(vm_marks("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn one_vm_s_marks_take_its_id_from_its_summary() {
+        let p = properties(
+            r#"[{"name":"name","op":"assign","val":"me-2"},
+                {"name":"summary.vm","op":"assign","val":{"type":"VirtualMachine","value":"vm-9"}},
+                {"name":"config.template","op":"assign","val":false}]"#,
+        )
+        .unwrap();
+        let vm = VmInfo::from_marks(p.moref_of("summary.vm").unwrap(), &p).unwrap();
+        assert_eq!((vm.name.as_str(), vm.moref.as_str()), ("me-2", "vm-9"));
+        assert!(VmInfo::from_marks(String::new(), &p).is_none());
     }
 }

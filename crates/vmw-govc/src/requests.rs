@@ -793,6 +793,57 @@ impl Request for ObjectCollect {
     }
 }
 
+/// The properties [`VmMarks`] collects: what telling vmw's VMs apart
+/// needs, and no more.
+pub const MARK_PROPERTIES: [&str; 6] = [
+    "name",
+    "summary.vm",
+    "config.annotation",
+    "config.template",
+    "runtime.powerState",
+    "guest.ipAddress",
+];
+
+/// Which VMs [`VmMarks`] collects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MarksOf {
+    /// The VM at this path (`object.collect PATH`).
+    Vm(VmRef),
+    /// Every VM in this folder and its subfolders (`object.collect -type m
+    /// FOLDER`, one container view).
+    Folder(String),
+}
+
+/// `govc object.collect -json [-type m] PATH` of [`MARK_PROPERTIES`]: name,
+/// managed object id, annotation, template flag, power state and address,
+/// as [`parse::VmInfo`]s with only those fields filled. Much lighter than
+/// `vm.info -json`, which loads each VM's whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmMarks(pub MarksOf);
+
+impl Request for VmMarks {
+    type Output = Vec<parse::VmInfo>;
+    fn command(&self) -> Command {
+        let c = Command::new("object.collect").switch("json", true);
+        let c = match &self.0 {
+            MarksOf::Vm(vm) => c.arg(vm.to_string()),
+            MarksOf::Folder(folder) => c.flag("type", "m").arg(folder),
+        };
+        c.args(MARK_PROPERTIES).timeout(QUICK)
+    }
+    fn parse(&self, command: &Command, stdout: &str) -> Result<Self::Output, GovcError> {
+        let parsed = match &self.0 {
+            MarksOf::Vm(_) => parse::properties(stdout).map(|p| {
+                parse::VmInfo::from_marks(p.moref_of("summary.vm").unwrap_or_default(), &p)
+                    .into_iter()
+                    .collect()
+            }),
+            MarksOf::Folder(_) => parse::vm_marks(stdout),
+        };
+        parsed.map_err(|e| GovcError::parse(command, e, stdout))
+    }
+}
+
 /// `govc import.spec FILE`: the import options an OVA/OVF file accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportSpec {

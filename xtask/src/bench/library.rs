@@ -9,11 +9,18 @@ use anyhow::{Context, Result, bail};
 use camino::Utf8Path;
 use vmw_cloud::{CloudBuilder, KeyPair, LaunchOptions, Scope, Settings};
 
-/// `args`: `CONFIG GOVC IMAGE COUNT LANES`.
+/// `args`: `CONFIG GOVC IMAGE COUNT LANES [K=V]` (an extraConfig entry
+/// for every launch).
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let [config, govc, image, count, lanes] = args else {
-        bail!("usage: xtask bench-library CONFIG GOVC IMAGE COUNT LANES");
+    let (config, govc, image, count, lanes, extra) = match args {
+        [c, g, i, n, l] => (c, g, i, n, l, None),
+        [c, g, i, n, l, e] => (c, g, i, n, l, Some(e)),
+        _ => bail!("usage: xtask bench-library CONFIG GOVC IMAGE COUNT LANES [K=V]"),
     };
+    let extra_config: Vec<(String, String)> = extra
+        .and_then(|e| e.split_once('='))
+        .map(|(k, v)| vec![(k.to_owned(), v.to_owned())])
+        .unwrap_or_default();
     let count: usize = count.parse().context("COUNT")?;
     let lanes: usize = lanes.parse().context("LANES")?;
     let config = vmw_config::Loader::new()
@@ -39,7 +46,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         cloud.list(&Scope::ThisTag).await?;
         let started = Instant::now();
         let fleet = cloud
-            .launch_many(image, count, &LaunchOptions::wait_for_ip())
+            .launch_many(
+                image,
+                count,
+                &LaunchOptions {
+                    extra_config,
+                    ..LaunchOptions::wait_for_ip()
+                },
+            )
             .await?;
         let launched = started.elapsed();
         if let Some((i, e)) = fleet.failures.first() {

@@ -51,6 +51,8 @@ const POWER_ON_MS: u32 = 300;
 const DESTROY_MS: u32 = 200;
 const IP_AFTER_MS: u64 = 2000;
 const FOLDER: &str = "/DC0/vm";
+/// The vcsim-only extraConfig that gives a guest its address at once.
+const PRESET_IP: &str = "SET.guest.ipAddress=127.0.0.1";
 const RELEASE: &str = "jammy";
 const TEMPLATE: &str = "/DC0/vm/TEMPLATE-cloud-init-jammy";
 
@@ -63,7 +65,7 @@ const LANES: &str = r#"set -u
 lane() {
   name="$PREFIX-$1"
   "$GOVC" vm.clone -vm "$TEMPLATE" -on=false "$name" >/dev/null 2>&1 &&
-  "$GOVC" vm.change -vm "$FOLDER/$name" \
+  "$GOVC" vm.change -vm "$FOLDER/$name" $PRESET \
     -f "guestinfo.userdata=$USERDATA" -e guestinfo.userdata.encoding=base64 \
     -f "guestinfo.metadata=$METADATA" -e guestinfo.metadata.encoding=base64 &&
   "$GOVC" vm.power -on "$FOLDER/$name" >/dev/null &&
@@ -89,7 +91,7 @@ status=0
 for p in $pids; do wait "$p" || status=1; done
 pids=""
 for vm in $paths; do
-  "$GOVC" vm.change -vm "$vm" \
+  "$GOVC" vm.change -vm "$vm" $PRESET \
     -f "guestinfo.userdata=$USERDATA" -e guestinfo.userdata.encoding=base64 \
     -f "guestinfo.metadata=$METADATA" -e guestinfo.metadata.encoding=base64 & pids="$pids $!"
 done
@@ -212,9 +214,12 @@ struct Binaries {
 
 /// A simulator of one workload with its agent and a working directory.
 struct Bed {
+    workload: Workload,
     /// Kept running while the bed lives.
     _sim: Vcsim,
-    agent: Child,
+    /// The address agent (W1; under W0 the guests have their address
+    /// from the start).
+    agent: Option<Child>,
     dir: tempfile::TempDir,
     bins: std::rc::Rc<Binaries>,
     /// `GOVC_*` for the scripts, with the password.
@@ -227,8 +232,10 @@ struct Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
+        if let Some(agent) = &mut self.agent {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
     }
 }
 
@@ -282,30 +289,12 @@ impl Bed {
             counting_govc(&path.join("census"), &bins.govc),
         )?;
         set_executable(&path.join("counting-govc"))?;
-        let delay = match workload {
-            Workload::W1 => IP_AFTER_MS,
-            Workload::W0 => 0,
+        let agent = match workload {
+            Workload::W1 => Some(start_agent(&bins, &govc_env)?),
+            Workload::W0 => None,
         };
-        let mut agent = Command::new(&bins.xtask)
-            .args([
-                "bench-agent",
-                bins.govc.as_str(),
-                FOLDER,
-                &delay.to_string(),
-            ])
-            .env_clear()
-            .envs(govc_env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("could not start the address agent")?;
-        let mut first = String::new();
-        let stdout = agent.stdout.take().context("no agent stdout")?;
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first)?;
-        if first.trim() != "ready" {
-            bail!("the address agent did not start");
-        }
         let bed = Bed {
+            workload,
             _sim: sim,
             agent,
             dir,
@@ -316,7 +305,7 @@ impl Bed {
             runs: 0,
         };
         // Logged in once, version known: as a user who has run them before.
-        bed.script("true", &[], false)?;
+        bed.script(r#""$GOVC" about >/dev/null"#, &[], false)?;
         for census in [false, true] {
             measure(bed.vmw(census).args(["list"]), "vmw list")?;
         }
@@ -350,8 +339,18 @@ impl Bed {
             .env("TEMPLATE", TEMPLATE)
             .env("USERDATA", self.path().join("userdata.b64"))
             .env("METADATA", self.path().join("metadata.b64"))
+            .env(
+                "PRESET",
+                self.preset().map_or(String::new(), |kv| format!("-e {kv}")),
+            )
             .current_dir(self.path());
         c
+    }
+
+    /// Under W0 every tool's configure step also sets the guest's address
+    /// (a vcsim key): a guest with its address from the start, no agent.
+    fn preset(&self) -> Option<&'static str> {
+        (self.workload == Workload::W0).then_some(PRESET_IP)
     }
 
     fn script(&self, script: &str, args: &[String], census: bool) -> Result<Taken> {
@@ -427,8 +426,11 @@ impl Bed {
                 &tag,
                 "--no-timestamp",
             ]);
-        if !console {
-            launch.arg("--no-console");
+        if console {
+            launch.arg("--console");
+        }
+        if let Some(kv) = self.preset() {
+            launch.args(["--extra-config", kv]);
         }
         let (launched, stdout) = measure(&mut launch, "vmw launch")?;
         let made: Vec<serde_json::Value> =
@@ -463,6 +465,7 @@ impl Bed {
             TEMPLATE,
         ])
         .args([n.to_string(), n.to_string()])
+        .args(self.preset())
         .env_clear()
         .envs(self.vmw_env.iter().map(|(k, v)| (k, v)))
         .current_dir(self.path());
@@ -498,6 +501,31 @@ impl Bed {
             .count();
         Ok(lines as f64 / n as f64)
     }
+}
+
+/// Starts the W1 address agent and waits for its first look.
+fn start_agent(bins: &Binaries, govc_env: &[(String, String)]) -> Result<Child> {
+    let mut agent = Command::new(&bins.xtask)
+        .args([
+            "bench-agent",
+            bins.govc.as_str(),
+            FOLDER,
+            &IP_AFTER_MS.to_string(),
+        ])
+        .env_clear()
+        .envs(govc_env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("could not start the address agent")?;
+    let mut first = String::new();
+    let stdout = agent.stdout.take().context("no agent stdout")?;
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first)?;
+    if first.trim() != "ready" {
+        let _ = agent.kill();
+        let _ = agent.wait();
+        bail!("the address agent did not start");
+    }
+    Ok(agent)
 }
 
 fn set_executable(path: &Utf8Path) -> Result<()> {
@@ -550,6 +578,7 @@ fn build(smoke: bool) -> Result<Binaries> {
 }
 
 /// One row of a table.
+#[derive(Clone)]
 struct Row {
     tool: String,
     sample: Sample,
@@ -588,87 +617,179 @@ struct Target {
     unit: &'static str,
 }
 
+/// What the bench shares between its runs.
+struct Bench {
+    bins: std::rc::Rc<Binaries>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Bench {
+    /// Runs `f` on a simulator of its own: vcsim slows down as its event
+    /// history grows, so no run inherits another's.
+    fn fresh<T>(&self, workload: Workload, f: impl FnOnce(&mut Bed) -> Result<T>) -> Result<T> {
+        let mut bed = Bed::start(workload, self.bins.clone(), &self.rt)?;
+        f(&mut bed)
+    }
+
+    /// The median of `repeat` fresh runs of `f`.
+    fn median(
+        &self,
+        workload: Workload,
+        repeat: usize,
+        f: &dyn Fn(&mut Bed) -> Result<Sample>,
+    ) -> Result<Sample> {
+        let mut samples = Vec::new();
+        for _ in 0..repeat {
+            samples.push(self.fresh(workload, f)?);
+        }
+        Ok(median(samples))
+    }
+
+    /// govc processes per VM of `f` (a census run).
+    fn census(&self, n: usize, f: impl FnOnce(&mut Bed) -> Result<Sample>) -> Result<f64> {
+        self.fresh(Workload::W0, |bed| bed.census(n, f))
+    }
+}
+
+/// The tools of a table, in its order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tool {
+    Lanes,
+    OneLane,
+    Batched,
+    Cli,
+    CliConsole,
+    Library,
+}
+
+impl Tool {
+    fn label(self, n: usize) -> String {
+        match self {
+            Tool::Lanes => format!("govc, {n} parallel lanes"),
+            Tool::OneLane => "govc, one lane alone (the floor)".to_owned(),
+            Tool::Batched => "govc, batched calls".to_owned(),
+            Tool::Cli => format!("`vmw launch --count {n}` + `vmw delete`"),
+            Tool::CliConsole => "the same, with `--console`".to_owned(),
+            Tool::Library => "library: `launch_many` + `clean`".to_owned(),
+        }
+    }
+
+    fn run(self, bed: &mut Bed, n: usize, census: bool) -> Result<Sample> {
+        match self {
+            Tool::Lanes => bed.govc_lanes(n, census),
+            Tool::OneLane => bed.govc_lanes(1, census),
+            Tool::Batched => bed.govc_batched(n, census),
+            Tool::Cli => bed.vmw_cli(n, false, census),
+            Tool::CliConsole => bed.vmw_cli(n, true, census),
+            Tool::Library => bed.library(n, census),
+        }
+    }
+
+    /// VMs a run of `n` makes.
+    fn vms(self, n: usize) -> usize {
+        if self == Tool::OneLane { 1 } else { n }
+    }
+}
+
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
-    let bins = std::rc::Rc::new(build(o.smoke)?);
-    let rt = tokio::runtime::Runtime::new()?;
+    let bench = Bench {
+        bins: std::rc::Rc::new(build(o.smoke)?),
+        rt: tokio::runtime::Runtime::new()?,
+    };
     let n = o.count;
     let mut out = String::new();
     let mut targets: Vec<Target> = Vec::new();
     let _ = writeln!(
         out,
-        "Measured by `cargo xtask bench` (n = {n}, median of {} runs per row; machine: {} CPUs). \
-         W1: vcsim with clone {CLONE_MS} ms, power-on {POWER_ON_MS} ms, destroy {DESTROY_MS} ms, \
-         address {IP_AFTER_MS} ms after power-on. W0: no delays.\n",
+        "Measured by `cargo xtask bench` (n = {n}; each row the median of {} runs, each run on \
+         a simulator of its own; this machine: {} CPUs). W1: vcsim with clone {CLONE_MS} ms, \
+         power-on {POWER_ON_MS} ms, destroy {DESTROY_MS} ms, the address {IP_AFTER_MS} ms after \
+         power-on (an agent looking every 200 ms). W0: no delays, the address set with the \
+         guestinfo. The ratios are to the parallel govc lanes.\n",
         o.repeat,
         std::thread::available_parallelism().map_or(0, usize::from)
     );
 
-    // W0 first: the census, then the timed rows.
-    eprintln!("bench: W0 (no delays), n = {n}");
-    let mut w0 = Bed::start(Workload::W0, bins.clone(), &rt)?;
-    let census = [
-        w0.census(n, |b| b.govc_lanes(n, true))?,
-        w0.census(n, |b| b.govc_batched(n, true))?,
-        w0.census(n, |b| b.vmw_cli(n, true, true))?,
-        w0.census(n, |b| b.vmw_cli(n, false, true))?,
-        w0.census(n, |b| b.library(n, true))?,
+    // How many govc processes each tool runs per VM (W0, counted).
+    eprintln!("bench: counting govc processes, n = {n}");
+    let tools = [
+        Tool::Lanes,
+        Tool::OneLane,
+        Tool::Batched,
+        Tool::Cli,
+        Tool::CliConsole,
+        Tool::Library,
     ];
-    let w0_rows = timed_rows(&mut w0, &o, true, &census)?;
-    let base = w0_rows[0].sample;
-    let _ = writeln!(
-        out,
-        "### W0: no delays, n = {n}\n\n{}",
-        table(&w0_rows, &base)
-    );
-    let cli = &w0_rows[2].sample;
+    let mut processes = Vec::new();
+    for tool in tools {
+        let k = tool.vms(n);
+        processes.push((tool, bench.census(k, |b| tool.run(b, n, true))?));
+    }
+    let processes_of = |t: Tool| processes.iter().find(|(p, _)| *p == t).map(|(_, c)| *c);
+
+    let table_of = |workload: Workload, tools: &[Tool]| -> Result<Vec<(Tool, Row)>> {
+        let mut rows = Vec::new();
+        for &tool in tools {
+            eprintln!("bench: {workload:?}, {}", tool.label(n));
+            let sample = bench.median(workload, o.repeat, &|b| tool.run(b, n, false))?;
+            rows.push((
+                tool,
+                Row {
+                    tool: tool.label(n),
+                    sample,
+                    processes: processes_of(tool),
+                    n: tool.vms(n),
+                },
+            ));
+        }
+        Ok(rows)
+    };
+    let sample_of = |rows: &[(Tool, Row)], t: Tool| {
+        rows.iter()
+            .find(|(r, _)| *r == t)
+            .map(|(_, r)| r.sample)
+            .unwrap_or_default()
+    };
+
+    let w0 = table_of(
+        Workload::W0,
+        &[
+            Tool::Lanes,
+            Tool::Batched,
+            Tool::Cli,
+            Tool::CliConsole,
+            Tool::Library,
+        ],
+    )?;
+    let base = sample_of(&w0, Tool::Lanes);
+    let rows: Vec<Row> = w0.iter().map(|(_, r)| r.clone()).collect();
+    let _ = writeln!(out, "### W0: no delays, n = {n}\n\n{}", table(&rows, &base));
     targets.push(Target {
         what: format!("W0 n={n}: vmw CLI ≤ 1.0× parallel govc"),
-        measured: cli.total() / base.total(),
+        measured: sample_of(&w0, Tool::Cli).total() / base.total(),
         limit: 1.0,
         unit: "×",
     });
 
-    // vmw list against find + object.collect.
-    eprintln!("bench: vmw list with {} VMs", o.list_vms);
-    let (list_vmw, list_govc) = list_bench(&mut w0, &o)?;
+    let w1 = table_of(
+        Workload::W1,
+        &[
+            Tool::Lanes,
+            Tool::OneLane,
+            Tool::Cli,
+            Tool::CliConsole,
+            Tool::Library,
+        ],
+    )?;
+    let base = sample_of(&w1, Tool::Lanes);
+    let cli = sample_of(&w1, Tool::Cli);
+    let rows: Vec<Row> = w1.iter().map(|(_, r)| r.clone()).collect();
     let _ = writeln!(
         out,
-        "### `vmw list` with {} VMs (W0, median of {})\n\n\
-         | tool | time |\n|---|---:|\n\
-         | `vmw list` | {:.3} s |\n\
-         | `govc find` + `govc object.collect` | {:.3} s |\n",
-        o.list_vms,
-        o.repeat.max(5),
-        list_vmw,
-        list_govc
+        "### W1: vCenter-like delays, n = {n}\n\n{}",
+        table(&rows, &base)
     );
-    targets.push(Target {
-        what: format!(
-            "vmw list of {} VMs ≤ 1.2× find + object.collect",
-            o.list_vms
-        ),
-        measured: list_vmw / list_govc,
-        limit: 1.2,
-        unit: "×",
-    });
-    drop(w0);
-
-    eprintln!("bench: W1 (vCenter-like delays), n = {n}");
-    let mut w1 = Bed::start(Workload::W1, bins.clone(), &rt)?;
-    let w1_rows = timed_rows(&mut w1, &o, false, &census)?;
-    let base = w1_rows[0].sample;
-    let _ = writeln!(
-        out,
-        "### W1: vCenter-like delays, n = {n}\n\n{}\n\
-         govc processes per VM are those of the W0 pass (the same commands).\n",
-        table(&w1_rows, &base)
-    );
-    let cli = w1_rows
-        .iter()
-        .find(|r| r.tool.starts_with("`vmw launch"))
-        .map(|r| r.sample)
-        .unwrap_or_default();
     targets.push(Target {
         what: format!("W1 n={n}: vmw CLI ≤ 1.1× parallel govc"),
         measured: cli.total() / base.total(),
@@ -682,32 +803,38 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         unit: "×",
     });
 
-    // The curve.
+    // The curve, one run per point.
     let _ = writeln!(
         out,
-        "### W1 curve: launch to IP + delete\n\n\
-         | n | govc lanes | vmw CLI | × | vmw CPU s / VM |\n|---:|---:|---:|---:|---:|"
+        "### W1 curve: launch to IP + delete, one run per point\n\n\
+         | n | govc lanes | vmw CLI | × | vmw CPU s / VM | vmw peak RSS |\n\
+         |---:|---:|---:|---:|---:|---:|"
     );
-    let mut peak_rss = 0;
+    let mut peak_rss = None;
+    let last = o.curve.last().copied().unwrap_or(n);
     for &k in &o.curve {
         eprintln!("bench: W1 curve, n = {k}");
         let (lanes, cli) = if k == n {
             (base, cli)
         } else {
-            (w1.govc_lanes(k, false)?, w1.vmw_cli(k, true, false)?)
+            (
+                bench.fresh(Workload::W1, |b| b.govc_lanes(k, false))?,
+                bench.fresh(Workload::W1, |b| b.vmw_cli(k, false, false))?,
+            )
         };
         if k == o.rss_count {
-            peak_rss = cli.launch.peak_rss_kib;
+            peak_rss = Some(cli.launch.peak_rss_kib);
         }
         let _ = writeln!(
             out,
-            "| {k} | {:.2} s | {:.2} s | {:.2}× | {:.3} |",
+            "| {k} | {:.2} s | {:.2} s | {:.2}× | {:.3} | {:.1} MB |",
             lanes.total(),
             cli.total(),
             cli.total() / lanes.total(),
-            cli.cpu() / k as f64
+            cli.cpu() / k as f64,
+            cli.launch.peak_rss_kib as f64 * 1024.0 / 1e6,
         );
-        if k == *o.curve.last().unwrap_or(&0) && k != n {
+        if k == last && k != n {
             targets.push(Target {
                 what: format!("W1 n={k}: vmw CLI ≤ 1.2× parallel govc"),
                 measured: cli.total() / lanes.total(),
@@ -716,23 +843,52 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             });
         }
     }
-    if peak_rss == 0 {
-        peak_rss = w1.vmw_cli(o.rss_count, true, false)?.launch.peak_rss_kib;
-    }
+    let peak_rss = match peak_rss {
+        Some(p) => p,
+        None => {
+            bench
+                .fresh(Workload::W1, |b| b.vmw_cli(o.rss_count, false, false))?
+                .launch
+                .peak_rss_kib
+        }
+    };
     targets.push(Target {
         what: format!(
-            "peak RSS of vmw launch --count {} (govc excluded) ≤ 30 MB",
+            "peak RSS of `vmw launch --count {}` (govc excluded) ≤ 30 MB",
             o.rss_count
         ),
         measured: peak_rss as f64 * 1024.0 / 1e6,
         limit: 30.0,
         unit: " MB",
     });
-    drop(w1);
+
+    // vmw list against find + object.collect.
+    eprintln!("bench: vmw list with {} VMs", o.list_vms);
+    let (list_vmw, list_govc) = bench.fresh(Workload::W0, |b| list_bench(b, &o))?;
+    let _ = writeln!(
+        out,
+        "\n### `vmw list` with {} VMs (W0, median of {})\n\n\
+         | tool | time |\n|---|---:|\n\
+         | `vmw list` | {:.3} s |\n\
+         | `govc find` + `govc object.collect` | {:.3} s |\n",
+        o.list_vms,
+        o.repeat.max(5),
+        list_vmw,
+        list_govc
+    );
+    targets.push(Target {
+        what: format!(
+            "`vmw list` of {} VMs ≤ 1.2× find + object.collect",
+            o.list_vms
+        ),
+        measured: list_vmw / list_govc,
+        limit: 1.2,
+        unit: "×",
+    });
 
     let _ = writeln!(
         out,
-        "\n### Targets\n\n| target | measured | holds |\n|---|---:|---|"
+        "### Targets\n\n| target | measured | holds |\n|---|---:|---|"
     );
     for t in &targets {
         let _ = writeln!(
@@ -756,63 +912,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         eprintln!("bench: every part ran (smoke: nothing written, no timing judged)");
     }
     Ok(())
-}
-
-/// The rows of one workload, each the median of `o.repeat` runs.
-fn timed_rows(bed: &mut Bed, o: &Options, batched: bool, census: &[f64; 5]) -> Result<Vec<Row>> {
-    let n = o.count;
-    let mut rows = Vec::new();
-    let mut add = |tool: &str,
-                   processes: Option<f64>,
-                   n: usize,
-                   f: &mut dyn FnMut(&mut Bed) -> Result<Sample>|
-     -> Result<()> {
-        let mut samples = Vec::new();
-        for _ in 0..o.repeat {
-            samples.push(f(bed)?);
-        }
-        rows.push(Row {
-            tool: tool.to_owned(),
-            sample: median(samples),
-            processes,
-            n,
-        });
-        Ok(())
-    };
-    add(
-        &format!("govc, {n} parallel lanes"),
-        Some(census[0]),
-        n,
-        &mut |b| b.govc_lanes(n, false),
-    )?;
-    if batched {
-        add("govc, batched calls", Some(census[1]), n, &mut |b| {
-            b.govc_batched(n, false)
-        })?;
-    } else {
-        add(
-            "govc, one lane alone (the floor)",
-            Some(census[0]),
-            1,
-            &mut |b| b.govc_lanes(1, false),
-        )?;
-    }
-    add(
-        &format!("`vmw launch --count {n}` + `vmw delete`"),
-        Some(census[2]),
-        n,
-        &mut |b| b.vmw_cli(n, true, false),
-    )?;
-    add("the same, `--no-console`", Some(census[3]), n, &mut |b| {
-        b.vmw_cli(n, false, false)
-    })?;
-    add(
-        "library: `launch_many` + `clean`",
-        Some(census[4]),
-        n,
-        &mut |b| b.library(n, false),
-    )?;
-    Ok(rows)
 }
 
 /// `vmw list` and its two-call govc equivalent, with `o.list_vms` of

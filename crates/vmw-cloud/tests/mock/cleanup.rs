@@ -29,12 +29,26 @@ async fn clean_deletes_instances_then_images_and_then_has_nothing_left() {
     let n = calls.len();
     cloud.clean().await.unwrap();
     let since = calls.since(n);
-    // Each VM looked up, then destroyed.
-    for pair in since.chunks(2) {
-        assert_eq!(pair[0][0], "vm.info", "{since:#?}");
-        assert_eq!(pair[1][..2], sv(&["vm.destroy", "--"]), "{since:#?}");
-        assert_eq!(pair[0].last(), pair[1].last());
-    }
+    // The instances looked up together (one collect of their folder),
+    // then destroyed; then the images, the same way.
+    let names: Vec<&str> = since.iter().map(|a| a[0].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "object.collect",
+            "vm.destroy",
+            "vm.destroy",
+            "vm.destroy",
+            "object.collect",
+            "vm.destroy",
+            "vm.destroy"
+        ],
+        "{since:#?}"
+    );
+    assert_eq!(
+        since[0][..5],
+        sv(&["object.collect", "-json=true", "-type=m", "--", "/DC0/vm"])
+    );
     let order: Vec<&str> = since
         .iter()
         .filter(|a| a[0] == "vm.destroy")
@@ -206,8 +220,8 @@ async fn list_finds_vmw_vms_by_marker_and_sweep_deletes_exactly_those() {
     let all = calls.since(n);
     assert_eq!(all[0], list_argv("made by vmw (tag: me, kind: *"));
     assert_eq!(
-        all[1][..4],
-        sv(&["vm.info", "-json=true", "-e=false", "--"])
+        all[1][..5],
+        sv(&["object.collect", "-json=true", "-type=m", "--", "/DC0/vm"])
     );
     assert_eq!(all.len(), 2, "two calls however many VMs: {all:#?}");
     let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
@@ -297,7 +311,13 @@ async fn delete_listed_refuses_a_vm_that_changed_since_it_was_listed() {
         reasons[1].starts_with("/DC0/vm/me-6: ") && reasons[1].contains("you"),
         "{reasons:?}"
     );
-    assert!(calls.since(n).iter().all(|a| a[0] == "vm.info"));
+    // Looked up (together), nothing destroyed.
+    assert!(
+        calls
+            .since(n)
+            .iter()
+            .all(|a| a[0] == "vm.info" || a[0] == "object.collect")
+    );
     assert_eq!(inv.paths(), [at("me-5"), at("me-6")]);
 
     // Listed afresh, they go (me-6 now belongs to the tag `you`).
