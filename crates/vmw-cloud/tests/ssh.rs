@@ -188,7 +188,6 @@ async fn launch_waits_until_ready_by_default() {
             Step::Clone,
             Step::WriteGuestinfo,
             Step::Configure,
-            Step::Console,
             Step::PowerOn,
             Step::WaitIp,
             Step::WaitSsh,
