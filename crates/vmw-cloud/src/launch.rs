@@ -333,8 +333,32 @@ impl<G: Govc + 'static> Cloud<G> {
         options: &LaunchOptions,
     ) -> Result<Instance<G>, CloudError> {
         let source = self.inner.vm_ref(image)?;
-        let prepared = self.prepare(options)?;
+        let mut prepared = self.prepare(options)?;
+        prepared.number = self.warm_up(&source, &prepared, 1).await?;
         self.launch_prepared(&source, prepared).await
+    }
+
+    /// What every lane of a launch needs first, asked at the same time:
+    /// the source's facts (cached for the lanes) and, for numbered names,
+    /// the first free number (one search of the folder, once per cloud).
+    async fn warm_up(
+        &self,
+        source: &VmRef,
+        p: &Prepared,
+        count: usize,
+    ) -> Result<Option<u64>, CloudError> {
+        let numbered = p.fixed_name.is_none() && !p.is_cancelled() && count > 0;
+        let facts = self.source_facts(source, p.console_log || p.disk_gib.is_some());
+        let number = async {
+            if numbered {
+                self.take_number().await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (facts, number) = tokio::join!(facts, number);
+        facts?;
+        number
     }
 
     /// Launches `count` instances, each in its own lane (clone, configure,
@@ -358,11 +382,15 @@ impl<G: Govc + 'static> Cloud<G> {
         }
         let source = self.inner.vm_ref(image)?;
         let prepared = self.prepare(options)?;
+        let mut first = self.warm_up(&source, &prepared, count).await?;
         let mut lanes = Vec::with_capacity(count);
         for _ in 0..count {
             let mut lane = prepared.clone();
-            if lane.fixed_name.is_none() && count > 1 && !lane.is_cancelled() {
-                lane.number = Some(self.take_number().await?);
+            if lane.fixed_name.is_none() && !lane.is_cancelled() {
+                lane.number = match first.take() {
+                    Some(n) => Some(n),
+                    None => Some(self.take_number().await?),
+                };
             }
             lanes.push(lane);
         }

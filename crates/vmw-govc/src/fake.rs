@@ -241,7 +241,8 @@ impl Inventory {
 
     /// `object.collect -json -type m FOLDER` of the
     /// [`MARK_PROPERTIES`](crate::requests::MARK_PROPERTIES): the VMs that can
-    /// be seen in `folder` and its subfolders, one JSON object each.
+    /// be seen in `folder` and its subfolders, one JSON object each; a
+    /// powered-on VM has the address `vm.ip` answers.
     pub fn marks_json(&self, folder: &str) -> String {
         let prefix = format!("{}/", folder.trim_end_matches('/'));
         self.paths()
@@ -260,7 +261,11 @@ impl Inventory {
                             change("config.annotation", json!(vm.annotation)),
                             change("config.template", json!(vm.template)),
                             change("runtime.powerState", json!(vm.power)),
-                            change("guest.ipAddress", Value::Null),
+                            // A powered-on guest has the address `vm.ip` gives.
+                            change(
+                                "guest.ipAddress",
+                                if vm.power == "poweredOn" { json!("10.0.0.10") } else { Value::Null },
+                            ),
                         ],
                     })
                     .to_string(),

@@ -36,10 +36,14 @@ async fn sixty_four_parallel_launches_get_unique_names_in_order() {
         .collect();
     assert_eq!(cloned.len(), 64);
     assert_ne!(cloned, names, "the mock's delays did not reorder the calls");
-    // One search of the folder (it shows the numbers free), then four
-    // calls per launch: clone, change, power, ip.
+    // One search of the folder (it shows the numbers free), then three
+    // calls per launch (clone, change, power) and the address: lanes
+    // waiting for it at the same moment glance at their folder once, and
+    // only a lane alone (or without an address yet) runs `vm.ip`.
     assert_eq!(calls.of("find").len(), 1);
-    assert_eq!(calls.len(), 1 + 64 * 4);
+    let (glances, ips) = (calls.of("object.collect").len(), calls.of("vm.ip").len());
+    assert!(glances <= 32 && ips < 64, "{glances} glances, {ips} vm.ip");
+    assert_eq!(calls.len(), 1 + 64 * 3 + glances + ips);
     let mut tracked = cloud.tracked_instances();
     tracked.sort();
     let mut sorted: Vec<VmRef> = names.iter().map(|n| vm_ref(n)).collect();
@@ -64,7 +68,9 @@ async fn launch_many_runs_at_most_the_configured_number_at_once() {
         .unwrap();
     assert_eq!(fleet.instances.len(), 20);
     assert_eq!(cloud.govc().peak.load(Ordering::SeqCst), 5);
-    assert_eq!(calls.len(), 1 + 20 * 4);
+    let (glances, ips) = (calls.of("object.collect").len(), calls.of("vm.ip").len());
+    assert!(glances <= 10 && ips < 20, "{glances} glances, {ips} vm.ip");
+    assert_eq!(calls.len(), 1 + 20 * 3 + glances + ips);
 }
 
 #[tokio::test]
@@ -183,4 +189,37 @@ async fn launch_many_reports_each_failure_by_index_and_keeps_the_rest_in_order()
     let mut expected: Vec<String> = launched.iter().map(ToString::to_string).collect();
     expected.sort();
     assert_eq!(left, expected);
+}
+
+#[tokio::test]
+async fn a_fleet_reads_its_source_once_while_the_folder_is_searched() {
+    let inv = Inventory::default();
+    inv.add(&at(IMAGE), "");
+    let (mock, calls) = healthy(&inv);
+    let (cloud, _keys) = cloud_with(
+        Slow::new(mock),
+        config(),
+        Settings {
+            check_sources: true,
+            ..settings(8)
+        },
+    );
+    let fleet = cloud
+        .launch_many(IMAGE, 8, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(fleet.instances.len(), 8);
+    let sources: Vec<Vec<String>> = calls
+        .of("vm.info")
+        .into_iter()
+        .filter(|a| a.last() == Some(&at(IMAGE)))
+        .collect();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    // Both before the first clone.
+    let names = calls.names();
+    let first_clone = names.iter().position(|n| n == "vm.clone").unwrap();
+    assert_eq!(
+        names[..first_clone].iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&"find".to_owned(), &"vm.info".to_owned()])
+    );
 }
