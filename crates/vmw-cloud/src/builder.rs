@@ -184,7 +184,6 @@ impl<G: Govc + 'static> Cloud<G> {
                 linked_bases: tokio::sync::Mutex::new(BTreeMap::new()),
                 tracker: Mutex::new(Vec::new()),
                 lookups: crate::lookups::Lookups::default(),
-                glances: crate::lookups::Lookups::glances(),
                 next_number: tokio::sync::Mutex::new(None),
             }),
         }

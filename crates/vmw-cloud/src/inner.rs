@@ -57,9 +57,6 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) tracker: Mutex<Vec<Tracked>>,
     /// Lookups of single VMs asked at the same time share one `vm.info`.
     pub(crate) lookups: crate::lookups::Lookups,
-    /// Lanes waiting for addresses at the same moment glance at them with
-    /// one call before each waits alone.
-    pub(crate) glances: crate::lookups::Lookups,
     /// The next instance number to try; found with one search of the
     /// folder on first use.
     pub(crate) next_number: tokio::sync::Mutex<Option<u64>>,

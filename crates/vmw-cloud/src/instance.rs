@@ -203,20 +203,6 @@ impl<G: Govc> Instance<G> {
         if let Some(ip) = self.cached_ip() {
             return Ok(ip);
         }
-        // Lanes of a fleet reaching this at the same moment see with one
-        // call which guests have their address already; the others (and a
-        // lane alone) wait for theirs with `vm.ip`.
-        let glanced = self.cloud.glances.glance(&self.cloud.govc, &self.vm).await;
-        if let Some(ip) = glanced
-            .and_then(|i| i.ip_address)
-            .and_then(|a| a.parse::<IpAddr>().ok())
-            .and_then(|ip| usable_address(&[ip]))
-        {
-            if let Ok(mut g) = self.ip.lock() {
-                *g = Some(ip);
-            }
-            return Ok(ip);
-        }
         let settings = &self.cloud.settings;
         let started = Instant::now();
         let mut seen: Vec<String> = Vec::new();

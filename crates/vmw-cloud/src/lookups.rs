@@ -38,20 +38,9 @@ type Waiting = (VmRef, oneshot::Sender<Answer>);
 pub(crate) struct Lookups {
     queued: Mutex<Vec<Waiting>>,
     gate: tokio::sync::Mutex<()>,
-    /// Glances only: a lookup asked alone is not made.
-    glances: bool,
 }
 
 impl Lookups {
-    /// A queue whose batches of one are not asked: for a glance that only
-    /// pays when lanes share it (see [`Lookups::glance`]).
-    pub(crate) fn glances() -> Self {
-        Self {
-            glances: true,
-            ..Self::default()
-        }
-    }
-
     /// The VM at `vm`, if there is one, asked together with any other
     /// lookup waiting at the same time.
     pub(crate) async fn lookup<G: Govc>(
@@ -65,17 +54,6 @@ impl Lookups {
         }
     }
 
-    /// What one shared call of the lanes asking at the same moment tells
-    /// of `vm` (its marks, its address); `None` when it was asked alone
-    /// (then nothing is asked), when the call failed, or when no VM is
-    /// there: the caller asks its own way.
-    pub(crate) async fn glance<G: Govc>(&self, govc: &G, vm: &VmRef) -> Option<parse::VmInfo> {
-        match self.ask(govc, vm).await {
-            Answer::Found(info) => info.map(|i| *i),
-            Answer::Alone => None,
-        }
-    }
-
     async fn ask<G: Govc>(&self, govc: &G, vm: &VmRef) -> Answer {
         loop {
             let (tx, rx) = oneshot::channel();
@@ -86,7 +64,7 @@ impl Lookups {
                 let _gate = self.gate.lock().await;
                 let batch = std::mem::take(&mut *self.queue());
                 if !batch.is_empty() {
-                    answer(govc, batch, self.glances).await;
+                    answer(govc, batch).await;
                 }
             }
             match rx.await {
@@ -121,13 +99,7 @@ pub(crate) async fn lookup_alone<G: Govc>(
 /// is asked alone; a name found once is the VM at the path, or, when there
 /// is none, one in a subfolder, which nothing mistakes for it: every act
 /// names the path, and a path that is not there is looked up again alone.
-async fn answer<G: Govc>(govc: &G, batch: Vec<Waiting>, glances: bool) {
-    if glances && batch.len() == 1 {
-        for (_, tx) in batch {
-            let _ = tx.send(Answer::Alone);
-        }
-        return;
-    }
+async fn answer<G: Govc>(govc: &G, batch: Vec<Waiting>) {
     if let [(vm, _)] = batch.as_slice() {
         let vm = vm.clone();
         let found = lookup_alone(govc, &vm).await;
@@ -275,26 +247,5 @@ mod tests {
         assert_eq!(shared.load(Ordering::SeqCst), 1);
         // All three together (failed), then each alone.
         assert_eq!(calls.len(), 4, "{:?}", calls.raw());
-    }
-
-    #[tokio::test]
-    async fn a_glance_alone_asks_nothing_and_glances_together_share_one_call() {
-        let inv = Inventory::default();
-        inv.add("/DC0/vm/a", "a's");
-        inv.add("/DC0/vm/b", "b's");
-        inv.set_power("/DC0/vm/a", "poweredOn");
-        let (govc, calls) = scripted({
-            let inv = inv.clone();
-            move |c| out(&inv.marks_json(&c.positional()[0]))
-        });
-        let govc = Moment(govc);
-        let glances = Lookups::glances();
-        assert!(glances.glance(&govc, &vm("/DC0/vm/a")).await.is_none());
-        assert!(calls.is_empty(), "{:?}", calls.raw());
-        let (a, b) = (vm("/DC0/vm/a"), vm("/DC0/vm/b"));
-        let (a, b) = tokio::join!(glances.glance(&govc, &a), glances.glance(&govc, &b));
-        assert_eq!(calls.names(), ["object.collect"]);
-        assert_eq!(a.unwrap().ip_address.as_deref(), Some("10.0.0.10"));
-        assert_eq!(b.unwrap().ip_address, None);
     }
 }
