@@ -185,6 +185,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 tracker: Mutex::new(Vec::new()),
                 lookups: crate::lookups::Lookups::default(),
                 next_number: tokio::sync::Mutex::new(None),
+                searched_at: Mutex::new(None),
             }),
         }
     }

@@ -60,6 +60,8 @@ pub(crate) struct Inner<G: Govc> {
     /// The next instance number to try; found with one search of the
     /// folder on first use.
     pub(crate) next_number: tokio::sync::Mutex<Option<u64>>,
+    /// When that search ran.
+    pub(crate) searched_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl<G: Govc> Inner<G> {

@@ -6,7 +6,7 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -130,6 +130,11 @@ pub const LINKED_BASE: &str = "vmw-linked-clone-base";
 
 /// How many taken names a launch skips before it gives up.
 pub(crate) const MAX_NAME_ATTEMPTS: u32 = 100;
+
+/// How long the folder's search counts as the lookup of the paths it
+/// shows free (see [`Cloud::clone_tracked`]); later lanes look their path
+/// up right before the clone (shared, [`crate::lookups`]).
+pub(crate) const SEARCH_FRESH: Duration = Duration::from_secs(10);
 
 /// Why [`Cloud::clone_tracked`] failed.
 pub(crate) enum CloneFailure {
@@ -266,11 +271,27 @@ impl<G: Govc + 'static> Cloud<G> {
                     .filter_map(|n| n.parse::<u64>().ok())
                     .max()
                     .unwrap_or(0);
+                if let Ok(mut at) = inner.searched_at.lock() {
+                    *at = Some(Instant::now());
+                }
                 taken + 1
             }
         };
         *next = Some(n + 1);
         Ok(n)
+    }
+
+    /// Whether the folder's search for free numbers ran within
+    /// [`SEARCH_FRESH`]: long enough for the lanes of a fleet that start
+    /// together, short next to the clone itself, during which a path can
+    /// be taken too.
+    fn searched_lately(&self) -> bool {
+        self.inner
+            .searched_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| at.elapsed() < SEARCH_FRESH)
     }
 
     /// Checks `options` and computes everything a launch needs, before any
@@ -463,9 +484,9 @@ impl<G: Govc + 'static> Cloud<G> {
                     Kind::Instance,
                     &launch,
                     p.cancel.as_ref(),
-                    // A number above every one the folder's search found
-                    // is a path known to be free.
-                    p.fixed_name.is_none(),
+                    // A number above every one the folder's search found,
+                    // moments ago, is a path known to be free.
+                    p.fixed_name.is_none() && self.searched_lately(),
                 )
                 .await
             {
@@ -652,8 +673,8 @@ impl<G: Govc + 'static> Cloud<G> {
     /// removed. A clone vCenter refused made nothing; a duplicate name
     /// means the VM there belongs to someone else, and it is never touched.
     /// The path is looked up first, unless `known_free`: a name numbered
-    /// above every one the folder's search found (the search is the
-    /// lookup, and no other lane of this cloud takes that number).
+    /// above every one the folder's search found moments ago (the search
+    /// is the lookup, and no other lane of this cloud takes that number).
     pub(crate) async fn clone_tracked(
         &self,
         clone: &VmClone,
