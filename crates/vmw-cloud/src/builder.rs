@@ -17,6 +17,8 @@ use crate::{CloudError, KeyPair, Tag};
 /// What a [`CloudBuilder`] resolved.
 pub(crate) struct Resolved {
     pub(crate) tag: Tag,
+    /// The tag was timestamped now: no VM can carry its names yet.
+    pub(crate) tag_is_new: bool,
     pub(crate) config: VmwareConfig,
     pub(crate) key: KeyPair,
     pub(crate) credentials: Credentials,
@@ -130,6 +132,7 @@ impl CloudBuilder {
         }
         Ok(Resolved {
             tag,
+            tag_is_new: self.timestamp,
             config,
             key,
             credentials,
@@ -186,6 +189,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 lookups: crate::lookups::Lookups::default(),
                 next_number: tokio::sync::Mutex::new(None),
                 searched_at: Mutex::new(None),
+                tag_is_new: r.tag_is_new,
             }),
         }
     }

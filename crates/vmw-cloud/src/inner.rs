@@ -62,6 +62,9 @@ pub(crate) struct Inner<G: Govc> {
     pub(crate) next_number: tokio::sync::Mutex<Option<u64>>,
     /// When that search ran.
     pub(crate) searched_at: Mutex<Option<std::time::Instant>>,
+    /// The tag was timestamped when the cloud was built: numbering starts
+    /// at 1 without a search.
+    pub(crate) tag_is_new: bool,
 }
 
 impl<G: Govc> Inner<G> {

@@ -254,6 +254,15 @@ impl<G: Govc + 'static> Cloud<G> {
         let mut next = inner.next_number.lock().await;
         let n = match *next {
             Some(n) => n,
+            // A tag timestamped now names no VM yet (another run of the
+            // same tag in the same second meets a refused clone and moves
+            // on): no search.
+            None if inner.tag_is_new => {
+                if let Ok(mut at) = inner.searched_at.lock() {
+                    *at = Some(Instant::now());
+                }
+                1
+            }
             None => {
                 let prefix = format!("{}-", inner.tag);
                 let taken = inner

@@ -31,8 +31,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let key_dir = Utf8Path::from_path(keys.path()).context("temp dir is not UTF-8")?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        // Tagged as by default: timestamped now.
         let cloud = CloudBuilder::new(format!("{}lib", super::agent::PREFIX))
-            .timestamp(false)
             .config(config)
             .govc_path(govc)
             .key_pair(KeyPair::generated_in(key_dir, "bench".into())?)

@@ -417,15 +417,7 @@ impl Bed {
                 "--release",
                 RELEASE,
             ])
-            .args([
-                "--count",
-                &lanes,
-                "--wait",
-                "ip",
-                "--tag",
-                &tag,
-                "--no-timestamp",
-            ]);
+            .args(["--count", &lanes, "--wait", "ip", "--tag", &tag]);
         if console {
             launch.arg("--console");
         }

@@ -300,3 +300,39 @@ async fn a_launch_gives_up_after_a_hundred_taken_names() {
     assert_eq!(inv.paths().len(), 150);
     assert!(cloud.tracked_instances().is_empty());
 }
+
+#[tokio::test]
+async fn a_tag_timestamped_now_numbers_from_one_without_a_search() {
+    let inv = Inventory::default();
+    let (mock, calls) = healthy(&inv);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = camino::Utf8Path::from_path(dir.path())
+        .unwrap()
+        .join("keys");
+    let cloud = CloudBuilder::new("me")
+        .config(config())
+        .key_pair(KeyPair::generated_in(&keys, "me".into()).unwrap())
+        .environment(vmw_config::Environment::default())
+        .settings(settings(4))
+        .build_with(mock)
+        .unwrap();
+    let tag = cloud.tag().to_string();
+    assert!(
+        tag.starts_with("me-") && tag.len() == "me-1125-021500".len(),
+        "{tag}"
+    );
+    // Another run of the same tag in the same second made `-1` already:
+    // the clone is refused and the launch moves on, leaving it alone.
+    let theirs = format!("made by vmw (tag: {tag}, kind: instance, launch: 00000000deadbeef)");
+    inv.add(&at(&format!("{tag}-1")), &theirs);
+    let a = cloud
+        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .await
+        .unwrap();
+    assert_eq!(a.name(), format!("{tag}-2"));
+    assert_eq!(
+        calls.names(),
+        ["vm.clone", "vm.clone", "vm.change", "vm.power", "vm.ip"]
+    );
+    assert_eq!(inv.annotation(&at(&format!("{tag}-1"))).unwrap(), theirs);
+}
