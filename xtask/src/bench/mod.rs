@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: vmw against hand-written govc, in one run, on the
-//! same simulator.
+//! same simulator (started afresh, the same way, for every run: vcsim
+//! slows down as its event history grows).
 //!
 //! vcsim answers in microseconds; a vCenter takes seconds. Workload W1
 //! starts the simulator with per-method delays scaled down from a real
 //! vCenter (clone 1 s, power-on 0.3 s, destroy 0.2 s) and the address agent
-//! reports each VM's address 2 s after power-on; W0 has no delays at all,
-//! so that only the client's own cost is left.
+//! ([`agent`]) reports each VM's address 2 s after power-on; W0 has no
+//! delays and no agent (each tool's configure step sets the address), so
+//! that only the client's own cost is left.
 //!
 //! On each, the same fleet (N launches to an address, then their deletion)
 //! is made by:
@@ -15,8 +17,8 @@
 //! - one such lane alone: the floor no tool can beat;
 //! - batched govc (W0): every command that takes many VMs gets them all;
 //! - the real `vmw` binary (`vmw launch --count N --wait ip` with
-//!   `--concurrency N`, then `vmw delete`), with and without the console
-//!   log;
+//!   `--concurrency N`, then `vmw delete`), without and with the console
+//!   log (`--console`);
 //! - the library (`launch_many` then `clean`, in a process of its own).
 //!
 //! Each is a process of its own; the bench measures its wall time, the CPU
