@@ -333,7 +333,7 @@ impl CloudError {
                 h
             }
             CloudError::NoConsole { .. } => vec![
-                "VMs launched by vmw get one unless the launch turned the console log off"
+                "a VM gets a console log only when its launch asks for one (console_log, or keep_on_failure)"
                     .to_owned(),
             ],
             CloudError::Step {

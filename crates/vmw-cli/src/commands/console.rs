@@ -1,6 +1,6 @@
 //! `vmw console` and `vmw logs`: what a guest says about itself. The
 //! console log is the file the VM's serial port writes to (vmw connects one
-//! at launch); `logs` collects it and, over SSH, cloud-init's status and
+//! at a launch with `--console` or `--keep-on-failure`); `logs` collects it and, over SSH, cloud-init's status and
 //! logs and the journal.
 
 use std::fmt;
