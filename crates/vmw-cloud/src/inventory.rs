@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use vmw_govc::parse::PowerState;
-use vmw_govc::requests::{Find, MarksOf, ObjectType, VmInfo, VmMarks};
+use vmw_govc::requests::{Find, ObjectType, VmInfo, VmMarks};
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::cloud::{Cloud, bounded};
@@ -193,7 +193,9 @@ impl<G: Govc + 'static> Cloud<G> {
         let mut infos = self
             .inner
             .govc
-            .exec(&VmMarks(MarksOf::Folder(folder.clone())))
+            .exec(&VmMarks {
+                folder: folder.clone(),
+            })
             .await?;
         let twice: Vec<VmRef> = refs
             .iter()

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
-use vmw_govc::requests::{MarksOf, VmInfo, VmMarks};
+use vmw_govc::requests::{VmInfo, VmMarks};
 use vmw_govc::{Govc, GovcExt, VmRef, parse};
 
 use crate::CloudError;
@@ -116,7 +116,7 @@ async fn answer<G: Govc>(govc: &G, batch: Vec<Waiting>) {
         folders.entry(w.0.folder().to_owned()).or_default().push(w);
     }
     for (folder, waiting) in folders {
-        match govc.exec(&VmMarks(MarksOf::Folder(folder))).await {
+        match govc.exec(&VmMarks { folder }).await {
             Ok(found) => {
                 for (vm, tx) in waiting {
                     let mut named = found.iter().filter(|i| i.name == vm.name());

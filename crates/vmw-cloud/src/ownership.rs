@@ -127,12 +127,7 @@ impl<G: Govc> Inner<G> {
     /// Everything `vm.info` tells of the VM at `vm` (its devices too), if
     /// there is one.
     pub(crate) async fn vm_info(&self, vm: &VmRef) -> Result<Option<parse::VmInfo>, CloudError> {
-        Ok(self
-            .govc
-            .exec(&vmw_govc::requests::VmInfo::new(vm.clone()))
-            .await?
-            .into_iter()
-            .next())
+        crate::lookups::lookup_alone(&self.govc, vm).await
     }
 
     /// Checks, right before a change that cannot be undone (a revert, a

@@ -427,15 +427,6 @@ impl Properties {
     pub fn power_state(&self) -> Option<PowerState> {
         self.str("runtime.powerState").map(PowerState::from_vsphere)
     }
-
-    /// The managed object id a reference-valued property names (e.g.
-    /// `summary.vm`).
-    pub fn moref_of(&self, name: &str) -> Option<String> {
-        self.get(name)
-            .and_then(|v| v.get("value"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
 }
 
 impl VmInfo {
@@ -717,14 +708,14 @@ mod marks_tests {
     }
 
     #[test]
-    fn one_vm_s_marks_take_its_id_from_its_summary() {
+    fn marks_need_a_name_and_an_id() {
         let p = properties(
             r#"[{"name":"name","op":"assign","val":"me-2"},
                 {"name":"summary.vm","op":"assign","val":{"type":"VirtualMachine","value":"vm-9"}},
                 {"name":"config.template","op":"assign","val":false}]"#,
         )
         .unwrap();
-        let vm = VmInfo::from_marks(p.moref_of("summary.vm").unwrap(), &p).unwrap();
+        let vm = VmInfo::from_marks("vm-9".to_owned(), &p).unwrap();
         assert_eq!((vm.name.as_str(), vm.moref.as_str()), ("me-2", "vm-9"));
         assert!(VmInfo::from_marks(String::new(), &p).is_none());
     }

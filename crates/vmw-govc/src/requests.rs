@@ -804,43 +804,29 @@ pub const MARK_PROPERTIES: [&str; 6] = [
     "guest.ipAddress",
 ];
 
-/// Which VMs [`VmMarks`] collects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MarksOf {
-    /// The VM at this path (`object.collect PATH`).
-    Vm(VmRef),
-    /// Every VM in this folder and its subfolders (`object.collect -type m
-    /// FOLDER`, one container view).
-    Folder(String),
-}
-
-/// `govc object.collect -json [-type m] PATH` of [`MARK_PROPERTIES`]: name,
+/// `govc object.collect -json -type m FOLDER` of [`MARK_PROPERTIES`]: every
+/// VM in the folder and its subfolders (one container view), with name,
 /// managed object id, annotation, template flag, power state and address,
 /// as [`parse::VmInfo`]s with only those fields filled. Much lighter than
 /// `vm.info -json`, which loads each VM's whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VmMarks(pub MarksOf);
+pub struct VmMarks {
+    /// The folder's inventory path.
+    pub folder: String,
+}
 
 impl Request for VmMarks {
     type Output = Vec<parse::VmInfo>;
     fn command(&self) -> Command {
-        let c = Command::new("object.collect").switch("json", true);
-        let c = match &self.0 {
-            MarksOf::Vm(vm) => c.arg(vm.to_string()),
-            MarksOf::Folder(folder) => c.flag("type", "m").arg(folder),
-        };
-        c.args(MARK_PROPERTIES).timeout(QUICK)
+        Command::new("object.collect")
+            .switch("json", true)
+            .flag("type", "m")
+            .arg(&self.folder)
+            .args(MARK_PROPERTIES)
+            .timeout(QUICK)
     }
     fn parse(&self, command: &Command, stdout: &str) -> Result<Self::Output, GovcError> {
-        let parsed = match &self.0 {
-            MarksOf::Vm(_) => parse::properties(stdout).map(|p| {
-                parse::VmInfo::from_marks(p.moref_of("summary.vm").unwrap_or_default(), &p)
-                    .into_iter()
-                    .collect()
-            }),
-            MarksOf::Folder(_) => parse::vm_marks(stdout),
-        };
-        parsed.map_err(|e| GovcError::parse(command, e, stdout))
+        parse::vm_marks(stdout).map_err(|e| GovcError::parse(command, e, stdout))
     }
 }
 

@@ -373,9 +373,10 @@ impl Bed {
         c
     }
 
-    fn prefix(&mut self) -> String {
+    /// A name prefix no earlier run of this bed used: `bench-<kind><n>`.
+    fn prefix(&mut self, kind: char) -> String {
         self.runs += 1;
-        format!("{}-g{}", agent::PREFIX, self.runs)
+        format!("{}-{kind}{}", agent::PREFIX, self.runs)
     }
 
     fn paths(prefix: &str, n: usize) -> Vec<String> {
@@ -384,30 +385,40 @@ impl Bed {
 
     /// N parallel lanes, then N parallel destroys.
     fn govc_lanes(&mut self, n: usize, census: bool) -> Result<Sample> {
-        let prefix = self.prefix();
-        let mut c = self.script_command(LANES, &[], census);
-        c.env("COUNT", n.to_string()).env("PREFIX", &prefix);
-        let (launch, _) = measure(&mut c, "the govc lanes")?;
-        let delete = self.script(DESTROY, &Self::paths(&prefix, n), census)?;
-        Ok(Sample { launch, delete })
+        self.govc_fleet(LANES, DESTROY, "the govc lanes", n, census)
     }
 
     /// Batched govc: one power-on, one address wait, one destroy.
     fn govc_batched(&mut self, n: usize, census: bool) -> Result<Sample> {
-        let prefix = self.prefix();
-        let mut c = self.script_command(BATCHED, &[], census);
+        self.govc_fleet(
+            BATCHED,
+            DESTROY_BATCHED,
+            "the batched govc calls",
+            n,
+            census,
+        )
+    }
+
+    /// The `launch` script for `n` VMs, then the `delete` script of them.
+    fn govc_fleet(
+        &mut self,
+        launch: &str,
+        delete: &str,
+        what: &str,
+        n: usize,
+        census: bool,
+    ) -> Result<Sample> {
+        let prefix = self.prefix('g');
+        let mut c = self.script_command(launch, &[], census);
         c.env("COUNT", n.to_string()).env("PREFIX", &prefix);
-        let (launch, _) = measure(&mut c, "the batched govc calls")?;
-        let delete = self.script(DESTROY_BATCHED, &Self::paths(&prefix, n), census)?;
+        let (launch, _) = measure(&mut c, what)?;
+        let delete = self.script(delete, &Self::paths(&prefix, n), census)?;
         Ok(Sample { launch, delete })
     }
 
     /// `vmw launch --count N --wait ip`, then `vmw delete` of those.
     fn vmw_cli(&mut self, n: usize, console: bool, census: bool) -> Result<Sample> {
-        let tag = format!("{}-v{}", agent::PREFIX, {
-            self.runs += 1;
-            self.runs
-        });
+        let tag = self.prefix('v');
         let lanes = n.to_string();
         let mut launch = self.vmw(census);
         launch
