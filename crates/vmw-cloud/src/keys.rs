@@ -305,23 +305,16 @@ mod tests {
         assert_eq!(again.public_key, pair.public_key, "reused, not regenerated");
     }
 
-    /// The environment variable that makes `child_generator` generate:
-    /// `<base dir>|<rounds>|<start, in ms since the epoch>`.
+    /// The environment variable that makes `child_generator` generate, set
+    /// by its parent test: `<base dir>|<rounds>`.
     const CHILD_ENV: &str = "VMW_KEYS_CHILD";
 
-    fn now_ms() -> u128 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    }
+    /// What a child prints once it is up, before it waits for `GO`.
+    const READY: &str = "READY";
 
-    /// Waits until `start`, then gets the pair of `base/round-N` for each
-    /// round: the public key each one returned.
-    fn generate_rounds(base: &Utf8Path, rounds: usize, start: u128) -> Vec<String> {
-        while now_ms() < start {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+    /// Gets the pair of `base/round-N` for each round: the public key each
+    /// one returned.
+    fn generate_rounds(base: &Utf8Path, rounds: usize) -> Vec<String> {
         (0..rounds)
             .map(|r| {
                 KeyPair::generated_in(&base.join(format!("round-{r}")), "me".into())
@@ -332,24 +325,44 @@ mod tests {
             .collect()
     }
 
-    /// Not a test on its own: a generating process of
+    /// Not a test of its own, hence ignored: a generating process of
     /// `processes_and_threads_at_once_end_with_one_consistent_pair`, which
-    /// runs this test binary again with `CHILD_ENV` set. Prints one public
-    /// key per round.
+    /// runs this test binary again with `--ignored` and `CHILD_ENV` set.
+    /// Prints `READY`, waits for `GO` on its standard input, then prints
+    /// one public key per round.
     #[test]
+    #[ignore = "a child process of processes_and_threads_at_once_end_with_one_consistent_pair, which runs it"]
     fn child_generator() {
-        let Ok(spec) = std::env::var(CHILD_ENV) else {
-            return;
-        };
-        let parts: Vec<&str> = spec.split('|').collect();
-        let keys = generate_rounds(
-            Utf8Path::new(parts[0]),
-            parts[1].parse().unwrap(),
-            parts[2].parse().unwrap(),
-        );
-        for key in keys {
+        let spec = std::env::var(CHILD_ENV).unwrap_or_else(|_| {
+            panic!(
+                "{CHILD_ENV} is not set: this is a child process of \
+                 processes_and_threads_at_once_end_with_one_consistent_pair, not a test on its own"
+            )
+        });
+        let (base, rounds) = spec.split_once('|').unwrap();
+        println!("{READY}");
+        std::io::stdout().flush().unwrap();
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).unwrap();
+        assert_eq!(go, "GO\n", "the parent starts everyone at once");
+        for key in generate_rounds(Utf8Path::new(base), rounds.parse().unwrap()) {
             println!("KEY {key}");
         }
+    }
+
+    /// How many lock requests wait behind another one on the file
+    /// `inode`, from `/proc/locks` (a waiter's line has `->` after its
+    /// number, and the file as `major:minor:inode`).
+    fn lock_waiters(inode: u64) -> usize {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(1) == Some(&"->")
+                    && fields.get(6).and_then(|f| f.rsplit(':').next()) == Some(&*inode.to_string())
+            })
+            .count()
     }
 
     /// The pair on disk: the public key derived from the private file must
@@ -381,43 +394,97 @@ mod tests {
         derived
     }
 
+    /// Six threads and three processes get the pairs of 30 directories,
+    /// in the same order, at the same time. The first round is made a
+    /// certain race: the test holds its generation lock while everyone
+    /// starts, and lets go only once all nine wait for it, so one of them
+    /// generates and the eight others take the lock after it and must use
+    /// its pair. The later rounds race as they come.
     #[test]
     fn processes_and_threads_at_once_end_with_one_consistent_pair() {
+        use std::io::BufRead as _;
+
         const ROUNDS: usize = 30;
         const THREADS: usize = 6;
         const PROCESSES: usize = 3;
         let tmp = tempfile::tempdir().unwrap();
         let base = utf8(tmp.path());
-        // Everyone starts at the same moment, once the processes are up.
-        let start = now_ms() + 1500;
+        let first = base.join("round-0");
+        let gate = lock_dir(&first).unwrap();
+        let gate_inode = std::os::unix::fs::MetadataExt::ino(&gate.metadata().unwrap());
+        assert_eq!(lock_waiters(gate_inode), 0);
+
         let exe = std::env::current_exe().unwrap();
-        let children: Vec<_> = (0..PROCESSES)
+        let mut children: Vec<_> = (0..PROCESSES)
             .map(|_| {
-                std::process::Command::new(&exe)
+                let mut child = std::process::Command::new(&exe)
                     .args([
                         "--exact",
                         "keys::tests::child_generator",
+                        "--ignored",
                         "--nocapture",
                         "--test-threads",
                         "1",
                     ])
-                    .env(CHILD_ENV, format!("{base}|{ROUNDS}|{start}"))
+                    .env(CHILD_ENV, format!("{base}|{ROUNDS}"))
+                    .stdin(std::process::Stdio::piped())
                     .stdout(std::process::Stdio::piped())
                     .spawn()
-                    .unwrap()
+                    .unwrap();
+                let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+                (child, stdout)
             })
             .collect();
+        // Every child is up before anyone starts.
+        for (_, stdout) in &mut children {
+            let mut seen = String::new();
+            while !seen.lines().any(|l| l.ends_with(READY)) {
+                let before = seen.len();
+                stdout.read_line(&mut seen).unwrap();
+                assert!(
+                    seen.len() > before,
+                    "a child ended before it was ready: {seen}"
+                );
+            }
+        }
+        assert!(!first.join(PRIVATE_NAME).exists(), "nobody started early");
+
         let mut seen: Vec<Vec<String>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..THREADS)
-                .map(|_| scope.spawn(|| generate_rounds(&base, ROUNDS, start)))
+                .map(|_| scope.spawn(|| generate_rounds(&base, ROUNDS)))
                 .collect();
+            for (child, _) in &mut children {
+                let mut stdin = child.stdin.take().unwrap();
+                stdin.write_all(b"GO\n").unwrap();
+            }
+            // Generous: everyone reaches the lock within milliseconds; the
+            // deadline only turns a participant that never comes into a
+            // failure rather than a hang.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while lock_waiters(gate_inode) < THREADS + PROCESSES {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "only {} of {} wait for the first round's lock",
+                    lock_waiters(gate_inode),
+                    THREADS + PROCESSES
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert_eq!(
+                lock_waiters(gate_inode),
+                THREADS + PROCESSES,
+                "every thread and process waits for the first round's lock at once"
+            );
+            assert!(!first.join(PRIVATE_NAME).exists());
+            drop(gate);
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            let keys: Vec<String> = String::from_utf8(out.stdout)
-                .unwrap()
+        for (child, mut stdout) in children {
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+            let status = child.wait_with_output().unwrap().status;
+            assert!(status.success(), "{status}: {rest}");
+            let keys: Vec<String> = rest
                 .lines()
                 // The test harness's own "test … ... " may precede the first.
                 .filter_map(|l| l.split_once("KEY ").map(|(_, key)| key.to_owned()))
@@ -425,7 +492,7 @@ mod tests {
             assert_eq!(keys.len(), ROUNDS, "the child generated every round");
             seen.push(keys);
         }
-        assert!(now_ms() > start, "the processes were up before the start");
+        assert_eq!(seen.len(), THREADS + PROCESSES);
         for round in 0..ROUNDS {
             let on_disk = assert_consistent(&base.join(format!("round-{round}")));
             for keys in &seen {
