@@ -138,21 +138,23 @@ fn cloud_init_status_wait_honours_the_delay() {
         },
     );
 
-    // Without --wait: the final status at once.
-    let started = Instant::now();
+    // Without --wait: the final status at once. The stand-in prints its
+    // progress dot right before it sleeps, so no dot means no wait.
     let out = ssh(&sshd, &key, "cloud-init status");
-    assert!(started.elapsed() < Duration::from_millis(1500));
     assert_eq!(out.status.code(), Some(0), "{}", sshd.log());
-    assert_eq!(stdout(&out), "status: done\n");
+    assert_eq!(stdout(&out), "status: done\n", "no dot: it did not wait");
 
+    // With --wait: the dot, and the delay. The upper bound is 40 times the
+    // delay, far beyond what load adds to one SSH command; it only tells a
+    // delay from a much longer one (read in the wrong unit, say).
     let started = Instant::now();
     let out = ssh(&sshd, &key, "cloud-init status --wait --long");
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1500), "took {took:?}");
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(took < Duration::from_secs(60), "took {took:?}");
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert!(text.starts_with(".\nstatus: done\n"), "{text}");
+    assert!(text.starts_with(".\nstatus: done\n"), "waited: {text}");
     assert!(text.contains("\nextended_status: done\n"), "{text}");
     assert!(text.contains("\nboot_status_code: enabled-by-generator\n"));
     assert!(text.contains("\ndetail:\nDataSourceVMware\n"), "{text}");
@@ -160,10 +162,8 @@ fn cloud_init_status_wait_honours_the_delay() {
     // Changed while running: no delay any more.
     sshd.set_cloud_init(Duration::ZERO, CloudInitMode::Done)
         .unwrap();
-    let started = Instant::now();
     let out = ssh(&sshd, &key, "cloud-init status --wait");
-    assert!(started.elapsed() < Duration::from_millis(1500));
-    assert_eq!(stdout(&out), "\nstatus: done\n");
+    assert_eq!(stdout(&out), "\nstatus: done\n", "no dot: it did not wait");
 
     assert_eq!(
         sshd.cloud_init_calls(),
@@ -265,11 +265,11 @@ fn drop_connections_ends_sessions_and_the_listener_stays() {
         .unwrap();
     assert_eq!(line, "started\n", "{}", sshd.log());
 
-    let started = Instant::now();
+    // The client sees the connection cut (255), not the remote command
+    // ending (`sleep 30` would exit 0).
     sshd.drop_connections();
     let status = session.wait().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(status.code(), Some(255));
+    assert_eq!(status.code(), Some(255), "{}", sshd.log());
 
     let out = ssh(&sshd, &key, "echo again");
     assert_eq!(stdout(&out), "again\n", "{}", sshd.log());
@@ -359,7 +359,10 @@ fn drop_leaves_nothing_running() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "started\n");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // `sleep` replaces the shell right after the echo, within
+    // milliseconds; the generous deadline only turns a command that never
+    // starts into a failure rather than a hang.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while processes_matching("sleep\u{0}987").is_empty() {
         assert!(Instant::now() < deadline, "the remote sleep never started");
         std::thread::sleep(Duration::from_millis(20));
