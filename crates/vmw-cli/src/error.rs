@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use vmw_cloud::{CleanError, CloudError, ErrorCategory, ErrorKind, GovcError};
+use vmw_cloud::{CleanError, CloudError, ErrorCategory, ErrorKind, GovcError, Hints};
 use vmw_config::ConfigError;
 
 use crate::output::Output;

@@ -175,6 +175,7 @@ pub(crate) fn credentials(key: &KeyPair, agent: Option<&str>) -> Credentials {
 impl<G: Govc + 'static> Cloud<G> {
     pub(crate) fn from_parts(govc: G, r: Resolved) -> Self {
         Self {
+            cancel: None,
             inner: Arc::new(Inner {
                 govc,
                 config: r.config,
@@ -182,7 +183,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 keys: RwLock::new((r.key, r.credentials)),
                 agent: r.agent,
                 settings: r.settings,
-                templates: tokio::sync::OnceCell::new(),
+                templates: Mutex::new(None),
                 sources: Mutex::new(BTreeMap::new()),
                 linked_bases: tokio::sync::Mutex::new(BTreeMap::new()),
                 tracker: Mutex::new(Vec::new()),

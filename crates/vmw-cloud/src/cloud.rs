@@ -9,24 +9,30 @@
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
 use vmw_config::VmwareConfig;
-use vmw_govc::{Govc, VmRef};
+use vmw_govc::{Govc, ProcessGovc, VmRef};
 
 use crate::inner::Inner;
 use crate::tag::Kind;
 use crate::{CloudError, KeyPair, Tag};
 
 /// A vSphere "cloud": a configuration, a tag naming what it makes, an SSH key
-/// pair, and a govc backend. Everything it creates is tracked until deleted,
-/// and [`Cloud::clean`] removes what is left.
-pub struct Cloud<G: Govc> {
+/// pair, and a govc backend (the real govc unless built with another, see
+/// [`crate::CloudBuilder::build_with`]). Everything it creates is tracked
+/// until deleted, and [`Cloud::clean`] removes what is left. Cloning a
+/// `Cloud` gives another handle on the same state.
+pub struct Cloud<G: Govc = ProcessGovc> {
     pub(crate) inner: Arc<Inner<G>>,
+    /// What cancels the long operations of this handle.
+    pub(crate) cancel: Option<CancellationToken>,
 }
 
 impl<G: Govc> Clone for Cloud<G> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -54,6 +60,32 @@ impl<G: Govc> std::fmt::Debug for Cloud<G> {
 }
 
 impl<G: Govc + 'static> Cloud<G> {
+    /// A handle on the same cloud whose long operations stop when `token`
+    /// is cancelled, each the same way: [`Cloud::launch`] and
+    /// [`Cloud::launch_many`] start no more lanes, and every lane under way
+    /// removes what it made (a clone in flight is awaited for
+    /// [`Settings::clone_grace`](crate::Settings::clone_grace) first) and
+    /// fails with [`CloudError::Cancelled`] as its cause;
+    /// [`Cloud::snapshot`] removes the image it was making;
+    /// [`Cloud::clean`], [`Cloud::sweep`] and [`Cloud::delete_listed`]
+    /// start no more deletions and report what they left in
+    /// [`CleanError::skipped`](crate::CleanError::skipped). The cloud
+    /// itself, and other handles on it, are not affected.
+    #[must_use]
+    pub fn cancel_on(&self, token: &CancellationToken) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            cancel: Some(token.clone()),
+        }
+    }
+
+    /// Whether this handle's cancellation token was cancelled.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
     /// The cloud's tag.
     pub fn tag(&self) -> &Tag {
         &self.inner.tag

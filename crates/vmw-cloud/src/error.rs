@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
-use vmw_govc::GovcError;
+use vmw_govc::{GovcError, VmRef};
+use vmw_hints::Hints;
 
 use crate::progress::Step;
 
@@ -36,7 +37,7 @@ pub enum CloudError {
     Config(#[from] vmw_config::ConfigError),
 
     /// The user data could not take the key, or is too large.
-    #[error("user data: {0}")]
+    #[error(transparent)]
     UserData(#[from] vmw_userdata::UserDataError),
 
     /// The SSH key pair could not be found, read or made.
@@ -60,7 +61,7 @@ pub enum CloudError {
 
     /// A step of a launch or snapshot failed; what it had made was removed
     /// (or, if that failed too, `rollback` says so).
-    #[error("{}", step_text(.vm, *.step, .source, *.removed, .rollback.as_deref()))]
+    #[error("{}", step_text(.vm, *.step, *.removed, .rollback.as_deref()))]
     Step {
         /// The VM being made.
         vm: String,
@@ -79,7 +80,7 @@ pub enum CloudError {
     /// A wait of a launch with [`crate::LaunchOptions::keep_on_failure`]
     /// failed: the VM was kept, no longer tracked, and the evidence
     /// collected.
-    #[error("{}", kept_text(.vm, *.step, .source, .evidence))]
+    #[error("{}", kept_text(.vm, *.step, .evidence))]
     Kept {
         /// The VM kept.
         vm: String,
@@ -222,8 +223,25 @@ pub enum CloudError {
         hint: Option<String>,
     },
 
+    /// The guest did not answer in time after its power-on (no address,
+    /// no SSH, cloud-init not done): what its console showed last, when
+    /// the VM has a console log.
+    #[error("{}", no_answer_text(.vm, *.step, .console.as_deref()))]
+    NoAnswer {
+        /// The VM.
+        vm: String,
+        /// The wait that ran out.
+        step: Step,
+        /// The wait's error.
+        #[source]
+        source: Box<CloudError>,
+        /// The last lines of the VM's console log; `None` when the VM has
+        /// none (or it could not be read).
+        console: Option<String>,
+    },
+
     /// A local file operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What vmw was doing.
         what: String,
@@ -233,18 +251,34 @@ pub enum CloudError {
     },
 }
 
-fn step_text(
-    vm: &str,
-    step: Step,
-    source: &CloudError,
-    removed: bool,
-    rollback: Option<&CloudError>,
-) -> String {
-    let mut s = format!("making VM {vm} failed at step \"{step}\": {source}");
+fn step_text(vm: &str, step: Step, removed: bool, rollback: Option<&CloudError>) -> String {
+    let mut s = format!("making VM {vm} failed at step \"{step}\"");
     match (rollback, removed) {
-        (Some(r), _) => s.push_str(&format!("\nremoving the half-made VM {vm} failed too: {r}")),
-        (None, true) => s.push_str(&format!("\nthe half-made VM {vm} was removed")),
-        (None, false) => s.push_str("\nvmw created nothing, so there was nothing to remove"),
+        (Some(r), _) => s.push_str(&format!(
+            " (removing the half-made VM failed too: {})",
+            vmw_hints::render(r)
+        )),
+        (None, true) => s.push_str(" (the half-made VM was removed)"),
+        (None, false) => s.push_str(" (vmw created nothing, so there was nothing to remove)"),
+    }
+    s
+}
+
+/// How many lines of the console a [`CloudError::NoAnswer`] shows.
+pub(crate) const CONSOLE_LINES: usize = 20;
+
+fn no_answer_text(vm: &str, step: Step, console: Option<&str>) -> String {
+    let mut s = format!("VM {vm} did not get past \"{step}\"");
+    match console {
+        Some(text) if !text.trim().is_empty() => {
+            s.push_str("; its console log ends with:");
+            for line in text.lines() {
+                s.push_str("\n  | ");
+                s.push_str(line);
+            }
+        }
+        Some(_) => s.push_str("; its console log is empty (the guest wrote nothing to it)"),
+        None => {}
     }
     s
 }
@@ -265,18 +299,14 @@ pub enum ErrorCategory {
     Failed,
 }
 
-fn kept_text(
-    vm: &str,
-    step: Step,
-    source: &CloudError,
-    evidence: &Result<crate::Evidence, Box<CloudError>>,
-) -> String {
-    let mut s = format!(
-        "making VM {vm} failed at step \"{step}\": {source}\nthe VM was kept for inspection"
-    );
+fn kept_text(vm: &str, step: Step, evidence: &Result<crate::Evidence, Box<CloudError>>) -> String {
+    let mut s = format!("making VM {vm} failed at step \"{step}\"; the VM was kept for inspection");
     match evidence {
         Ok(e) => s.push_str(&format!("; {e}")),
-        Err(e) => s.push_str(&format!("; collecting evidence failed: {e}")),
+        Err(e) => s.push_str(&format!(
+            "; collecting evidence failed: {}",
+            vmw_hints::render(e.as_ref())
+        )),
     }
     s
 }
@@ -292,7 +322,10 @@ impl From<vmw_govc::VmRefError> for CloudError {
 }
 
 impl CloudError {
-    /// The category of this error.
+    /// The category of this error. A launch or snapshot step that failed
+    /// ([`CloudError::Step`], [`CloudError::Kept`],
+    /// [`CloudError::NoAnswer`]) has the category of its cause: a
+    /// cancelled launch is [`ErrorCategory::Cancelled`].
     pub fn category(&self) -> ErrorCategory {
         match self {
             CloudError::InvalidTag { .. }
@@ -304,21 +337,47 @@ impl CloudError {
                 ErrorCategory::Refused
             }
             CloudError::Cancelled => ErrorCategory::Cancelled,
+            CloudError::Step { source, .. }
+            | CloudError::Kept { source, .. }
+            | CloudError::NoAnswer { source, .. } => source.category(),
             _ => ErrorCategory::Failed,
         }
     }
 
-    /// What would fix this error, where that is known: data, for the
-    /// caller to render (the message states only the fact). The hints of
-    /// the errors it wraps are included.
-    pub fn hints(&self) -> Vec<String> {
+    /// The govc error at the root of this one, if any.
+    pub fn govc(&self) -> Option<&GovcError> {
+        match self {
+            CloudError::Govc(e) => Some(e),
+            CloudError::Step { source, .. }
+            | CloudError::Kept { source, .. }
+            | CloudError::NoAnswer { source, .. } => source.govc(),
+            _ => None,
+        }
+    }
+
+    /// The failed step, for launch and snapshot errors and waits that ran
+    /// out.
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            CloudError::Step { step, .. }
+            | CloudError::Kept { step, .. }
+            | CloudError::NoAnswer { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+impl Hints for CloudError {
+    /// What would fix this error, where that is known; the hints of the
+    /// errors it wraps are included.
+    fn hints(&self) -> Vec<String> {
         match self {
             CloudError::InvalidTag { .. } => vec![
                 "tags are 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'"
                     .to_owned(),
             ],
             CloudError::Config(e) => e.hints(),
-            CloudError::UserData(e) => e.hint().into_iter().collect(),
+            CloudError::UserData(e) => e.hints(),
             CloudError::Key { hint, .. } | CloudError::NotSupported { hint, .. } => {
                 hint.iter().cloned().collect()
             }
@@ -330,6 +389,18 @@ impl CloudError {
                     "the VM is yours now: it is not removed by a clean; delete it when done"
                         .to_owned(),
                 );
+                h
+            }
+            CloudError::NoAnswer {
+                source, console, ..
+            } => {
+                let mut h = source.hints();
+                if console.is_none() {
+                    h.push(
+                        "a VM launched with a console log (console_log) shows here what its guest said"
+                            .to_owned(),
+                    );
+                }
                 h
             }
             CloudError::NoConsole { .. } => vec![
@@ -371,30 +442,70 @@ impl CloudError {
             _ => Vec::new(),
         }
     }
+}
 
-    /// The govc error at the root of this one, if any.
-    pub fn govc(&self) -> Option<&GovcError> {
-        match self {
-            CloudError::Govc(e) => Some(e),
-            CloudError::Step { source, .. } | CloudError::Kept { source, .. } => source.govc(),
-            _ => None,
-        }
-    }
+/// What [`crate::Cloud::clean`], [`crate::Cloud::sweep`] and
+/// [`crate::Cloud::delete_listed`] could not do, beside what they did:
+/// every deletion was tried (unless the cloud's cancellation token stopped
+/// them, see [`crate::Cloud::cancel_on`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", clean_text(.removed, .errors, .skipped))]
+#[non_exhaustive]
+pub struct CleanError {
+    /// The VMs removed all the same.
+    pub removed: Vec<VmRef>,
+    /// One error per VM that could not be removed (or the error of the
+    /// listing that came first).
+    pub errors: Vec<CloudError>,
+    /// The VMs not tried because the operation was cancelled; those the
+    /// cloud made stay tracked for a later clean.
+    pub skipped: Vec<VmRef>,
+}
 
-    /// The failed step, for launch and snapshot errors.
-    pub fn step(&self) -> Option<Step> {
-        match self {
-            CloudError::Step { step, .. } | CloudError::Kept { step, .. } => Some(*step),
-            _ => None,
+impl CleanError {
+    pub(crate) fn new(removed: Vec<VmRef>, errors: Vec<CloudError>, skipped: Vec<VmRef>) -> Self {
+        Self {
+            removed,
+            errors,
+            skipped,
         }
     }
 }
 
-/// Errors collected by [`crate::Cloud::clean`] and
-/// [`crate::Cloud::sweep`]: every deletion was tried.
-#[derive(Debug, thiserror::Error)]
-#[error("{} of the cleanup failed:\n{}", .errors.len(), .errors.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
-pub struct CleanError {
-    /// One error per VM that could not be removed.
-    pub errors: Vec<CloudError>,
+fn clean_text(removed: &[VmRef], errors: &[CloudError], skipped: &[VmRef]) -> String {
+    let mut s = format!(
+        "{} of the cleanup failed ({} removed)",
+        errors.len(),
+        removed.len()
+    );
+    if errors.is_empty() && !skipped.is_empty() {
+        s = format!("the cleanup was cancelled ({} removed)", removed.len());
+    }
+    for e in errors {
+        s.push_str("\n  - ");
+        s.push_str(&vmw_hints::render(e).replace('\n', "\n    "));
+    }
+    if !skipped.is_empty() {
+        s.push_str("\n  not tried (cancelled): ");
+        s.push_str(
+            &skipped
+                .iter()
+                .map(VmRef::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    s
+}
+
+impl Hints for CleanError {
+    fn hints(&self) -> Vec<String> {
+        let mut hints: Vec<String> = Vec::new();
+        for h in self.errors.iter().flat_map(Hints::hints) {
+            if !hints.contains(&h) {
+                hints.push(h);
+            }
+        }
+        hints
+    }
 }

@@ -2,76 +2,92 @@
 
 use std::collections::BTreeSet;
 
-use tokio_util::sync::CancellationToken;
 use vmw_govc::requests::{Find, ObjectType};
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::cloud::Cloud;
 use crate::launch::CloneFailure;
-use crate::ownership::Removal;
 use crate::progress::Step;
 use crate::settings::TEMPLATE_PREFIX;
 use crate::tag::{Kind, new_launch_id};
 use crate::{CloudError, Instance};
 
-/// An image: a source VM that [`Cloud::launch`] can clone.
+/// An image: a source VM that [`Cloud::launch`] can clone, at an exact
+/// inventory path. [`Cloud::released_image`], [`Cloud::snapshot`] and
+/// [`Cloud::image`] give one. Shown (`Display`) by its name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Image {
+    path: VmRef,
+}
+
+impl Image {
+    /// The image at exactly `path`.
+    pub fn at(path: VmRef) -> Self {
+        Self { path }
+    }
+
     /// The VM's name.
-    pub name: String,
-    /// Its inventory path.
-    pub path: VmRef,
+    pub fn name(&self) -> &str {
+        self.path.name()
+    }
+
+    /// Its inventory path: what every govc call about it is given.
+    pub fn path(&self) -> &VmRef {
+        &self.path
+    }
 }
 
 impl std::fmt::Display for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
-impl AsRef<str> for Image {
-    /// The inventory path: what [`Cloud::launch`] takes.
-    fn as_ref(&self) -> &str {
-        self.path.as_str()
+        f.write_str(self.name())
     }
 }
 
 impl<G: Govc + 'static> Cloud<G> {
+    /// The image a user means by `text`: an absolute inventory path, or the
+    /// VM of that name in the cloud's folder (never a search; nothing is
+    /// looked up: a launch from it checks it first). Glob characters and
+    /// relative paths are refused.
+    pub fn image(&self, text: &str) -> Result<Image, CloudError> {
+        Ok(Image::at(self.inner.vm_ref(text)?))
+    }
+
     /// Releases that have a `TEMPLATE-cloud-init-<release>` VM in the folder
-    /// (found with one govc call, then cached).
+    /// (found with one govc call, then cached until a release is asked for
+    /// that the cache does not know, or a template is imported).
     pub async fn releases(&self) -> Result<Vec<String>, CloudError> {
-        let names = self
+        if let Some(known) = self.inner.releases() {
+            return Ok(known);
+        }
+        let paths = self
             .inner
-            .templates
-            .get_or_try_init(|| async {
-                let paths = self
-                    .inner
-                    .govc
-                    .exec(
-                        &Find::new(self.inner.config.folder.clone())
-                            .kind(ObjectType::VirtualMachine)
-                            .max_depth(1)
-                            .name(format!("{TEMPLATE_PREFIX}*")),
-                    )
-                    .await?;
-                let set: BTreeSet<String> = paths
-                    .iter()
-                    .filter_map(|p| p.rsplit('/').next())
-                    .filter_map(|n| n.strip_prefix(TEMPLATE_PREFIX))
-                    .filter(|r| !r.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                Ok::<_, CloudError>(set.into_iter().collect())
-            })
+            .govc
+            .exec(
+                &Find::new(self.inner.config.folder.clone())
+                    .kind(ObjectType::VirtualMachine)
+                    .max_depth(1)
+                    .name(format!("{TEMPLATE_PREFIX}*")),
+            )
             .await?;
-        Ok(names.clone())
+        let set: BTreeSet<String> = paths
+            .iter()
+            .filter_map(|p| p.rsplit('/').next())
+            .filter_map(|n| n.strip_prefix(TEMPLATE_PREFIX))
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let found: Vec<String> = set.into_iter().collect();
+        self.inner.set_releases(Some(found.clone()));
+        Ok(found)
     }
 
     /// The image of a release: `TEMPLATE-cloud-init-<release>`, when it
     /// exists; an unknown release is an error listing those available.
-    /// The template is looked up by its path (one `vm.info`, which a launch
-    /// from it then reuses); the folder is searched only to list the
-    /// releases when there is none.
+    /// A release the cache of [`Cloud::releases`] knows costs nothing;
+    /// any other is looked up by its path (one `vm.info`, which a launch
+    /// from it then reuses), so a template imported meanwhile, by this
+    /// process or another, is found; the folder is searched only to list
+    /// the releases when there is none.
     pub async fn released_image(&self, release: &str) -> Result<Image, CloudError> {
         let name = format!("{TEMPLATE_PREFIX}{release}");
         let unknown = |available: Vec<String>| CloudError::UnknownRelease {
@@ -79,68 +95,32 @@ impl<G: Govc + 'static> Cloud<G> {
             folder: self.inner.config.folder.clone(),
             available,
         };
-        if let Some(releases) = self.inner.templates.get() {
-            if releases.iter().any(|r| r == release) {
-                return Ok(Image {
-                    path: self.inner.vm_ref(&name)?,
-                    name,
-                });
-            }
-            return Err(unknown(releases.clone()));
-        }
         let path = match self.inner.vm_ref(&name) {
             Ok(path) if !release.is_empty() => path,
             _ => return Err(unknown(self.releases().await?)),
         };
+        if self
+            .inner
+            .releases()
+            .is_some_and(|known| known.iter().any(|r| r == release))
+        {
+            return Ok(Image::at(path));
+        }
         match self.source_facts(&path, true).await {
-            Ok(_) => Ok(Image { path, name }),
-            Err(CloudError::NoSuchVm { .. }) => Err(unknown(self.releases().await?)),
+            Ok(_) => {
+                if let Some(mut known) = self.inner.releases() {
+                    known.push(release.to_owned());
+                    known.sort();
+                    self.inner.set_releases(Some(known));
+                }
+                Ok(Image::at(path))
+            }
+            Err(CloudError::NoSuchVm { .. }) => {
+                self.inner.set_releases(None);
+                Err(unknown(self.releases().await?))
+            }
             Err(e) => Err(e),
         }
-    }
-
-    /// The same as [`Cloud::released_image`]: vSphere has no daily images.
-    pub async fn daily_image(&self, release: &str) -> Result<Image, CloudError> {
-        self.released_image(release).await
-    }
-
-    /// The image a name means (pycloudlib's `get_image_id_from_name`): the
-    /// source template or vmw image of exactly that name in the folder,
-    /// else the first, in name order, whose name contains `name`.
-    pub async fn image_by_name(&self, name: &str) -> Result<Image, CloudError> {
-        let mut names: Vec<String> = self
-            .releases()
-            .await?
-            .into_iter()
-            .map(|r| format!("{TEMPLATE_PREFIX}{r}"))
-            .collect();
-        names.extend(
-            self.list(&crate::Scope::AllTags)
-                .await?
-                .into_iter()
-                .filter(|r| r.kind == crate::Kind::Image)
-                .map(|r| r.name),
-        );
-        names.sort();
-        let found = names
-            .iter()
-            .find(|n| *n == name)
-            .or_else(|| names.iter().find(|n| n.contains(name)))
-            .ok_or_else(|| CloudError::NoSuchVm {
-                name: format!("an image whose name contains {name:?}"),
-            })?;
-        Ok(Image {
-            path: self.inner.vm_ref(found)?,
-            name: found.clone(),
-        })
-    }
-
-    /// Image serials do not exist on vSphere.
-    pub fn image_serial(&self, image: &str) -> Result<String, CloudError> {
-        Err(CloudError::NotSupported {
-            what: format!("an image serial (asked for {image}) on VMware"),
-            hint: Some("vSphere templates carry no serial; use the template name".to_owned()),
-        })
     }
 
     /// Clones `instance` into the image `<name>-image` (powered off) in the
@@ -148,52 +128,39 @@ impl<G: Govc + 'static> Cloud<G> {
     /// [`Cloud::launch`]. With `clean`, the guest is cleaned first over SSH
     /// ([`Instance::clean_guest`]: cloud-init's state and logs, the machine
     /// id, the syslog; then flushed to disk), so instances launched from
-    /// the image boot as new.
+    /// the image boot as new; without, a guest that answers is flushed to
+    /// disk (`sync`) before its disks are copied.
     /// An existing VM of the image's name is never touched: the snapshot
-    /// fails instead.
+    /// fails instead. With a cancellation token ([`Cloud::cancel_on`]), a
+    /// clone in flight when it is cancelled is awaited for
+    /// [`Settings::clone_grace`](crate::Settings::clone_grace) and removed.
     pub async fn snapshot(&self, instance: &Instance<G>, clean: bool) -> Result<Image, CloudError> {
-        self.snapshot_with(instance, clean, None).await
-    }
-
-    /// [`Cloud::snapshot`], cancellable: on cancellation the clone in flight is
-    /// awaited for [`Settings::clone_grace`](crate::Settings::clone_grace) and
-    /// removed.
-    pub async fn snapshot_with(
-        &self,
-        instance: &Instance<G>,
-        clean: bool,
-        cancel: Option<&CancellationToken>,
-    ) -> Result<Image, CloudError> {
         let inner = &self.inner;
         let name = format!("{}-image", instance.name());
         let target = VmRef::in_folder(&inner.config.folder, &name)?;
-        if clean {
-            instance.clean_guest().await.map_err(|e| CloudError::Step {
-                vm: target.to_string(),
-                step: Step::CleanGuest,
-                source: Box::new(e),
-                removed: false,
-                rollback: None,
-            })?;
-        }
+        let prepared = if clean {
+            instance.clean_guest().await
+        } else {
+            instance.sync_if_reachable().await
+        };
+        prepared.map_err(|e| CloudError::Step {
+            vm: target.to_string(),
+            step: Step::CleanGuest,
+            source: Box::new(e),
+            removed: false,
+            rollback: None,
+        })?;
         let launch = new_launch_id();
         // The image carries the tag of the instance it is made from (when
         // vmw made it), so that `list` and `clean` of that tag cover both.
         let tag = instance.tag().unwrap_or(&inner.tag);
         let clone = inner.clone_request(instance.vm(), &target, tag, Kind::Image, &launch);
         match self
-            .clone_tracked(&clone, Kind::Image, &launch, cancel, false)
+            .clone_tracked(&clone, Kind::Image, &launch, self.cancel.as_ref(), false)
             .await
         {
-            Ok(()) => Ok(Image { name, path: target }),
+            Ok(()) => Ok(Image::at(target)),
             Err(CloneFailure::Duplicate(e) | CloneFailure::Failed(e)) => Err(e),
         }
-    }
-
-    /// Deletes an image: the VM of that name in the folder, or at that
-    /// absolute path. It must carry vmw's marker unless `force`; templates
-    /// are refused whatever the path. An absent image is success.
-    pub async fn delete_image(&self, name: &str, force: bool) -> Result<Removal, CloudError> {
-        self.delete_vm(name, force).await
     }
 }

@@ -49,7 +49,10 @@ pub(crate) struct Inner<G: Govc> {
     /// The SSH agent's socket, if any.
     pub(crate) agent: Option<String>,
     pub(crate) settings: Settings,
-    pub(crate) templates: tokio::sync::OnceCell<Vec<String>>,
+    /// The releases that have a template, once searched (see
+    /// [`crate::Cloud::releases`]); `None` until then, and again after an
+    /// import.
+    pub(crate) templates: Mutex<Option<Vec<String>>>,
     /// The snapshot id linked clones of each source are made from.
     pub(crate) linked_bases: tokio::sync::Mutex<BTreeMap<String, String>>,
     /// What launches need to know of each source VM, read once.
@@ -61,7 +64,7 @@ pub(crate) struct Inner<G: Govc> {
     /// folder on first use.
     pub(crate) next_number: tokio::sync::Mutex<Option<u64>>,
     /// When that search ran.
-    pub(crate) searched_at: Mutex<Option<std::time::Instant>>,
+    pub(crate) searched_at: Mutex<Option<tokio::time::Instant>>,
     /// The tag was timestamped when the cloud was built: numbering starts
     /// at 1 without a search.
     pub(crate) tag_is_new: bool,
@@ -75,6 +78,19 @@ impl<G: Govc> Inner<G> {
             .unwrap_or_else(|e| e.into_inner())
             .0
             .clone()
+    }
+
+    /// The releases known to have a template, if searched.
+    pub(crate) fn releases(&self) -> Option<Vec<String>> {
+        self.templates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Remembers the releases that have a template (`None`: forget them).
+    pub(crate) fn set_releases(&self, releases: Option<Vec<String>>) {
+        *self.templates.lock().unwrap_or_else(|e| e.into_inner()) = releases;
     }
 
     /// How SSH authenticates now.

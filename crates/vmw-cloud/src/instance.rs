@@ -1,33 +1,34 @@
-//! [`Instance`]: one VM, with its address, power and deletion.
+//! [`Instance`]: one VM, with its address, waits, power and deletion.
+//!
+//! The verbs follow vSphere's power menu: [`Instance::power_on`],
+//! [`Instance::power_off`] (hard, like pulling the plug, after a `sync` in
+//! the guest when it answers), [`Instance::shutdown_guest`] (through
+//! VMware Tools, hard when the guest does not comply) and
+//! [`Instance::restart`] (a power cycle or a guest reboot, told apart from
+//! a guest that never went down by its boot id). Waiting is
+//! [`Instance::wait`] (until ready) or [`Instance::wait_until`] a
+//! [`WaitStage`]. pycloudlib's names for these are in [`crate::compat`].
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use camino::Utf8Path;
+use tokio::time::Instant;
 use vmw_govc::parse::{PowerState, is_link_local_v6};
 use vmw_govc::requests::{ObjectCollect, PowerOp, VmIp, VmPower};
-use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt, VmRef};
-use vmw_ssh::{Cmd, ExecOptions, ExecResult, Guest, GuestExt, ReadyTimeouts, SshConfig, SshGuest};
+use vmw_govc::{ErrorKind, Govc, GovcError, GovcExt, ProcessGovc, VmRef};
+use vmw_ssh::{
+    Cmd, ExecOptions, ExecResult, Guest, GuestExt, ReadyTimeouts, SshConfig, SshError, SshGuest,
+};
 
 use crate::inner::Inner;
 use crate::ownership::{Expect, Removal, host_key_identity};
 use crate::progress::{Step, StepHook};
 use crate::{CloudError, Tag, WaitStage};
 
-/// How long [`Instance::restart`] gives a running VM, whose address it has
-/// not looked at yet, to show one before it restarts it without the
-/// boot-id check.
-const ADDRESS_PROBE: Duration = Duration::from_secs(10);
-
-/// How long a `sync` before a hard power operation may take.
-const SYNC_WAIT: Duration = Duration::from_secs(10);
-
-/// Pause between power-state queries while waiting for a guest shutdown.
-const POWER_POLL: Duration = Duration::from_secs(1);
-
-/// How [`Instance::stop_graceful`] found or left the VM.
+/// How [`Instance::shutdown_guest`] found or left the VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerOff {
     /// The guest shut down when asked.
@@ -38,10 +39,35 @@ pub enum PowerOff {
     AlreadyOff,
 }
 
+/// How [`Instance::restart`] restarts the VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    /// Power off (hard, after a `sync` when the guest answers), then on:
+    /// what pycloudlib's `restart` does on vSphere.
+    PowerCycle,
+    /// Ask the guest to reboot through VMware Tools (vSphere's "Restart
+    /// Guest OS"); when it cannot be asked, or its boot id has not changed
+    /// within `timeout`, power-cycle it instead.
+    Guest {
+        /// How long the guest gets to reboot by itself.
+        timeout: Duration,
+    },
+}
+
+/// Whether the guest answers, as a hard power operation finds it.
+enum Reach {
+    /// Over SSH, at its address.
+    Answers(Arc<SshGuest>),
+    /// Running, but with no address (yet) or not answering.
+    Silent,
+    /// Powered off.
+    Off,
+}
+
 /// A VM of the cloud: launched by it, or found with
 /// [`crate::Cloud::get_instance`]. Cloning an `Instance` gives another handle
 /// on the same VM (sharing the cached address).
-pub struct Instance<G: Govc> {
+pub struct Instance<G: Govc = ProcessGovc> {
     vm: VmRef,
     /// The launch id in vmw's marker, when vmw made the VM.
     launch: Option<String>,
@@ -58,6 +84,8 @@ pub struct Instance<G: Govc> {
     ip_wait: Duration,
     /// How long the SSH and cloud-init waits last.
     ready: ReadyTimeouts,
+    /// Told of each power and wait step as it begins.
+    progress: Option<StepHook>,
 }
 
 impl<G: Govc> Clone for Instance<G> {
@@ -73,6 +101,7 @@ impl<G: Govc> Clone for Instance<G> {
             guest: self.guest.clone(),
             ip_wait: self.ip_wait,
             ready: self.ready,
+            progress: self.progress.clone(),
         }
     }
 }
@@ -89,7 +118,7 @@ impl<G: Govc> std::fmt::Debug for Instance<G> {
 /// The address to use among those a VM reports: the first IPv4 address,
 /// else the first IPv6 address that is not link-local (`fe80::/10`, which
 /// needs an interface scope and is useless for SSH from elsewhere).
-pub fn usable_address(ips: &[IpAddr]) -> Option<IpAddr> {
+pub(crate) fn usable_address(ips: &[IpAddr]) -> Option<IpAddr> {
     ips.iter()
         .find(|ip| ip.is_ipv4() && !ip.is_unspecified())
         .or_else(|| {
@@ -97,6 +126,15 @@ pub fn usable_address(ips: &[IpAddr]) -> Option<IpAddr> {
                 .find(|ip| ip.is_ipv6() && !ip.is_unspecified() && !is_link_local_v6(ip))
         })
         .copied()
+}
+
+/// Whether a wait's error means the guest did not answer in time (rather
+/// than answering with a failure).
+fn is_silence(e: &CloudError) -> bool {
+    matches!(
+        e,
+        CloudError::IpTimeout { .. } | CloudError::Ssh(SshError::Timeout { .. })
+    )
 }
 
 impl<G: Govc> Instance<G> {
@@ -120,6 +158,7 @@ impl<G: Govc> Instance<G> {
             guest: Arc::new(tokio::sync::Mutex::new(None)),
             ip_wait,
             ready,
+            progress: None,
         }
     }
 
@@ -134,6 +173,27 @@ impl<G: Govc> Instance<G> {
             self.ready.ready = ready;
         }
         self
+    }
+
+    /// This instance telling `hook` of each step of its power operations
+    /// and waits as it begins ([`Step::PowerOff`], [`Step::PowerOn`],
+    /// [`Step::WaitIp`], [`Step::WaitSsh`], [`Step::WaitReady`]), for a
+    /// progress display. An instance launched with
+    /// [`LaunchOptions::on_step`](crate::LaunchOptions::on_step) has that
+    /// hook already.
+    #[must_use]
+    pub fn with_progress(mut self, hook: StepHook) -> Self {
+        self.progress = Some(hook);
+        self
+    }
+
+    /// How long the SSH and cloud-init waits last.
+    pub(crate) fn ready_wait(&self) -> Duration {
+        self.ready.ready
+    }
+
+    fn announce(&self, step: Step) {
+        StepHook::call(self.progress.as_ref(), self.vm.name(), step);
     }
 
     /// The tag in vmw's marker, when vmw made the VM (a snapshot's image
@@ -155,11 +215,6 @@ impl<G: Govc> Instance<G> {
 
     /// The VM's name.
     pub fn name(&self) -> &str {
-        self.vm.name()
-    }
-
-    /// The VM's id, which on vSphere is its name (as in pycloudlib).
-    pub fn id(&self) -> &str {
         self.vm.name()
     }
 
@@ -244,39 +299,78 @@ impl<G: Govc> Instance<G> {
     }
 
     /// Waits until the instance is ready: it has an address, SSH accepts
-    /// a command, and cloud-init has finished. A timeout says which of
-    /// these did not happen.
+    /// a command, and cloud-init has finished; returns the address. A
+    /// timeout says which of these did not happen, and what the VM's
+    /// console showed last when it has one ([`CloudError::NoAnswer`]).
     pub async fn wait(&self) -> Result<IpAddr, CloudError> {
-        self.wait_for(WaitStage::Ready).await
-    }
-
-    /// Waits until `stage` is reached (`None` returns at once with the
-    /// cached address, if any, else waits for one).
-    pub async fn wait_for(&self, stage: WaitStage) -> Result<IpAddr, CloudError> {
-        match self.wait_until(stage.max(WaitStage::Ip), None).await? {
+        match self.wait_until(WaitStage::Ready).await? {
             Some(ip) => Ok(ip),
             None => self.ip().await,
         }
     }
 
-    /// Waits until `stage`, telling `hook` of each stage as it begins, in
-    /// order: [`Step::WaitIp`], then [`Step::WaitSsh`], then
-    /// [`Step::WaitReady`] once SSH answers. Returns the address, or the
-    /// cached one (if any) for [`WaitStage::None`]. This is the wait of a
-    /// launch, a start and a restart.
-    pub async fn wait_until(
-        &self,
-        stage: WaitStage,
-        hook: Option<&StepHook>,
-    ) -> Result<Option<IpAddr>, CloudError> {
-        let name = self.name().to_owned();
-        self.wait_stages(stage, &|s| StepHook::call(hook, &name, s))
+    /// Waits until `stage`: an address ([`WaitStage::Ip`]), then SSH
+    /// ([`WaitStage::Ssh`]), then cloud-init done ([`WaitStage::Ready`]),
+    /// announcing each as it begins (see [`Instance::with_progress`]).
+    /// Returns the address; for [`WaitStage::None`], at once, the cached
+    /// one if any. A guest that does not answer in time fails with
+    /// [`CloudError::NoAnswer`], showing the end of its console log.
+    pub async fn wait_until(&self, stage: WaitStage) -> Result<Option<IpAddr>, CloudError> {
+        self.wait_stages(stage, &|s| self.announce(s), true)
             .await
             .map_err(|(_, e)| e)
     }
 
-    /// [`Instance::wait_until`] with the stage a failure happened at.
+    /// [`Instance::wait_until`] with the stage a failure happened at; the
+    /// console log is read for [`CloudError::NoAnswer`] only when the VM
+    /// may have one (`console`).
     pub(crate) async fn wait_stages(
+        &self,
+        stage: WaitStage,
+        step: &(dyn Fn(Step) + Send + Sync),
+        console: bool,
+    ) -> Result<Option<IpAddr>, (Step, CloudError)> {
+        match self.wait_plain(stage, step).await {
+            Ok(ip) => Ok(ip),
+            Err((step, e)) if is_silence(&e) => {
+                let console = if console {
+                    self.console_tail().await
+                } else {
+                    None
+                };
+                Err((
+                    step,
+                    CloudError::NoAnswer {
+                        vm: self.vm.to_string(),
+                        step,
+                        source: Box::new(e),
+                        console,
+                    },
+                ))
+            }
+            Err(failed) => Err(failed),
+        }
+    }
+
+    /// The last lines of the console log, if the VM has one and it can be
+    /// read within a few seconds.
+    async fn console_tail(&self) -> Option<String> {
+        let log = tokio::time::timeout(Duration::from_secs(30), self.console_log()).await;
+        match log {
+            Ok(Ok(text)) => {
+                let lines: Vec<&str> = text.lines().collect();
+                let from = lines.len().saturating_sub(crate::error::CONSOLE_LINES);
+                Some(lines[from..].join("\n"))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(vm = %self.vm, error = %e, "no console log to show");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn wait_plain(
         &self,
         stage: WaitStage,
         step: &(dyn Fn(Step) + Send + Sync),
@@ -456,37 +550,54 @@ impl<G: Govc> Instance<G> {
         })
     }
 
-    /// Powers the VM on; already on is success.
-    pub async fn start(&self) -> Result<(), CloudError> {
+    /// Powers the VM on (vSphere's "Power On"); already on is success.
+    /// Returns at once: [`Instance::wait`] or [`Instance::wait_until`]
+    /// waits for the guest.
+    pub async fn power_on(&self) -> Result<(), CloudError> {
+        self.announce(Step::PowerOn);
+        self.switch_on().await
+    }
+
+    /// Powers on without announcing it.
+    pub(crate) async fn switch_on(&self) -> Result<(), CloudError> {
         self.forget_ip();
         self.power(PowerOp::On, PowerState::On, "powered on").await
     }
 
-    /// Powers the VM off (hard); already off is success.
-    pub async fn shutdown(&self) -> Result<(), CloudError> {
-        self.forget_ip();
+    /// Powers the VM off hard (vSphere's "Power Off", what pycloudlib's
+    /// `shutdown` does): the guest gets no say, as with a pulled plug.
+    /// When the guest answers over SSH, its writes are flushed first
+    /// (`sync`, within [`Settings::sync_wait`](crate::Settings::sync_wait)):
+    /// a guest powered off moments after its first boot would otherwise
+    /// lose what it had not written to disk yet, such as the SSH host keys
+    /// cloud-init just made. Already off is success.
+    pub async fn power_off(&self) -> Result<(), CloudError> {
+        self.announce(Step::PowerOff);
+        match self.reach().await? {
+            Reach::Off => {
+                self.forget_guest().await;
+                return Ok(());
+            }
+            Reach::Answers(guest) => self.sync(&guest).await,
+            Reach::Silent => {}
+        }
+        self.switch_off().await
+    }
+
+    /// Powers off hard without announcing it or syncing.
+    async fn switch_off(&self) -> Result<(), CloudError> {
+        self.forget_guest().await;
         self.power(PowerOp::Off, PowerState::Off, "powered off")
             .await
     }
 
-    /// Powers the VM on and waits until `stage` (see
-    /// [`Instance::wait_until`]), telling `hook` of each step.
-    pub async fn start_until(
-        &self,
-        stage: WaitStage,
-        hook: Option<&StepHook>,
-    ) -> Result<Option<IpAddr>, CloudError> {
-        StepHook::call(hook, self.name(), Step::PowerOn);
-        self.start().await?;
-        self.wait_until(stage, hook).await
-    }
-
-    /// Shuts the guest down through VMware Tools (`vm.power -s`) and waits
-    /// up to `timeout` for the VM to be off; when the guest cannot be asked
-    /// (no Tools) or does not stop in time, the VM is powered off hard,
-    /// after a `sync` over SSH when SSH answers. Already off is success.
-    /// Says which way the VM went off.
-    pub async fn stop_graceful(&self, timeout: Duration) -> Result<PowerOff, CloudError> {
+    /// Shuts the guest down through VMware Tools (vSphere's "Shut Down
+    /// Guest OS") and waits up to `timeout` for the VM to be off; when the
+    /// guest cannot be asked (no Tools) or does not stop in time, the VM is
+    /// powered off hard ([`Instance::power_off`], which syncs first). Says
+    /// which way the VM went off; already off is success.
+    pub async fn shutdown_guest(&self, timeout: Duration) -> Result<PowerOff, CloudError> {
+        self.announce(Step::PowerOff);
         self.forget_ip();
         let asked = self
             .cloud
@@ -496,12 +607,14 @@ impl<G: Govc> Instance<G> {
         match asked {
             Ok(()) => {
                 if self.wait_for_state(PowerState::Off, timeout).await? {
+                    self.forget_guest().await;
                     return Ok(PowerOff::Graceful);
                 }
                 tracing::info!(vm = %self.vm, ?timeout, "the guest did not shut down in time; powering off");
             }
             Err(e) if e.kind() == ErrorKind::InvalidPowerState => {
                 if self.power_state().await? == PowerState::Off {
+                    self.forget_guest().await;
                     return Ok(PowerOff::AlreadyOff);
                 }
             }
@@ -509,22 +622,40 @@ impl<G: Govc> Instance<G> {
                 tracing::info!(vm = %self.vm, error = %e, "the guest cannot be asked to shut down; powering off");
             }
         }
-        self.sync_if_reachable().await;
-        self.shutdown().await?;
+        if let Reach::Answers(guest) = self.reach().await? {
+            self.sync(&guest).await;
+        }
+        self.switch_off().await?;
         Ok(PowerOff::Forced)
     }
 
-    /// Reboots the guest through VMware Tools (`vm.power -r`) and waits
-    /// until `stage`; when the guest cannot be asked, or (for a guest that
-    /// answers over SSH) its boot id has not changed within `timeout`, the
-    /// VM is power-cycled hard instead ([`Instance::restart_until`]).
-    pub async fn restart_graceful(
+    /// Restarts the VM, `how` says which way, and waits until `wait`
+    /// (announcing each step, see [`Instance::with_progress`]). When the
+    /// guest answers over SSH before, its writes are flushed and its boot
+    /// id read, and [`WaitStage::Ready`] lasts until the guest reports
+    /// another boot id, so an old connection or a guest that never went
+    /// down is not mistaken for a restarted one; when it does not answer,
+    /// the VM is restarted and waited for plainly.
+    pub async fn restart(
+        &self,
+        how: Restart,
+        wait: WaitStage,
+    ) -> Result<Option<IpAddr>, CloudError> {
+        match how {
+            Restart::PowerCycle => self.power_cycle(wait).await,
+            Restart::Guest { timeout } => self.reboot_guest(wait, timeout).await,
+        }
+    }
+
+    async fn reboot_guest(
         &self,
         stage: WaitStage,
-        hook: Option<&StepHook>,
         timeout: Duration,
     ) -> Result<Option<IpAddr>, CloudError> {
-        let guest = self.reachable().await?;
+        let guest = match self.reach().await? {
+            Reach::Answers(g) => Some(g),
+            Reach::Silent | Reach::Off => None,
+        };
         let before = match &guest {
             Some(g) => g.boot_id().await.ok(),
             None => None,
@@ -536,70 +667,69 @@ impl<G: Govc> Instance<G> {
             .await;
         if let Err(e) = asked {
             tracing::info!(vm = %self.vm, error = %e, "the guest cannot be asked to reboot; power-cycling");
-            return self.restart_until(stage, hook).await;
+            return self.power_cycle(stage).await;
         }
         self.forget_ip();
         if let (Some(guest), Some(before)) = (guest, before) {
             guest.disconnect().await;
             if !self.new_boot_within(&before, timeout).await {
                 tracing::info!(vm = %self.vm, ?timeout, "the guest did not reboot in time; power-cycling");
-                return self.restart_until(stage, hook).await;
+                return self.power_cycle(stage).await;
             }
         }
-        self.wait_until(stage, hook).await
+        self.wait_until(stage).await
     }
 
-    /// Waits until the VM is off (pycloudlib's `wait_for_stop`), up to
-    /// `timeout`.
-    pub async fn wait_for_stop(&self, timeout: Duration) -> Result<(), CloudError> {
-        if self.wait_for_state(PowerState::Off, timeout).await? {
-            Ok(())
-        } else {
-            Err(CloudError::TimedOut {
+    async fn power_cycle(&self, stage: WaitStage) -> Result<Option<IpAddr>, CloudError> {
+        let cycle = || async {
+            self.announce(Step::PowerOff);
+            self.switch_off().await?;
+            self.announce(Step::PowerOn);
+            self.switch_on().await
+        };
+        let guest = match self.reach().await? {
+            Reach::Answers(guest) if stage == WaitStage::Ready => guest,
+            Reach::Answers(guest) => {
+                self.sync(&guest).await;
+                cycle().await?;
+                return self.wait_until(stage).await;
+            }
+            Reach::Silent | Reach::Off => {
+                cycle().await?;
+                return self.wait_until(stage).await;
+            }
+        };
+        self.sync(&guest).await;
+        let waited = guest
+            .restart_with(
+                || async {
+                    cycle().await?;
+                    self.announce(Step::WaitIp);
+                    self.ip().await?;
+                    // The guest answers again with a new boot id, then
+                    // cloud-init finishes.
+                    self.announce(Step::WaitSsh);
+                    Ok::<_, CloudError>(())
+                },
+                self.ready,
+            )
+            .await;
+        match waited {
+            Ok(()) => self.ip().await.map(Some),
+            Err(e) if is_silence(&e) => Err(CloudError::NoAnswer {
                 vm: self.vm.to_string(),
-                what: "to be powered off",
-                waited: timeout,
-            })
+                step: Step::WaitSsh,
+                console: self.console_tail().await,
+                source: Box::new(e),
+            }),
+            Err(e) => Err(e),
         }
     }
 
-    /// Waits until the VM is gone from the inventory (pycloudlib's
-    /// `wait_for_delete`), up to `timeout`.
-    pub async fn wait_for_delete(&self, timeout: Duration) -> Result<(), CloudError> {
-        let started = Instant::now();
-        loop {
-            if self.cloud.lookup(&self.vm).await?.is_none() {
-                return Ok(());
-            }
-            if started.elapsed() >= timeout {
-                return Err(CloudError::TimedOut {
-                    vm: self.vm.to_string(),
-                    what: "to be deleted",
-                    waited: timeout,
-                });
-            }
-            tokio::time::sleep(POWER_POLL.min(timeout)).await;
-        }
-    }
-
-    /// Waits until the guest reports a boot id other than `old_boot_id`
-    /// (read with [`Instance::boot_id`] before a restart), then until it is
-    /// ready (pycloudlib's `wait_for_restart`); within the readiness wait.
-    pub async fn wait_for_restart(&self, old_boot_id: &str) -> Result<IpAddr, CloudError> {
-        if !self.new_boot_within(old_boot_id, self.ready.ready).await {
-            return Err(CloudError::TimedOut {
-                vm: self.vm.to_string(),
-                what: "to report a new boot id",
-                waited: self.ready.ready,
-            });
-        }
-        self.wait().await
-    }
-
-    /// Whether the guest reports a boot id other than `old` within
+    /// Waits until the guest reports a boot id other than `old` within
     /// `timeout` (asked over SSH every poll interval; a connection that
     /// fails is made again).
-    async fn new_boot_within(&self, old: &str, timeout: Duration) -> bool {
+    pub(crate) async fn new_boot_within(&self, old: &str, timeout: Duration) -> bool {
         let started = Instant::now();
         while started.elapsed() < timeout {
             let now = tokio::time::timeout(Duration::from_secs(10), async {
@@ -625,7 +755,7 @@ impl<G: Govc> Instance<G> {
     }
 
     /// Polls the power state until it is `wanted` or `timeout` passed.
-    async fn wait_for_state(
+    pub(crate) async fn wait_for_state(
         &self,
         wanted: PowerState,
         timeout: Duration,
@@ -638,103 +768,62 @@ impl<G: Govc> Instance<G> {
             if started.elapsed() >= timeout {
                 return Ok(false);
             }
-            tokio::time::sleep(POWER_POLL.min(timeout)).await;
+            tokio::time::sleep(self.cloud.settings.poll.min(timeout)).await;
         }
     }
 
-    /// Flushes the guest's writes over SSH before a hard power operation,
-    /// when the guest answers (as pycloudlib does); a guest that does not
-    /// is not waited for.
-    async fn sync_if_reachable(&self) {
-        if self.cached_ip().is_none() {
-            return;
+    /// Whether the guest answers now, for a hard power operation: at its
+    /// cached address, or, for a running VM whose address was not looked
+    /// at yet (e.g. from `get_instance`), at the one it shows within
+    /// [`Settings::address_probe`](crate::Settings::address_probe).
+    async fn reach(&self) -> Result<Reach, CloudError> {
+        if self.cached_ip().is_some() {
+            return Ok(match self.guest().await {
+                Ok(g) => Reach::Answers(g),
+                Err(_) => Reach::Silent,
+            });
         }
-        if let Ok(guest) = self.guest().await {
-            let synced = tokio::time::timeout(
-                SYNC_WAIT,
-                guest.execute(&Cmd::from("sync"), &ExecOptions::default()),
-            )
-            .await;
-            tracing::debug!(vm = %self.vm, ?synced, "sync before a hard power operation");
-        }
-    }
-
-    /// Restarts the VM and waits until it is ready again. When the guest
-    /// answers over SSH before, its boot id is read, and the wait lasts
-    /// until the guest reports a different one (so an old connection or a
-    /// guest that never went down is not mistaken for a restarted one); when
-    /// it does not answer, the VM is restarted and waited for.
-    pub async fn restart(&self) -> Result<IpAddr, CloudError> {
-        match self.restart_until(WaitStage::Ready, None).await? {
-            Some(ip) => Ok(ip),
-            None => self.ip().await,
-        }
-    }
-
-    /// Restarts the VM (power off, power on) and waits until `stage`,
-    /// telling `hook` of each step. For [`WaitStage::Ready`] it is
-    /// [`Instance::restart`]: the guest's boot id tells a restarted guest
-    /// from one that never went down.
-    pub async fn restart_until(
-        &self,
-        stage: WaitStage,
-        hook: Option<&StepHook>,
-    ) -> Result<Option<IpAddr>, CloudError> {
-        let announce = |s: Step| StepHook::call(hook, self.name(), s);
-        let power_cycle = || async {
-            announce(Step::PowerOff);
-            self.shutdown().await?;
-            announce(Step::PowerOn);
-            self.start().await
-        };
-        if stage < WaitStage::Ready {
-            power_cycle().await?;
-            return self.wait_until(stage, hook).await;
-        }
-        match self.reachable().await? {
-            Some(guest) => {
-                let _ = tokio::time::timeout(
-                    SYNC_WAIT,
-                    guest.execute(&Cmd::from("sync"), &ExecOptions::default()),
-                )
-                .await;
-                guest
-                    .restart_with(
-                        || async {
-                            power_cycle().await?;
-                            announce(Step::WaitIp);
-                            self.ip().await?;
-                            // The guest answers again with a new boot id,
-                            // then cloud-init finishes.
-                            announce(Step::WaitSsh);
-                            Ok::<_, CloudError>(())
-                        },
-                        self.ready,
-                    )
-                    .await?;
-                self.ip().await.map(Some)
-            }
-            None => {
-                power_cycle().await?;
-                self.wait_until(stage, hook).await
-            }
-        }
-    }
-
-    /// The guest, when it answers over SSH now; an instance whose address
-    /// was not looked at yet (e.g. from `get_instance`) gets a short look
-    /// when it is running.
-    async fn reachable(&self) -> Result<Option<Arc<SshGuest>>, CloudError> {
-        Ok(match self.cached_ip() {
-            Some(_) => self.guest().await.ok(),
-            None if self.power_state().await? == PowerState::On => {
-                match tokio::time::timeout(ADDRESS_PROBE, self.ip()).await {
-                    Ok(Ok(_)) => self.guest().await.ok(),
-                    _ => None,
+        Ok(match self.power_state().await? {
+            PowerState::Off => Reach::Off,
+            PowerState::On => {
+                match tokio::time::timeout(self.cloud.settings.address_probe, self.ip()).await {
+                    Ok(Ok(_)) => match self.guest().await {
+                        Ok(g) => Reach::Answers(g),
+                        Err(_) => Reach::Silent,
+                    },
+                    _ => Reach::Silent,
                 }
             }
-            None => None,
+            _ => Reach::Silent,
         })
+    }
+
+    /// Flushes the guest's writes to disk (`sync` over SSH), within
+    /// [`Settings::sync_wait`](crate::Settings::sync_wait); a guest that
+    /// does not answer is not waited for longer.
+    async fn sync(&self, guest: &SshGuest) {
+        let synced = tokio::time::timeout(
+            self.cloud.settings.sync_wait,
+            guest.execute(&Cmd::from("sync"), &ExecOptions::default()),
+        )
+        .await;
+        match synced {
+            Ok(Ok(r)) if r.ok() => tracing::debug!(vm = %self.vm, "synced"),
+            Ok(Ok(r)) => {
+                tracing::info!(vm = %self.vm, status = ?r.exit_status, "sync failed in the guest")
+            }
+            Ok(Err(e)) => tracing::info!(vm = %self.vm, error = %e, "could not sync the guest"),
+            Err(_) => tracing::info!(vm = %self.vm, "the guest's sync did not finish in time"),
+        }
+    }
+
+    /// Flushes the guest's writes when it answers (see
+    /// [`Instance::power_off`]); used before a snapshot of a running VM.
+    pub(crate) async fn sync_if_reachable(&self) -> Result<(), CloudError> {
+        if let Reach::Answers(guest) = self.reach().await? {
+            self.sync(&guest).await;
+        }
+        Ok(())
     }
 
     async fn power(
@@ -774,11 +863,7 @@ impl<G: Govc> Instance<G> {
     /// its launch's marker, any other VM vmw's marker; templates are never
     /// deleted. [`Instance::delete_forced`] deletes a VM without the marker.
     pub async fn delete(&self) -> Result<Removal, CloudError> {
-        let expect = match &self.launch {
-            Some(l) => Expect::Launch(l),
-            None => Expect::Marker,
-        };
-        self.delete_expecting(expect).await
+        self.delete_expecting(self.expect()).await
     }
 
     /// Deletes the VM even when it does not carry vmw's marker (never a
@@ -799,7 +884,7 @@ impl<G: Govc> Instance<G> {
     async fn delete_expecting(&self, expect: Expect<'_>) -> Result<Removal, CloudError> {
         let removal = self.cloud.destroy_checked(&self.vm, expect).await?;
         self.cloud.untrack_path(&self.vm);
-        self.forget_ip();
+        self.forget_guest().await;
         Ok(removal)
     }
 }

@@ -105,47 +105,101 @@ impl<G: Govc + 'static> Cloud<G> {
     }
 
     /// Deletes the VM `name` (in the folder, or at an absolute path),
-    /// checked right before: vSphere templates and `TEMPLATE-cloud-init-*`
-    /// VMs are never deleted; a VM without vmw's marker only with `force`.
-    /// An absent VM is success.
-    pub async fn delete_vm(&self, name: &str, force: bool) -> Result<Removal, CloudError> {
+    /// checked right before: it must carry vmw's marker (the marker of the
+    /// launch that made it, when this cloud made it); vSphere templates and
+    /// `TEMPLATE-cloud-init-*` VMs are never deleted. An absent VM is
+    /// success. [`Cloud::delete_vm_forced`] deletes a VM without the marker.
+    pub async fn delete_vm(&self, name: &str) -> Result<Removal, CloudError> {
         let vm = self.inner.vm_ref(name)?;
         let launch = self.inner.launch_of(&vm);
-        let expect = match (&launch, force) {
-            (_, true) => Expect::Forced,
-            (Some(l), false) => Expect::Launch(l),
-            (None, false) => Expect::Marker,
+        let expect = match &launch {
+            Some(l) => Expect::Launch(l),
+            None => Expect::Marker,
         };
-        let removal = self.inner.destroy_checked(&vm, expect).await?;
-        self.inner.untrack_path(&vm);
+        self.delete_expecting(&vm, expect).await
+    }
+
+    /// [`Cloud::delete_vm`] even when the VM does not carry vmw's marker
+    /// (never a template).
+    pub async fn delete_vm_forced(&self, name: &str) -> Result<Removal, CloudError> {
+        let vm = self.inner.vm_ref(name)?;
+        self.delete_expecting(&vm, Expect::Forced).await
+    }
+
+    async fn delete_expecting(
+        &self,
+        vm: &VmRef,
+        expect: Expect<'_>,
+    ) -> Result<Removal, CloudError> {
+        let removal = self.inner.destroy_checked(vm, expect).await?;
+        self.inner.untrack_path(vm);
         Ok(removal)
     }
 
+    /// Runs `remove` on each of `items` (at most
+    /// [`Settings::concurrency`](crate::Settings::concurrency) at a time),
+    /// except once this handle is cancelled: what was removed, the errors,
+    /// and what was not tried.
+    async fn remove_each<'a, T, F, Fut>(
+        &'a self,
+        items: Vec<T>,
+        path: fn(&T) -> VmRef,
+        remove: F,
+    ) -> Outcome
+    where
+        F: Fn(T) -> Fut,
+        Fut: std::future::Future<Output = Result<(), CloudError>> + 'a,
+    {
+        let results = bounded(items, self.inner.settings.concurrency, |item| {
+            let vm = path(&item);
+            let run = (!self.is_cancelled()).then(|| remove(item));
+            async move {
+                match run {
+                    Some(f) => (vm, Some(f.await)),
+                    None => (vm, None),
+                }
+            }
+        })
+        .await;
+        let mut outcome = Outcome::default();
+        for (vm, result) in results {
+            match result {
+                Some(Ok(())) => outcome.removed.push(vm),
+                Some(Err(e)) => outcome.errors.push(e),
+                None => outcome.skipped.push(vm),
+            }
+        }
+        outcome
+    }
+
     /// Deletes every tracked instance, then every tracked image, several at
-    /// a time, trying all of them and returning every error. Each VM is
-    /// destroyed only if it still carries the marker of the launch that
-    /// made it; a clone whose outcome is unknown is looked for first. What
-    /// could not be deleted stays tracked; a second `clean` after a
-    /// successful one does nothing.
-    pub async fn clean(&self) -> Result<(), CleanError> {
+    /// a time, trying all of them and returning what was removed, or every
+    /// error with what was removed all the same. Each VM is destroyed only
+    /// if it still carries the marker of the launch that made it; a clone
+    /// whose outcome is unknown is looked for first. What could not be
+    /// deleted stays tracked; a second `clean` after a successful one does
+    /// nothing. With a cancellation token ([`Cloud::cancel_on`]), no
+    /// deletion starts once it is cancelled.
+    pub async fn clean(&self) -> Result<Vec<VmRef>, CleanError> {
         let tracked = self.inner.tracked().clone();
         let (instances, images): (Vec<_>, Vec<_>) =
             tracked.into_iter().partition(|t| t.kind == Kind::Instance);
-        let mut errors = Vec::new();
+        let mut all = Outcome::default();
         for group in [instances, images] {
-            let results = bounded(group, self.inner.settings.concurrency, |t| async move {
-                // A clone still unaccounted for after its launch ended is
-                // looked for once, not waited for.
-                self.inner.remove_tracked(&t, Duration::ZERO).await
-            })
-            .await;
-            errors.extend(results.into_iter().filter_map(Result::err));
+            let outcome = self
+                .remove_each(
+                    group,
+                    |t| t.vm.clone(),
+                    |t| async move {
+                        // A clone still unaccounted for after its launch ended
+                        // is looked for once, not waited for.
+                        self.inner.remove_tracked(&t, Duration::ZERO).await
+                    },
+                )
+                .await;
+            all.extend(outcome);
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(CleanError { errors })
-        }
+        all.into_result()
     }
 
     /// The annotation glob that finds the VMs of `scope` (a superset for
@@ -249,48 +303,69 @@ impl<G: Govc + 'static> Cloud<G> {
     /// Deletes exactly the VMs of `records` (as [`Cloud::list`] gave them
     /// and the user confirmed): instances first, then images; each only if
     /// it is still the object listed, with vmw's marker of the tag listed.
-    /// Returns the paths removed; every deletion is tried.
+    /// Returns the paths removed; every deletion is tried (unless the
+    /// handle is cancelled, see [`Cloud::cancel_on`]), and an error keeps
+    /// what was removed.
     pub async fn delete_listed(&self, records: &[VmRecord]) -> Result<Vec<VmRef>, CleanError> {
         let (images, instances): (Vec<_>, Vec<_>) =
             records.iter().partition(|r| r.kind == Kind::Image);
-        let mut removed = Vec::new();
-        let mut errors = Vec::new();
+        let mut all = Outcome::default();
         for group in [instances, images] {
-            let results = bounded(group, self.inner.settings.concurrency, |r| async move {
-                let expect = Expect::Listed {
-                    tag: &r.tag,
-                    moref: &r.moref,
-                };
-                (r, self.inner.destroy_checked(&r.path, expect).await)
-            })
-            .await;
-            for (r, result) in results {
-                match result {
-                    Ok(_) => {
+            let outcome = self
+                .remove_each(
+                    group,
+                    |r| r.path.clone(),
+                    |r| async move {
+                        let expect = Expect::Listed {
+                            tag: &r.tag,
+                            moref: &r.moref,
+                        };
+                        self.inner.destroy_checked(&r.path, expect).await?;
                         self.inner.untrack_path(&r.path);
-                        removed.push(r.path.clone());
-                    }
-                    Err(e) => errors.push(e),
-                }
-            }
+                        Ok(())
+                    },
+                )
+                .await;
+            all.extend(outcome);
         }
-        if errors.is_empty() {
-            Ok(removed)
-        } else {
-            Err(CleanError { errors })
-        }
+        all.into_result()
     }
 
     /// Deletes vmw's VMs of `scope` (instances first, then images), whether
     /// or not this process made them: the way to remove what a crashed run
     /// left behind. Lists them, then deletes exactly those listed. Returns
-    /// the paths removed; every deletion is tried.
+    /// the paths removed; every deletion is tried, and an error keeps what
+    /// was removed.
     pub async fn sweep(&self, scope: &Scope) -> Result<Vec<VmRef>, CleanError> {
         let records = self
             .list(scope)
             .await
-            .map_err(|e| CleanError { errors: vec![e] })?;
+            .map_err(|e| CleanError::new(Vec::new(), vec![e], Vec::new()))?;
         self.delete_listed(&records).await
+    }
+}
+
+/// What a run of deletions did.
+#[derive(Default)]
+struct Outcome {
+    removed: Vec<VmRef>,
+    errors: Vec<CloudError>,
+    skipped: Vec<VmRef>,
+}
+
+impl Outcome {
+    fn extend(&mut self, other: Outcome) {
+        self.removed.extend(other.removed);
+        self.errors.extend(other.errors);
+        self.skipped.extend(other.skipped);
+    }
+
+    fn into_result(self) -> Result<Vec<VmRef>, CleanError> {
+        if self.errors.is_empty() && self.skipped.is_empty() {
+            Ok(self.removed)
+        } else {
+            Err(CleanError::new(self.removed, self.errors, self.skipped))
+        }
     }
 }
 

@@ -44,7 +44,7 @@ pub struct KeyPair {
 }
 
 /// Expands a leading `~/` with `HOME`.
-pub fn expand_home(path: &Utf8Path, env: &Environment) -> Utf8PathBuf {
+pub(crate) fn expand_home(path: &Utf8Path, env: &Environment) -> Utf8PathBuf {
     match (path.as_str().strip_prefix("~/"), env.home()) {
         (Some(rest), Some(home)) => home.join(rest),
         _ => path.to_owned(),
@@ -116,8 +116,13 @@ impl KeyPair {
                 Some("fix public_key_path in [vmware]".to_owned()),
             )
         })?;
-        let public_key =
-            PublicKey::parse(&text).map_err(|e| key_err(public, e.to_string(), e.hint()))?;
+        let public_key = PublicKey::parse(&text).map_err(|e| {
+            key_err(
+                public,
+                e.to_string(),
+                vmw_hints::Hints::hints(&e).into_iter().next(),
+            )
+        })?;
         let private_path = match private {
             Some(p) => p.to_owned(),
             None => match public.as_str().strip_suffix(".pub") {
@@ -260,6 +265,7 @@ fn write_temporary(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmw_hints::Hints;
 
     fn utf8(p: &std::path::Path) -> Utf8PathBuf {
         Utf8PathBuf::from_path_buf(p.to_owned()).unwrap()

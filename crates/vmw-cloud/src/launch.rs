@@ -6,7 +6,9 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -25,13 +27,13 @@ use crate::ownership::{CloneFailureKind, Expect, Removal};
 use crate::progress::Step;
 use crate::progress::StepHook;
 use crate::tag::{Kind, new_launch_id};
-use crate::{CloudError, Instance, LaunchOptions, WaitStage};
+use crate::{CloudError, Image, Instance, LaunchOptions, WaitStage};
 
 /// The result of [`Cloud::launch_many`]: the instances launched, in order,
 /// and the failures. A failed launch left nothing behind (or its error says
 /// that the rollback failed too).
 #[derive(Debug)]
-pub struct Fleet<G: Govc> {
+pub struct Fleet<G: Govc = vmw_govc::ProcessGovc> {
     /// The instances that launched, in the order asked.
     pub instances: Vec<Instance<G>>,
     /// `(index, error)` of each launch that failed.
@@ -320,7 +322,7 @@ impl<G: Govc + 'static> Cloud<G> {
             fixed_name: options.name.clone(),
             number: None,
             on_step: options.on_step.clone(),
-            cancel: options.cancel.clone(),
+            cancel: self.cancel.clone(),
             cpus,
             memory_mb,
             user_data: user_data.bytes().to_vec(),
@@ -348,8 +350,7 @@ impl<G: Govc + 'static> Cloud<G> {
         Ok(p)
     }
 
-    /// Launches one instance from `image` (a name in the cloud's folder, or
-    /// an absolute inventory path): clone (powered off) into the folder as
+    /// Launches one instance from `image`: clone (powered off) into the folder as
     /// `<tag>-<n>` (the next free number), one `vm.change` setting the
     /// guestinfo (from 0600 files, never on the command line) and extra
     /// config, power on, then wait as asked. If a step after the clone
@@ -357,12 +358,14 @@ impl<G: Govc + 'static> Cloud<G> {
     /// made is destroyed before the error is returned; a clone in flight
     /// when the cancellation comes is awaited for
     /// [`Settings::clone_grace`](crate::Settings::clone_grace) and removed too.
+    /// A launch's future that is dropped half-way removes its VM in the
+    /// background.
     pub async fn launch(
         &self,
-        image: &str,
+        image: &Image,
         options: &LaunchOptions,
     ) -> Result<Instance<G>, CloudError> {
-        let source = self.inner.vm_ref(image)?;
+        let source = image.path().clone();
         let mut prepared = self.prepare(options)?;
         prepared.number = self.warm_up(&source, &prepared, 1).await?;
         self.launch_prepared(&source, prepared).await
@@ -394,12 +397,13 @@ impl<G: Govc + 'static> Cloud<G> {
     /// Launches `count` instances, each in its own lane (clone, configure,
     /// power on, wait), at most
     /// [`Settings::concurrency`](crate::Settings::concurrency) at a time. Every
-    /// option is checked for all of them before any VM is touched. When
-    /// [`LaunchOptions::cancel`] is cancelled, lanes not started yet never
-    /// start, and every lane under way removes what it made.
+    /// option is checked for all of them before any VM is touched. When the
+    /// cloud's cancellation token ([`Cloud::cancel_on`]) is cancelled, lanes
+    /// not started yet never start, and every lane under way removes what
+    /// it made.
     pub async fn launch_many(
         &self,
-        image: &str,
+        image: &Image,
         count: usize,
         options: &LaunchOptions,
     ) -> Result<Fleet<G>, CloudError> {
@@ -410,7 +414,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 problem: "a name can only be given to a single instance".to_owned(),
             });
         }
-        let source = self.inner.vm_ref(image)?;
+        let source = image.path().clone();
         let prepared = self.prepare(options)?;
         let mut first = self.warm_up(&source, &prepared, count).await?;
         let mut lanes = Vec::with_capacity(count);
@@ -516,6 +520,10 @@ impl<G: Govc + 'static> Cloud<G> {
             self.inner.clone(),
         )
         .with_timeouts(p.ip_timeout, p.ready_timeout);
+        let instance = match &p.on_step {
+            Some(hook) => instance.with_progress(hook.clone()),
+            None => instance,
+        };
         let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.clone());
 
         let current = Mutex::new(Step::WriteGuestinfo);
@@ -652,10 +660,10 @@ impl<G: Govc + 'static> Cloud<G> {
             if vm.template {
                 problems.push("it is a vSphere template, not a standard VM".to_owned());
             }
-            if vm.extra_config.contains_key(crate::OVF_ENV_KEY) {
+            if vm.extra_config.contains_key(crate::template::OVF_ENV_KEY) {
                 problems.push(format!(
                     "it carries an injected OVF environment ({}), so cloud-init would use the OVF datasource",
-                    crate::OVF_ENV_KEY
+                    crate::template::OVF_ENV_KEY
                 ));
             }
             if !problems.is_empty() {
@@ -878,8 +886,8 @@ impl<G: Govc + 'static> Cloud<G> {
                 .map_err(|e| (Step::Disk, e.into()))?;
         }
         step(Step::PowerOn);
-        instance.start().await.map_err(|e| (Step::PowerOn, e))?;
-        instance.wait_stages(p.wait, &step).await?;
+        instance.switch_on().await.map_err(|e| (Step::PowerOn, e))?;
+        instance.wait_stages(p.wait, &step, p.console_log).await?;
         Ok(())
     }
 }

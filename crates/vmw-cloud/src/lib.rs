@@ -30,18 +30,27 @@
 //! let options = LaunchOptions {
 //!     user_data: Some(b"#cloud-config\npackages: [hello]\n".to_vec()),
 //!     wait: WaitStage::Ip,
-//!     instance_type: Some("2c4g".into()),
+//!     instance_type: Some("2c4g".parse()?),
 //!     ..LaunchOptions::default()
 //! };
-//! let instance = cloud.launch(&image.name, &options).await?;
+//! let instance = cloud.launch(&image, &options).await?;
 //! println!("{} is at {}", instance.name(), instance.ip().await?);
 //! cloud.clean().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Everything a user of this crate meets in its API is reachable from it:
+//! the types of vmw-govc, vmw-config, vmw-ssh and vmw-userdata that its
+//! signatures and errors show are re-exported here, so no other vmw crate
+//! is needed. [`Cloud`] and [`Instance`] drive the real govc unless built
+//! with another backend ([`CloudBuilder::build_with`], e.g. a mock in
+//! tests). pycloudlib's names for its calls are in [`compat`]; every error
+//! says what would fix it through [`Hints`].
 
 mod builder;
 mod checkpoints;
 mod cloud;
+pub mod compat;
 mod error;
 mod evidence;
 mod images;
@@ -65,26 +74,38 @@ pub use cloud::Cloud;
 pub use error::{CleanError, CloudError, ErrorCategory};
 pub use evidence::Evidence;
 pub use images::Image;
-pub use instance::{Instance, PowerOff, usable_address};
+pub use instance::{Instance, PowerOff, Restart};
 pub use inventory::{Scope, VmRecord};
-pub use keys::{KeyPair, expand_home};
+pub use keys::KeyPair;
 pub use launch::{Fleet, LINKED_BASE};
-pub use options::{InstanceType, LaunchOptions, WaitStage, check_vm_name};
+pub use options::{InstanceType, LaunchOptions, WaitStage};
 pub use ownership::Removal;
-pub use progress::{Step, StepFn, StepHook};
+pub use progress::{Step, StepHook};
 pub use settings::{Settings, TEMPLATE_PREFIX};
-pub use tag::{
-    Kind, MAX_TAG_LEN, Marker, Tag, annotation, annotation_glob, annotation_prefix_for,
-    new_launch_id, parse_annotation, parse_marker, tag_problems, timestamp_suffix,
-};
+pub use tag::{Kind, MAX_TAG_LEN, Marker, Tag, annotation_glob, parse_marker};
 pub use template::{
-    Check, ImportedTemplate, OVF_ENV_KEY, Requirement, TemplateImport, TemplateReport, prepare_spec,
+    Check, ImportedTemplate, Requirement, TemplateImport, TemplateReport, prepare_spec,
 };
-/// The cancellation token [`LaunchOptions::cancel`] takes (from tokio-util).
+
+/// The cancellation token [`Cloud::cancel_on`] takes (from tokio-util).
 pub use tokio_util::sync::CancellationToken;
-// What users of this crate meet in its API and its errors, so that they
-// need no other vmw crate: govc's process backend, its target and error
-// classes, the power state, and the SSH types of `Instance`.
-pub use vmw_govc::parse::{AboutInfo, PowerState};
-pub use vmw_govc::{ErrorKind, GovcError, GovcTarget, ProcessGovc, find_govc};
-pub use vmw_ssh::{Cmd, ExecOptions, ExecResult, SshConfig, SshError};
+/// What would fix an error (every error type of vmw implements it).
+pub use vmw_hints::{Hints, render};
+
+// What users of this crate meet in its signatures and errors, so that they
+// need no other vmw crate.
+/// The configuration and where it is read from (vmw-config).
+pub use vmw_config::{ConfigError, Environment, Loader, VmwareConfig};
+/// govc: the backend trait, the real process backend, VM paths, errors
+/// and the answers vmw reads (vmw-govc).
+pub use vmw_govc::parse::{AboutInfo, ImportOptions, PowerState};
+pub use vmw_govc::{
+    ErrorKind, Govc, GovcError, GovcTarget, ProcessGovc, VmRef, VmRefError, find_govc,
+};
+/// Guest access over SSH (vmw-ssh).
+pub use vmw_ssh::{
+    Cmd, ExecOptions, ExecResult, HostKeyPolicy, KnownHosts, KnownHostsError, ReadyTimeouts,
+    SshConfig, SshError, SshGuest,
+};
+/// The public key of a [`KeyPair`] and user-data errors (vmw-userdata).
+pub use vmw_userdata::{PublicKey, UserDataError};

@@ -49,6 +49,18 @@ pub struct InstanceType {
     pub memory_mb: u64,
 }
 
+impl std::fmt::Display for InstanceType {
+    /// `2c4g` when the memory is whole GiB, else `1c512m`: what
+    /// [`InstanceType::from_str`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.memory_mb.is_multiple_of(1024) {
+            write!(f, "{}c{}g", self.cpus, self.memory_mb / 1024)
+        } else {
+            write!(f, "{}c{}m", self.cpus, self.memory_mb)
+        }
+    }
+}
+
 impl FromStr for InstanceType {
     type Err = CloudError;
 
@@ -69,7 +81,11 @@ impl FromStr for InstanceType {
         let cpus: u32 = cpus
             .parse()
             .map_err(|_| bad("the CPU count is not a number"))?;
-        let (amount, unit) = memory.split_at(memory.len().saturating_sub(1));
+        // The unit is the last character, whatever its width in bytes.
+        let (amount, unit) = match memory.char_indices().next_back() {
+            Some((last, _)) => memory.split_at(last),
+            None => ("", ""),
+        };
         let amount: u64 = amount
             .parse()
             .map_err(|_| bad("the memory size is not a number"))?;
@@ -108,9 +124,9 @@ pub struct LaunchOptions {
     pub cpus: Option<u32>,
     /// Memory in MiB.
     pub memory_mb: Option<u64>,
-    /// CPUs and memory as an instance type (`2c4g`); excludes `cpus` and
-    /// `memory_mb`.
-    pub instance_type: Option<String>,
+    /// CPUs and memory as an instance type (`"2c4g".parse()?`); excludes
+    /// `cpus` and `memory_mb`.
+    pub instance_type: Option<InstanceType>,
     /// Extra extraConfig key/value pairs.
     pub extra_config: Vec<(String, String)>,
     /// Make a linked clone (fast, shares the image's disks).
@@ -118,13 +134,11 @@ pub struct LaunchOptions {
     /// The VM name, instead of `<tag>-<n>`.
     pub name: Option<String>,
     /// Called with the VM's name as each step of the launch begins (for
-    /// progress displays).
+    /// progress displays); the instance launched keeps telling it of its
+    /// power operations and waits (see
+    /// [`crate::Instance::with_progress`]). A launch is cancelled through
+    /// its cloud's token ([`crate::Cloud::cancel_on`]).
     pub on_step: Option<StepHook>,
-    /// Cancels the launch: lanes not started yet do not start, and every
-    /// lane under way removes what it made (a clone in flight is awaited
-    /// for [`crate::Settings::clone_grace`] first) and fails with
-    /// [`crate::CloudError::Cancelled`] as its source.
-    pub cancel: Option<tokio_util::sync::CancellationToken>,
     /// Give the VM a serial port writing to a file in its own datastore
     /// folder: its console log ([`crate::Instance::console_log`]). `None`
     /// means the cloud's [`crate::Settings::console_log`] (off by default),
@@ -170,11 +184,10 @@ impl LaunchOptions {
             if self.cpus.is_some() || self.memory_mb.is_some() {
                 return Err(CloudError::InvalidOption {
                     option: "instance type",
-                    value: t.clone(),
+                    value: t.to_string(),
                     problem: "give either an instance type or CPUs and memory, not both".to_owned(),
                 });
             }
-            let t: InstanceType = t.parse()?;
             return Ok((Some(t.cpus), Some(t.memory_mb)));
         }
         if self.cpus == Some(0) {
@@ -281,11 +294,6 @@ impl LaunchOptions {
     }
 }
 
-/// Checks a VM name given by the caller.
-pub fn check_vm_name(name: &str) -> Result<(), CloudError> {
-    Ok(vmw_govc::check_vm_name(name)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,7 +323,7 @@ mod tests {
     #[test]
     fn hardware_rules() {
         let both = LaunchOptions {
-            instance_type: Some("2c4g".into()),
+            instance_type: Some("2c4g".parse().unwrap()),
             cpus: Some(2),
             ..LaunchOptions::default()
         };
@@ -326,7 +334,7 @@ mod tests {
                 .contains("not both")
         );
         let t = LaunchOptions {
-            instance_type: Some("4c8g".into()),
+            instance_type: Some("4c8g".parse().unwrap()),
             ..LaunchOptions::default()
         };
         assert_eq!(t.hardware().unwrap(), (Some(4), Some(8192)));
@@ -399,6 +407,7 @@ mod tests {
             };
             assert!(o.check_extra_config().is_err(), "{key}");
         }
+        let check_vm_name = vmw_govc::check_vm_name;
         assert!(check_vm_name("ok-name 1").is_ok());
         for bad in [
             "",

@@ -42,13 +42,17 @@ pub(crate) enum Expect<'a> {
     Marker,
     /// Anything but a template (the caller forced it).
     Forced,
+    /// A source template being replaced by an import, or the template an
+    /// import made: the one destruction of a template vmw does. With
+    /// `launch`, it must carry that import's marker; else, unless
+    /// `forced`, vmw's marker.
+    Template {
+        /// The import that made it.
+        launch: Option<&'a str>,
+        /// Whether a template without vmw's marker may go.
+        forced: bool,
+    },
 }
-
-/// How long a VM without a marker, found where a clone of unknown outcome
-/// was going, must stay unmarked before vmw takes it for that clone's:
-/// another vmw's govc that won the name writes its marker right after its
-/// clone.
-pub(crate) const UNMARKED_SETTLE: Duration = Duration::from_secs(3);
 
 /// What a failed clone may have left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,7 +164,7 @@ impl<G: Govc> Inner<G> {
         let Some(info) = self.lookup(vm).await? else {
             return Ok(Removal::AlreadyGone);
         };
-        if is_protected(vm, &info) {
+        if is_protected(vm, &info) && !matches!(expect, Expect::Template { .. }) {
             return Err(CloudError::TemplateProtected {
                 name: vm.to_string(),
             });
@@ -207,6 +211,7 @@ impl<G: Govc> Inner<G> {
         grace: Duration,
         answered: bool,
     ) -> Result<bool, CloudError> {
+        let settle = self.settings.unmarked_settle;
         let started = tokio::time::Instant::now();
         let mut unmarked_since: Option<tokio::time::Instant> = None;
         let mut claimed = false;
@@ -230,7 +235,7 @@ impl<G: Govc> Inner<G> {
                         None => {
                             let since =
                                 *unmarked_since.get_or_insert_with(tokio::time::Instant::now);
-                            if !claimed && since.elapsed() >= UNMARKED_SETTLE {
+                            if !claimed && since.elapsed() >= settle {
                                 match self.claim(&t.vm, &t.marker).await {
                                     Ok(()) => claimed = true,
                                     Err(e) => last_error = Some(e),
@@ -245,8 +250,8 @@ impl<G: Govc> Inner<G> {
             let waited = started.elapsed();
             // An unmarked VM waiting to be claimed (or just claimed) is
             // seen through, whatever the grace.
-            let pending_claim = unmarked_since
-                .is_some_and(|s| s.elapsed() < UNMARKED_SETTLE + Duration::from_secs(5));
+            let pending_claim =
+                unmarked_since.is_some_and(|s| s.elapsed() < settle + Duration::from_secs(5));
             if waited >= grace && !pending_claim {
                 return match last_error {
                     Some(e) => Err(e),
@@ -257,7 +262,7 @@ impl<G: Govc> Inner<G> {
                     }),
                 };
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(self.settings.clone_poll).await;
         }
     }
 
@@ -318,7 +323,33 @@ fn check_marker(vm: &VmRef, info: &parse::VmInfo, expect: Expect<'_>) -> Result<
         })
     };
     match (expect, &marker) {
-        (Expect::Forced, _) => Ok(()),
+        (Expect::Forced, _)
+        | (
+            Expect::Template {
+                launch: None,
+                forced: true,
+            },
+            _,
+        ) => Ok(()),
+        (
+            Expect::Template {
+                launch: None,
+                forced: false,
+            },
+            Some(_),
+        ) => Ok(()),
+        (
+            Expect::Template {
+                launch: Some(id), ..
+            },
+            Some(m),
+        ) => {
+            if m.launch.as_deref() == Some(id) {
+                Ok(())
+            } else {
+                refuse("it was not made by this import".to_owned())
+            }
+        }
         (_, None) => refuse("it does not carry vmw's marker".to_owned()),
         (Expect::Marker, Some(_)) => Ok(()),
         (Expect::Launch(id), Some(m)) => {

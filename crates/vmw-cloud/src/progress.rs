@@ -5,8 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A step of [`crate::Cloud::launch`], [`crate::Cloud::snapshot`],
-/// [`crate::Instance::wait_until`] or [`crate::Instance::restart_until`].
+/// [`crate::Cloud::import_template`], or of an instance's power operations
+/// and waits ([`crate::Instance::with_progress`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Step {
     /// `vm.clone` of the image.
     Clone,
@@ -28,8 +30,10 @@ pub enum Step {
     WaitSsh,
     /// Waiting for cloud-init to finish.
     WaitReady,
-    /// Cleaning the guest before a snapshot.
+    /// Cleaning (or flushing) the guest before a snapshot.
     CleanGuest,
+    /// Importing a template.
+    Import,
 }
 
 impl fmt::Display for Step {
@@ -46,6 +50,7 @@ impl fmt::Display for Step {
             Step::WaitSsh => "wait for SSH",
             Step::WaitReady => "wait for cloud-init",
             Step::CleanGuest => "clean the guest",
+            Step::Import => "import the template",
         })
     }
 }
@@ -59,11 +64,11 @@ impl Step {
 }
 
 /// The function behind a [`StepHook`]: the VM's name and the step.
-pub type StepFn = dyn Fn(&str, Step) + Send + Sync;
+type StepFn = dyn Fn(&str, Step) + Send + Sync;
 
-/// A callback told of each launch step as it begins.
+/// A callback told of each step as it begins, with the VM's name.
 #[derive(Clone)]
-pub struct StepHook(pub Arc<StepFn>);
+pub struct StepHook(Arc<StepFn>);
 
 impl StepHook {
     /// A hook calling `f`.

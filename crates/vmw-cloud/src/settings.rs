@@ -56,6 +56,26 @@ pub struct Settings {
     /// has one anyway, since the console is where a guest that never gets
     /// an address says why.
     pub console_log: bool,
+    /// Pause between the queries of a wait for a VM's state: powered off,
+    /// deleted, a new boot id. Default: 1 second.
+    pub poll: Duration,
+    /// Pause between the lookups of a clone whose outcome is unknown
+    /// (see [`Settings::clone_grace`]). Default: 500 ms.
+    pub clone_poll: Duration,
+    /// How long a VM without a marker, found where a clone of unknown
+    /// outcome was going, must stay unmarked before vmw takes it for that
+    /// clone's (another vmw's govc that won the name writes its marker
+    /// right after its clone). Default: 3 seconds.
+    pub unmarked_settle: Duration,
+    /// How long a `sync` over SSH may take before a hard power-off or a
+    /// snapshot; a guest that does not answer is not waited for longer.
+    /// Default: 10 seconds.
+    pub sync_wait: Duration,
+    /// How long a running VM whose address vmw has not looked at yet
+    /// (one from [`Cloud::get_instance`](crate::Cloud::get_instance)) gets
+    /// to show one before a hard power-off or a restart goes ahead without
+    /// the guest's help (no `sync`, no boot-id check). Default: 10 seconds.
+    pub address_probe: Duration,
 }
 
 impl Default for Settings {
@@ -72,6 +92,11 @@ impl Default for Settings {
             clone_grace: Duration::from_secs(10 * 60),
             known_hosts: None,
             console_log: false,
+            poll: Duration::from_secs(1),
+            clone_poll: Duration::from_millis(500),
+            unmarked_settle: Duration::from_secs(3),
+            sync_wait: Duration::from_secs(10),
+            address_probe: Duration::from_secs(10),
         }
     }
 }

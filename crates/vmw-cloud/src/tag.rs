@@ -51,7 +51,7 @@ impl fmt::Display for Tag {
 }
 
 /// Every rule `tag` breaks (empty when valid).
-pub fn tag_problems(tag: &str) -> Vec<String> {
+pub(crate) fn tag_problems(tag: &str) -> Vec<String> {
     let mut problems = Vec::new();
     let len = tag.chars().count();
     if len == 0 {
@@ -85,7 +85,7 @@ pub fn tag_problems(tag: &str) -> Vec<String> {
 }
 
 /// `MMDD-HHMMSS` of `now` in UTC.
-pub fn timestamp_suffix(now: SystemTime) -> String {
+pub(crate) fn timestamp_suffix(now: SystemTime) -> String {
     let secs = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -147,7 +147,7 @@ const ANNOTATION_PREFIX: &str = "made by vmw (tag: ";
 /// <id>)`. The launch id is new for every clone vmw makes, so a rollback
 /// removes only the VM its own call created, never another run's VM that
 /// happens to have the same name.
-pub fn annotation(tag: &Tag, kind: Kind, launch: &str) -> String {
+pub(crate) fn annotation(tag: &Tag, kind: Kind, launch: &str) -> String {
     format!(
         "{ANNOTATION_PREFIX}{tag}, kind: {}, launch: {launch})",
         kind.as_str()
@@ -155,7 +155,7 @@ pub fn annotation(tag: &Tag, kind: Kind, launch: &str) -> String {
 }
 
 /// A new launch id: 16 random hex digits.
-pub fn new_launch_id() -> String {
+pub(crate) fn new_launch_id() -> String {
     let n: u64 = rand::random();
     format!("{n:016x}")
 }
@@ -198,7 +198,7 @@ pub fn parse_marker(text: &str) -> Option<Marker> {
 }
 
 /// The start of the annotation of VMs whose tag starts with `base`.
-pub fn annotation_prefix_for(base: &str) -> String {
+pub(crate) fn annotation_prefix_for(base: &str) -> String {
     format!("{ANNOTATION_PREFIX}{base}")
 }
 
@@ -208,11 +208,6 @@ pub fn annotation_glob(tag: Option<&Tag>) -> String {
         Some(t) => format!("{ANNOTATION_PREFIX}{t}, kind: *"),
         None => format!("{ANNOTATION_PREFIX}*"),
     }
-}
-
-/// The tag and kind of an annotation written by [`annotation`].
-pub fn parse_annotation(text: &str) -> Option<(String, Kind)> {
-    parse_marker(text).map(|m| (m.tag, m.kind))
 }
 
 #[cfg(test)]
@@ -270,7 +265,7 @@ mod tests {
             "made by vmw (tag: me-1123-211405, kind: image, launch: 00ff)"
         );
         assert_eq!(
-            parse_annotation(&a),
+            parse_marker(&a).map(|m| (m.tag, m.kind)),
             Some(("me-1123-211405".to_owned(), Kind::Image))
         );
         assert_eq!(
@@ -283,7 +278,7 @@ mod tests {
         assert_eq!(parse_marker("made by vmw (tag: me, kind: vm)"), None);
         assert_ne!(new_launch_id(), new_launch_id());
         assert_eq!(new_launch_id().len(), 16);
-        assert_eq!(parse_annotation("some user's notes"), None);
+        assert_eq!(parse_marker("some user's notes"), None);
         assert_eq!(
             annotation_glob(Some(&tag)),
             "made by vmw (tag: me-1123-211405, kind: *"

@@ -7,17 +7,18 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use vmw_govc::parse::{ImportOptions, PowerState};
 use vmw_govc::requests::{
-    Find, Import, ImportSpec, ObjectCollect, ObjectRename, ObjectType, VmDestroy, VmInfo,
+    Find, Import, ImportSpec, ObjectCollect, ObjectRename, ObjectType, VmInfo,
 };
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::CloudError;
 use crate::cloud::Cloud;
+use crate::ownership::Expect;
 use crate::settings::TEMPLATE_PREFIX;
 use crate::tag::{Kind, annotation, new_launch_id, parse_marker};
 
 /// The extraConfig key an injected OVF environment leaves on a VM.
-pub const OVF_ENV_KEY: &str = "guestinfo.ovfEnv";
+pub(crate) const OVF_ENV_KEY: &str = "guestinfo.ovfEnv";
 
 /// One of the requirements on a source VM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -194,7 +195,7 @@ impl<G: Govc + 'static> Cloud<G> {
         let path = if name.starts_with('/') {
             VmRef::parse(name)?
         } else {
-            crate::options::check_vm_name(name)?;
+            vmw_govc::check_vm_name(name)?;
             let mut paths = self.find_vms(name).await?;
             paths.sort();
             match paths.into_iter().next() {
@@ -313,30 +314,39 @@ impl<G: Govc + 'static> Cloud<G> {
         })
     }
 
-    /// Destroys the template at exactly `vm`: the one this import made
-    /// (`launch`: it must carry that launch's marker), or the old one being
-    /// replaced (checked by the caller). Absent is success.
-    async fn remove_template(&self, vm: &VmRef, launch: Option<&str>) -> Result<(), CloudError> {
-        let Some(info) = self.inner.lookup(vm).await? else {
-            return Ok(());
-        };
-        if let Some(launch) = launch {
-            let ours = parse_marker(&info.annotation)
-                .and_then(|m| m.launch)
-                .is_some_and(|l| l == launch);
-            if !ours {
-                return Err(CloudError::NotOurs {
-                    vm: vm.to_string(),
-                    reason: "it was not made by this import".to_owned(),
-                });
-            }
-        }
-        match self.govc().exec(&VmDestroy::new(vm.clone())).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_vm_not_found(vm.as_str()) && self.inner.lookup(vm).await?.is_none() => {
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+    /// Destroys the template at exactly `vm` through the checked path
+    /// ([`crate::ownership`]): the one this import made (`launch`: it must
+    /// carry that launch's marker), or the old one being replaced (vmw's
+    /// marker, unless `forced`). Absent is success.
+    async fn remove_template(
+        &self,
+        vm: &VmRef,
+        launch: Option<&str>,
+        forced: bool,
+    ) -> Result<(), CloudError> {
+        self.inner
+            .destroy_checked(vm, Expect::Template { launch, forced })
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes what a failed import made, and returns the import's error,
+    /// with the removal's error when that failed too.
+    async fn roll_back_import(
+        &self,
+        imported: &VmRef,
+        launch: &str,
+        error: CloudError,
+    ) -> CloudError {
+        match self.remove_template(imported, Some(launch), false).await {
+            Ok(()) => error,
+            Err(rollback) => CloudError::Step {
+                vm: imported.to_string(),
+                step: crate::Step::Import,
+                source: Box::new(error),
+                removed: false,
+                rollback: Some(Box::new(rollback)),
+            },
         }
     }
 
@@ -473,9 +483,10 @@ impl<G: Govc + 'static> Cloud<G> {
         if let Err(e) = self.govc().exec(&import).await {
             // Remove whatever a half-done import left (only if this import
             // made it); the old template stays.
-            let _ = self.remove_template(&imported, Some(&launch)).await;
-            return Err(e.into());
+            return Err(self.roll_back_import(&imported, &launch, e.into()).await);
         }
+        // A release imported here is known to the releases from now on.
+        self.inner.set_releases(None);
 
         let mut report = self.check_path(&imported).await?;
         let naming_ok = report
@@ -492,8 +503,7 @@ impl<G: Govc + 'static> Cloud<G> {
             });
         }
         if !naming_ok {
-            let _ = self.remove_template(&imported, Some(&launch)).await;
-            return Err(CloudError::InvalidOption {
+            let refused = CloudError::InvalidOption {
                 option: "imported image",
                 value: import_name,
                 problem: format!(
@@ -504,9 +514,10 @@ impl<G: Govc + 'static> Cloud<G> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-            });
+            };
+            return Err(self.roll_back_import(&imported, &launch, refused).await);
         }
-        self.remove_template(&target, None).await?;
+        self.remove_template(&target, None, options.force).await?;
         self.govc()
             .exec(&ObjectRename {
                 path: imported.to_string(),

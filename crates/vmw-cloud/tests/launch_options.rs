@@ -13,7 +13,7 @@ use common::cloud_on;
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
-use vmw_cloud::{CloudError, LaunchOptions, Settings, Step, WaitStage};
+use vmw_cloud::{CloudError, LaunchOptions, Restart, Settings, Step, WaitStage};
 use vmw_govc::parse::datastore_path;
 use vmw_govc::requests::{Find, ObjectCollect, ObjectType, VmInfo};
 use vmw_govc::{GovcExt, VmRef};
@@ -79,7 +79,10 @@ async fn local_file(sim: &Vcsim, file: &str) -> Utf8PathBuf {
 async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     let sim = Vcsim::start().await.unwrap();
     let (cloud, _keys) = cloud_on(&sim, "con", settings());
-    let inst = cloud.launch(IMAGE, &with_console()).await.unwrap();
+    let inst = cloud
+        .launch(&common::img(IMAGE), &with_console())
+        .await
+        .unwrap();
     let vm = info(&sim, inst.name()).await;
     assert_eq!(vm.serial_ports.len(), 1, "{:?}", vm.serial_ports);
     let file = vm.serial_ports[0].file.clone().unwrap();
@@ -96,7 +99,7 @@ async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     // An image made from it has the port; an instance of the image reuses
     // it (no second port), connected to a file in its own folder.
     let image = cloud.snapshot(&inst, false).await.unwrap();
-    let second = cloud.launch(&image.name, &with_console()).await.unwrap();
+    let second = cloud.launch(&image, &with_console()).await.unwrap();
     let vm = info(&sim, second.name()).await;
     assert_eq!(vm.serial_ports.len(), 1, "{:?}", vm.serial_ports);
     let file = vm.serial_ports[0].file.clone().unwrap();
@@ -107,7 +110,7 @@ async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     assert_eq!(second.console_log().await.unwrap(), "");
 
     // Off by default: no port, and no console log.
-    let off = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    let off = cloud.launch(&common::img(IMAGE), &no_wait()).await.unwrap();
     assert!(info(&sim, off.name()).await.serial_ports.is_empty());
     let err = off.console_log().await.unwrap_err();
     assert!(matches!(err, CloudError::NoConsole { .. }), "{err}");
@@ -120,7 +123,7 @@ async fn network_and_disk_size_are_what_the_vm_gets() {
     let (cloud, _keys) = cloud_on(&sim, "hw", settings());
     let inst = cloud
         .launch(
-            IMAGE,
+            &common::img(IMAGE),
             &LaunchOptions {
                 network: Some("VM Network".into()),
                 disk_gib: Some(20),
@@ -147,7 +150,7 @@ async fn network_and_disk_size_are_what_the_vm_gets() {
     let before = vm_count(&sim).await;
     let err = cloud
         .launch(
-            IMAGE,
+            &common::img(IMAGE),
             &LaunchOptions {
                 disk_gib: Some(1),
                 ..no_wait()
@@ -181,7 +184,10 @@ async fn a_launch_waits_as_long_as_it_says_and_can_keep_a_failed_vm() {
         ..LaunchOptions::default()
     };
     let started = std::time::Instant::now();
-    let err = cloud.launch(IMAGE, &one_second).await.unwrap_err();
+    let err = cloud
+        .launch(&common::img(IMAGE), &one_second)
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(15), "{err}");
     let CloudError::Step { step, source, .. } = &err else {
         panic!("{err:?}")
@@ -200,7 +206,7 @@ async fn a_launch_waits_as_long_as_it_says_and_can_keep_a_failed_vm() {
         keep_on_failure: Some(evidence_dir.clone()),
         ..one_second
     };
-    let err = cloud.launch(IMAGE, &keep).await.unwrap_err();
+    let err = cloud.launch(&common::img(IMAGE), &keep).await.unwrap_err();
     let CloudError::Kept {
         vm, step, evidence, ..
     } = &err
@@ -232,12 +238,12 @@ async fn power_as_users_expect_it() {
     let _agent = sim.guest_agent(AgentOptions::default());
     let (cloud, _keys) = cloud_on(&sim, "pwr", settings());
     let inst = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&common::img(IMAGE), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     // vcsim shuts a guest down when asked.
     assert_eq!(
-        inst.stop_graceful(Duration::from_secs(30)).await.unwrap(),
+        inst.shutdown_guest(Duration::from_secs(30)).await.unwrap(),
         vmw_cloud::PowerOff::Graceful
     );
     assert_eq!(
@@ -245,14 +251,19 @@ async fn power_as_users_expect_it() {
         vmw_govc::parse::PowerState::Off
     );
     assert_eq!(
-        inst.stop_graceful(Duration::from_secs(30)).await.unwrap(),
+        inst.shutdown_guest(Duration::from_secs(30)).await.unwrap(),
         vmw_cloud::PowerOff::AlreadyOff
     );
     // A guest without VMware Tools cannot be asked to reboot: the VM is
     // power-cycled instead, and has its address again.
-    inst.start().await.unwrap();
+    inst.power_on().await.unwrap();
     let ip = inst
-        .restart_graceful(WaitStage::Ip, None, Duration::from_secs(30))
+        .restart(
+            Restart::Guest {
+                timeout: Duration::from_secs(30),
+            },
+            WaitStage::Ip,
+        )
         .await
         .unwrap();
     assert_eq!(ip, Some("127.0.0.1".parse().unwrap()));
@@ -270,19 +281,22 @@ async fn pycloudlib_names_work_as_there() {
     let (cloud, keys) = cloud_on(&sim, "py", settings());
     // get_image_id_from_name: exact, else the first containing it.
     assert_eq!(
-        cloud.image_by_name("jammy").await.unwrap().name,
+        cloud.image_by_name("jammy").await.unwrap().name(),
         "TEMPLATE-cloud-init-jammy"
     );
     assert!(cloud.image_by_name("no-such").await.is_err());
 
     let inst = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&common::img(IMAGE), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
-    inst.shutdown().await.unwrap();
+    inst.power_off().await.unwrap();
     inst.wait_for_stop(Duration::from_secs(5)).await.unwrap();
     assert_eq!(
-        inst.start_until(WaitStage::Ip, None).await.unwrap(),
+        {
+            inst.power_on().await.unwrap();
+            inst.wait_until(WaitStage::Ip).await.unwrap()
+        },
         Some("127.0.0.1".parse().unwrap())
     );
     let err = inst
@@ -300,7 +314,7 @@ async fn pycloudlib_names_work_as_there() {
             .unwrap();
     cloud.use_key(other.clone());
     assert_eq!(cloud.key_pair().public_path, other.public_path);
-    let next = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    let next = cloud.launch(&common::img(IMAGE), &no_wait()).await.unwrap();
     let mut request = VmInfo::new(next.vm().clone());
     request.extra_config = true;
     let vm = sim.govc().exec(&request).await.unwrap().remove(0);
@@ -319,7 +333,7 @@ async fn pycloudlib_names_work_as_there() {
 async fn checkpoints_and_linked_clones_that_share_a_snapshot() {
     let sim = Vcsim::start().await.unwrap();
     let (cloud, _keys) = cloud_on(&sim, "cp", settings());
-    let inst = cloud.launch(IMAGE, &no_wait()).await.unwrap();
+    let inst = cloud.launch(&common::img(IMAGE), &no_wait()).await.unwrap();
     assert!(inst.checkpoints().await.unwrap().is_empty());
     let clean = inst.checkpoint("clean").await.unwrap();
     assert_eq!(clean.name, "clean");
@@ -370,7 +384,10 @@ async fn checkpoints_and_linked_clones_that_share_a_snapshot() {
         linked_clone: true,
         ..no_wait()
     };
-    let fleet = cloud.launch_many(IMAGE, 2, &linked).await.unwrap();
+    let fleet = cloud
+        .launch_many(&common::img(IMAGE), 2, &linked)
+        .await
+        .unwrap();
     assert!(fleet.failures.is_empty(), "{:?}", fleet.failures);
     let image_snapshots: Vec<String> = template
         .checkpoints()

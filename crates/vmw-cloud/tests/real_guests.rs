@@ -24,7 +24,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
-use vmw_cloud::{Cloud, CloudBuilder, KeyPair, LaunchOptions, Settings, Step, StepHook, WaitStage};
+use vmw_cloud::{
+    Cloud, CloudBuilder, KeyPair, LaunchOptions, Restart, Settings, Step, StepHook, WaitStage,
+};
 use vmw_govc::{GovcExt, ProcessGovc, VmRef};
 use vmw_ssh::{ReadyTimeouts, SshConfig};
 use vmw_testbed::{GuestImage, RealGuestOptions, RealGuests, Vcsim};
@@ -220,7 +222,10 @@ async fn whole_life(bed: &Bed) {
 
     let started = Instant::now();
     let first = cloud
-        .launch(TEMPLATE, &bed.options(user_data.clone()))
+        .launch(
+            &cloud.image(TEMPLATE).unwrap(),
+            &bed.options(user_data.clone()),
+        )
         .await
         .unwrap();
     eprintln!("{}", bed.timeline.report(first.name(), Instant::now()));
@@ -288,7 +293,10 @@ async fn whole_life(bed: &Bed) {
     // Restart: a real reboot.
     let boot_before = first.boot_id().await.unwrap();
     let restarted = Instant::now();
-    first.restart().await.unwrap();
+    first
+        .restart(Restart::PowerCycle, WaitStage::Ready)
+        .await
+        .unwrap();
     let boot_after = first.boot_id().await.unwrap();
     assert_ne!(boot_before, boot_after);
     eprintln!(
@@ -303,10 +311,7 @@ async fn whole_life(bed: &Bed) {
     let machine_id = run(&first, "cat /etc/machine-id").await;
     let host_key = run(&first, "cat /etc/ssh/ssh_host_ed25519_key.pub").await;
     let image = cloud.snapshot(&first, true).await.unwrap();
-    let second = cloud
-        .launch(&image.name, &bed.options(user_data))
-        .await
-        .unwrap();
+    let second = cloud.launch(&image, &bed.options(user_data)).await.unwrap();
     eprintln!(
         "{} (from the image): launched and ready after {:.0} s",
         second.name(),
@@ -375,7 +380,10 @@ async fn user_data_formats(bed: &Bed) {
     ]);
     // One guest at a time on this line: with the other line's, two guests
     // share the machine's two cores.
-    let a = cloud.launch(TEMPLATE, &bed.options(script)).await.unwrap();
+    let a = cloud
+        .launch(&cloud.image(TEMPLATE).unwrap(), &bed.options(script))
+        .await
+        .unwrap();
     eprintln!("{}", bed.timeline.report(a.name(), Instant::now()));
     assert_eq!(
         run(&a, "cat /var/tmp/vmw-script").await.trim(),
@@ -389,7 +397,10 @@ async fn user_data_formats(bed: &Bed) {
     );
     a.delete().await.unwrap();
 
-    let b = cloud.launch(TEMPLATE, &bed.options(mime)).await.unwrap();
+    let b = cloud
+        .launch(&cloud.image(TEMPLATE).unwrap(), &bed.options(mime))
+        .await
+        .unwrap();
     eprintln!("{}", bed.timeline.report(b.name(), Instant::now()));
     assert_eq!(
         run(&b, "cat /var/tmp/vmw-part-1").await.trim(),
@@ -409,7 +420,7 @@ async fn user_data_formats(bed: &Bed) {
         keep_on_failure: Some(kept_in.clone()),
         ..bed.options(broken)
     };
-    let Err(err) = cloud.launch(TEMPLATE, &keep).await else {
+    let Err(err) = cloud.launch(&cloud.image(TEMPLATE).unwrap(), &keep).await else {
         panic!("a failing cloud-config must fail the wait");
     };
     let vmw_cloud::CloudError::Kept { vm, evidence, .. } = &err else {

@@ -11,7 +11,7 @@ use common::{cloud_on, guestinfo, utf8};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vmw_cloud::{Cloud, CloudError, LaunchOptions, Settings, Step, StepHook, WaitStage};
+use vmw_cloud::{Cloud, CloudError, LaunchOptions, Restart, Settings, Step, StepHook, WaitStage};
 use vmw_govc::requests::VmInfo;
 use vmw_govc::{GovcExt, ProcessGovc};
 use vmw_ssh::{ReadyTimeouts, SshConfig, SshError, WaitFor};
@@ -81,7 +81,10 @@ async fn the_key_the_user_data_carried_is_the_one_sshd_accepts() {
     let c = chain(true, Duration::from_secs(20)).await;
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::wait_for_ip(),
+        )
         .await
         .unwrap();
     // The guest side: only the keys the VM was given are authorized.
@@ -146,7 +149,10 @@ async fn the_agent_of_ssh_auth_sock_signs_for_a_passphrase_protected_key() {
         .build_with(sim.govc())
         .unwrap();
     let inst = cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::wait_for_ip(),
+        )
         .await
         .unwrap();
     let keys = keys_in_guestinfo(&sim, inst.name()).await;
@@ -177,7 +183,7 @@ async fn launch_waits_until_ready_by_default() {
     };
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-focal", &options)
+        .launch(&common::img("TEMPLATE-cloud-init-focal"), &options)
         .await
         .unwrap();
     assert!(started.elapsed() >= Duration::from_millis(700));
@@ -210,7 +216,7 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
     let inst = c
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 wait: WaitStage::None,
                 ..LaunchOptions::default()
@@ -225,7 +231,10 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
     let c = chain(true, Duration::from_secs(2)).await;
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::wait_for_ip(),
+        )
         .await
         .unwrap();
     let err = inst.wait().await.unwrap_err();
@@ -236,7 +245,10 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
     // Through launch, the failed step is the SSH wait.
     let err = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::WaitSsh), "{err}");
@@ -253,7 +265,10 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
         .unwrap();
     let err = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::WaitReady), "{err}");
@@ -275,7 +290,10 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
         .unwrap();
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::wait_for_ip())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::wait_for_ip(),
+        )
         .await
         .unwrap();
     let err = inst.wait().await.unwrap_err();
@@ -293,16 +311,23 @@ async fn a_restart_whose_boot_id_never_changes_times_out() {
         .unwrap();
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::default(),
+        )
         .await
         .unwrap();
     let started = Instant::now();
-    let err = inst.restart().await.unwrap_err();
+    let err = inst
+        .restart(Restart::PowerCycle, WaitStage::Ready)
+        .await
+        .unwrap_err();
     // The VM was power-cycled on vcsim, but the "guest" (this machine)
     // keeps its boot id: vmw must not take the old guest for a new boot.
     assert!(
-        matches!(&err, CloudError::Ssh(e) if e.waiting_for() == Some(WaitFor::Reboot)),
-        "{err}"
+        matches!(&err, CloudError::NoAnswer { source, .. }
+            if matches!(source.as_ref(), CloudError::Ssh(e) if e.waiting_for() == Some(WaitFor::Reboot))),
+        "{err:?}"
     );
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(
@@ -319,7 +344,10 @@ async fn snapshot_with_clean_cleans_the_guest_then_clones() {
         .unwrap();
     let inst = c
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &LaunchOptions::default())
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::default(),
+        )
         .await
         .unwrap();
     assert!(c.sshd.syslog_exists());
@@ -332,7 +360,7 @@ async fn snapshot_with_clean_cleans_the_guest_then_clones() {
             .iter()
             .any(|l| l.contains("clean --logs"))
     );
-    assert_eq!(c.cloud.tracked_images(), std::slice::from_ref(&image.path));
+    assert_eq!(c.cloud.tracked_images(), std::slice::from_ref(image.path()));
     c.cloud.clean().await.unwrap();
 }
 
@@ -350,7 +378,7 @@ async fn a_failed_cloud_init_kept_for_inspection_leaves_its_evidence() {
     let err = c
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 keep_on_failure: Some(evidence_dir.clone()),
                 ..LaunchOptions::default()

@@ -9,7 +9,7 @@ use common::cloud_on;
 
 use camino::Utf8PathBuf;
 use vmw_cloud::{
-    Cloud, CloudError, LaunchOptions, Requirement, Settings, TemplateImport, WaitStage,
+    Cloud, CloudError, Hints, LaunchOptions, Requirement, Settings, TemplateImport, WaitStage,
 };
 use vmw_govc::requests::{Import, ImportSpec, MarkAsTemplate, PowerOp, VmPower};
 use vmw_govc::{Govc, GovcExt, ProcessGovc, VmRef};
@@ -77,13 +77,13 @@ async fn an_imported_ova_passes_every_check_is_found_and_launches() {
     );
 
     assert_eq!(
-        bed.cloud.released_image("noble").await.unwrap().name,
+        bed.cloud.released_image("noble").await.unwrap().name(),
         "TEMPLATE-cloud-init-noble"
     );
     let inst = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-noble",
+            &common::img("TEMPLATE-cloud-init-noble"),
             &LaunchOptions {
                 wait: WaitStage::None,
                 ..LaunchOptions::default()
@@ -192,7 +192,7 @@ async fn each_violated_requirement_is_named() {
         let err = bed
             .cloud
             .launch(
-                image,
+                &common::img(image),
                 &LaunchOptions {
                     wait: WaitStage::None,
                     ..LaunchOptions::default()
@@ -308,7 +308,7 @@ async fn an_existing_template_is_kept_unless_replaced_and_a_failed_replace_keeps
     assert!(again.replaced);
     let err = bed
         .cloud
-        .delete_vm("TEMPLATE-cloud-init-jammy", true)
+        .delete_vm_forced("TEMPLATE-cloud-init-jammy")
         .await
         .unwrap_err();
     assert!(matches!(err, CloudError::TemplateProtected { .. }), "{err}");

@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use vmw_cloud::{
-    Cloud, CloudBuilder, CloudError, Kind, LaunchOptions, Scope, Settings, Step, Tag, WaitStage,
+    Cloud, CloudBuilder, CloudError, Hints, Kind, LaunchOptions, Scope, Settings, Step, Tag,
+    WaitStage,
 };
 use vmw_govc::parse::PowerState;
 use vmw_govc::requests::{Find, ObjectType, VmInfo};
@@ -91,8 +92,8 @@ fn ip_wait() -> LaunchOptions {
 async fn launch_without_user_data_injects_the_key_and_unique_metadata() {
     let bed = bed().await;
     let image = bed.cloud.released_image("jammy").await.unwrap();
-    let a = bed.cloud.launch(&image.name, &ip_wait()).await.unwrap();
-    let b = bed.cloud.launch(&image.name, &ip_wait()).await.unwrap();
+    let a = bed.cloud.launch(&image, &ip_wait()).await.unwrap();
+    let b = bed.cloud.launch(&image, &ip_wait()).await.unwrap();
     assert_ne!(a.name(), b.name());
     assert!(a.name().starts_with("it-"));
     assert_eq!(
@@ -129,7 +130,7 @@ async fn user_data_survives_with_the_key_added_and_scripts_are_wrapped() {
     let inst = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-focal",
+            &common::img("TEMPLATE-cloud-init-focal"),
             &LaunchOptions {
                 user_data: Some(cloud_config.as_bytes().to_vec()),
                 ..ip_wait()
@@ -154,7 +155,7 @@ async fn user_data_survives_with_the_key_added_and_scripts_are_wrapped() {
     let inst = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-focal",
+            &common::img("TEMPLATE-cloud-init-focal"),
             &LaunchOptions {
                 user_data: Some(script.as_bytes().to_vec()),
                 wait: WaitStage::None,
@@ -183,7 +184,7 @@ async fn large_user_data_goes_gzip_base64() {
     let inst = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 user_data: Some(text.clone().into_bytes()),
                 wait: WaitStage::None,
@@ -207,7 +208,7 @@ async fn cpus_memory_instance_type_and_extra_config_are_applied() {
     let a = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 cpus: Some(3),
                 memory_mb: Some(1536),
@@ -225,9 +226,9 @@ async fn cpus_memory_instance_type_and_extra_config_are_applied() {
     let b = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
-                instance_type: Some("2c4g".into()),
+                instance_type: Some("2c4g".parse().unwrap()),
                 linked_clone: true,
                 wait: WaitStage::None,
                 ..LaunchOptions::default()
@@ -244,7 +245,7 @@ async fn launch_many_of_ten_then_clean_leaves_only_the_seeded_vms() {
     let bed = bed().await;
     let fleet = bed
         .cloud
-        .launch_many("TEMPLATE-cloud-init-jammy", 10, &ip_wait())
+        .launch_many(&common::img("TEMPLATE-cloud-init-jammy"), 10, &ip_wait())
         .await
         .unwrap();
     assert!(fleet.failures.is_empty(), "{:?}", fleet.failures);
@@ -273,7 +274,7 @@ async fn get_instance_finds_existing_vms_only() {
     let bed = bed().await;
     let launched = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
     let found = bed.cloud.get_instance(launched.name()).await.unwrap();
@@ -291,20 +292,20 @@ async fn start_and_shutdown_twice_are_idempotent() {
     let bed = bed().await;
     let inst = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
-    inst.start().await.unwrap();
-    inst.start().await.unwrap();
+    inst.power_on().await.unwrap();
+    inst.power_on().await.unwrap();
     assert_eq!(inst.power_state().await.unwrap(), PowerState::On);
-    inst.shutdown().await.unwrap();
-    inst.shutdown().await.unwrap();
+    inst.power_off().await.unwrap();
+    inst.power_off().await.unwrap();
     assert_eq!(inst.power_state().await.unwrap(), PowerState::Off);
     assert_eq!(inst.cached_ip(), None, "shutdown forgets the address");
-    inst.start().await.unwrap();
+    inst.power_on().await.unwrap();
     assert_eq!(
-        inst.wait_for(WaitStage::Ip).await.unwrap(),
-        "127.0.0.1".parse::<IpAddr>().unwrap()
+        inst.wait_until(WaitStage::Ip).await.unwrap(),
+        Some("127.0.0.1".parse::<IpAddr>().unwrap())
     );
     assert_eq!(inst.power_state().await.unwrap(), PowerState::On);
 }
@@ -314,11 +315,11 @@ async fn delete_a_running_an_off_and_a_gone_vm() {
     let bed = bed().await;
     let fleet = bed
         .cloud
-        .launch_many("TEMPLATE-cloud-init-jammy", 2, &ip_wait())
+        .launch_many(&common::img("TEMPLATE-cloud-init-jammy"), 2, &ip_wait())
         .await
         .unwrap();
     let (running, off) = (&fleet.instances[0], &fleet.instances[1]);
-    off.shutdown().await.unwrap();
+    off.power_off().await.unwrap();
 
     running.delete().await.unwrap();
     off.delete().await.unwrap();
@@ -335,12 +336,12 @@ async fn snapshot_to_image_then_launch_from_it() {
     let bed = bed().await;
     let inst = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
     let image = bed.cloud.snapshot(&inst, false).await.unwrap();
-    assert_eq!(image.name, format!("{}-image", inst.name()));
-    let vm = info(&bed.sim, &image.name).await;
+    assert_eq!(image.name(), format!("{}-image", inst.name()));
+    let vm = info(&bed.sim, image.name()).await;
     let marker = vmw_cloud::parse_marker(&vm.annotation).unwrap();
     assert_eq!(
         (marker.tag.as_str(), marker.kind),
@@ -350,18 +351,18 @@ async fn snapshot_to_image_then_launch_from_it() {
     assert_eq!(vm.power_state, PowerState::Off);
     assert_eq!(
         bed.cloud.tracked_images(),
-        std::slice::from_ref(&image.path)
+        std::slice::from_ref(image.path())
     );
 
-    let child = bed.cloud.launch(&image.name, &ip_wait()).await.unwrap();
+    let child = bed.cloud.launch(&image, &ip_wait()).await.unwrap();
     assert_eq!(
         child.ip().await.unwrap(),
         "127.0.0.1".parse::<IpAddr>().unwrap()
     );
 
-    bed.cloud.delete_image(&image.name, false).await.unwrap();
-    assert!(!exists(&bed.sim, &image.name).await);
-    bed.cloud.delete_image(&image.name, false).await.unwrap();
+    bed.cloud.delete_image(&image).await.unwrap();
+    assert!(!exists(&bed.sim, image.name()).await);
+    bed.cloud.delete_image(&image).await.unwrap();
     assert!(bed.cloud.tracked_images().is_empty());
 }
 
@@ -370,7 +371,7 @@ async fn an_image_carries_the_tag_of_the_instance_it_is_made_from() {
     let bed = bed().await;
     let inst = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
     // Another cloud (tag "other") snapshots the instance of tag "it".
@@ -378,7 +379,7 @@ async fn an_image_carries_the_tag_of_the_instance_it_is_made_from() {
     let found = other.get_instance(inst.name()).await.unwrap();
     assert_eq!(found.tag().map(|t| t.as_str()), Some("it"));
     let image = other.snapshot(&found, false).await.unwrap();
-    let vm = info(&bed.sim, &image.name).await;
+    let vm = info(&bed.sim, image.name()).await;
     let marker = vmw_cloud::parse_marker(&vm.annotation).unwrap();
     assert_eq!(
         (marker.tag.as_str(), marker.kind),
@@ -388,7 +389,7 @@ async fn an_image_carries_the_tag_of_the_instance_it_is_made_from() {
     let plain = other.get_instance("DC0_H0_VM0").await.unwrap();
     assert_eq!(plain.tag(), None);
     let image = other.snapshot(&plain, false).await.unwrap();
-    let vm = info(&bed.sim, &image.name).await;
+    let vm = info(&bed.sim, image.name()).await;
     assert_eq!(
         vmw_cloud::parse_marker(&vm.annotation).unwrap().tag,
         "other"
@@ -406,7 +407,7 @@ async fn delete_image_refuses_templates() {
         "/DC0/vm/TEMPLATE-cloud-init-focal",
     ] {
         // Not even forced.
-        let err = bed.cloud.delete_image(t, true).await.unwrap_err();
+        let err = bed.cloud.delete_vm_forced(t).await.unwrap_err();
         assert!(matches!(err, CloudError::TemplateProtected { .. }), "{err}");
     }
     assert!(exists(&bed.sim, "TEMPLATE-cloud-init-jammy").await);
@@ -418,7 +419,7 @@ async fn released_images_are_discovered_and_unknown_ones_listed() {
     let bed = bed().await;
     assert_eq!(bed.cloud.releases().await.unwrap(), ["focal", "jammy"]);
     assert_eq!(
-        bed.cloud.daily_image("focal").await.unwrap().name,
+        bed.cloud.daily_image("focal").await.unwrap().name(),
         "TEMPLATE-cloud-init-focal"
     );
     let err = bed.cloud.released_image("noble").await.unwrap_err();
@@ -443,7 +444,7 @@ async fn a_launch_that_fails_after_the_clone_removes_its_vm() {
     .await;
     let err = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::WaitIp), "{err}");
@@ -475,7 +476,7 @@ async fn clean_after_partial_failures_leaves_only_the_seeded_vms() {
     // One good instance, and its snapshot.
     let good = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
     bed.cloud.snapshot(&good, false).await.unwrap();
@@ -483,7 +484,7 @@ async fn clean_after_partial_failures_leaves_only_the_seeded_vms() {
     let err = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 name: Some("unserved".into()),
                 ..ip_wait()
@@ -497,7 +498,7 @@ async fn clean_after_partial_failures_leaves_only_the_seeded_vms() {
     let err = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 name: Some(good.name().to_owned()),
                 ..ip_wait()
@@ -514,7 +515,7 @@ async fn clean_after_partial_failures_leaves_only_the_seeded_vms() {
     let off = bed
         .cloud
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 wait: WaitStage::None,
                 ..LaunchOptions::default()
@@ -522,7 +523,7 @@ async fn clean_after_partial_failures_leaves_only_the_seeded_vms() {
         )
         .await
         .unwrap();
-    off.shutdown().await.unwrap();
+    off.power_off().await.unwrap();
 
     bed.cloud.clean().await.unwrap();
     assert_eq!(all_vms(&bed.sim).await, bed.seeded);
@@ -543,7 +544,7 @@ async fn list_and_sweep_find_what_a_crashed_run_left() {
             utf8(&bed._keys),
         );
         let inst = crashed
-            .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+            .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
             .await
             .unwrap();
         crashed.snapshot(&inst, false).await.unwrap();
@@ -558,7 +559,7 @@ async fn list_and_sweep_find_what_a_crashed_run_left() {
     );
     let theirs = other
         .launch(
-            "TEMPLATE-cloud-init-jammy",
+            &common::img("TEMPLATE-cloud-init-jammy"),
             &LaunchOptions {
                 wait: WaitStage::None,
                 ..LaunchOptions::default()
@@ -606,7 +607,7 @@ async fn link_local_addresses_are_never_returned() {
     let started = std::time::Instant::now();
     let inst = bed
         .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
     assert_eq!(
@@ -627,7 +628,7 @@ async fn an_ambiguous_pool_fails_the_clone_with_the_pools_listed() {
     config.resource_pool = None;
     let (cloud, _keys) = cloud_with(sim.govc_for(&config), config, "it", Settings::default());
     let err = cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::Clone));
@@ -668,7 +669,7 @@ async fn build_finds_and_checks_govc_or_says_what_is_wrong() {
         "{tag}"
     );
     assert_eq!(
-        cloud.released_image("jammy").await.unwrap().name,
+        cloud.released_image("jammy").await.unwrap().name(),
         "TEMPLATE-cloud-init-jammy"
     );
 
@@ -720,7 +721,7 @@ async fn a_passphrase_protected_key_is_read_only_when_ssh_is_used() {
         .unwrap();
     assert!(cloud.list(&Scope::ThisTag).await.unwrap().is_empty());
     let inst = cloud
-        .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+        .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
         .await
         .unwrap();
     assert_eq!(cloud.list(&Scope::ThisTag).await.unwrap().len(), 1);
@@ -743,7 +744,7 @@ async fn a_passphrase_protected_key_is_read_only_when_ssh_is_used() {
         "{hints}"
     );
     // Readiness ends on it at once.
-    let err = inst.wait_for(WaitStage::Ssh).await.unwrap_err();
+    let err = inst.wait_until(WaitStage::Ssh).await.unwrap_err();
     assert!(
         matches!(&err, CloudError::Ssh(vmw_ssh::SshError::Key { .. })),
         "{err:?}"
@@ -772,19 +773,14 @@ async fn slow_clone_bed(clone_ms: u32) -> Bed {
 async fn cancelling_a_fleet_mid_clone_awaits_the_clones_and_removes_them() {
     let bed = slow_clone_bed(2000).await;
     let token = tokio_util::sync::CancellationToken::new();
-    let options = LaunchOptions {
-        cancel: Some(token.clone()),
-        ..ip_wait()
-    };
+    let options = ip_wait();
+    let cloud = bed.cloud.cancel_on(&token);
     let canceller = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
         token.cancel();
     };
-    let (fleet, ()) = tokio::join!(
-        bed.cloud
-            .launch_many("TEMPLATE-cloud-init-jammy", 3, &options),
-        canceller
-    );
+    let image = common::img("TEMPLATE-cloud-init-jammy");
+    let (fleet, ()) = tokio::join!(cloud.launch_many(&image, 3, &options), canceller);
     let fleet = fleet.unwrap();
     assert!(fleet.instances.is_empty());
     assert_eq!(fleet.failures.len(), 3);
@@ -814,19 +810,17 @@ async fn cancelling_after_the_clone_rolls_back_and_a_cancelled_launch_never_star
     let bed = bed().await;
     let token = tokio_util::sync::CancellationToken::new();
     let options = LaunchOptions {
-        cancel: Some(token.clone()),
         wait: WaitStage::Ssh,
         ..LaunchOptions::default()
     };
+    let cloud = bed.cloud.cancel_on(&token);
+    let image = common::img("TEMPLATE-cloud-init-jammy");
     let canceller = async {
         // Long enough for clone and power-on; the SSH wait never succeeds.
         tokio::time::sleep(Duration::from_secs(3)).await;
         token.cancel();
     };
-    let (result, ()) = tokio::join!(
-        bed.cloud.launch("TEMPLATE-cloud-init-jammy", &options),
-        canceller
-    );
+    let (result, ()) = tokio::join!(cloud.launch(&image, &options), canceller);
     let err = result.unwrap_err();
     let CloudError::Step {
         source, removed, ..
@@ -839,11 +833,7 @@ async fn cancelling_after_the_clone_rolls_back_and_a_cancelled_launch_never_star
     assert_eq!(all_vms(&bed.sim).await, bed.seeded);
 
     // Already cancelled: nothing is even looked up.
-    let err = bed
-        .cloud
-        .launch("TEMPLATE-cloud-init-jammy", &options)
-        .await
-        .unwrap_err();
+    let err = cloud.launch(&image, &options).await.unwrap_err();
     assert!(matches!(err, CloudError::Cancelled), "{err}");
 }
 
@@ -851,7 +841,8 @@ async fn cancelling_after_the_clone_rolls_back_and_a_cancelled_launch_never_star
 async fn a_launch_dropped_mid_clone_removes_its_vm_in_the_background() {
     let bed = slow_clone_bed(1500).await;
     let options = ip_wait();
-    let launch = bed.cloud.launch("TEMPLATE-cloud-init-jammy", &options);
+    let image = common::img("TEMPLATE-cloud-init-jammy");
+    let launch = bed.cloud.launch(&image, &options);
     // Dropped while the clone is under way (as a caller's timeout or a
     // select! would).
     let dropped = tokio::time::timeout(Duration::from_millis(600), launch).await;
@@ -897,7 +888,7 @@ async fn a_connection_lost_after_the_clone_request_leaves_nothing_behind() {
             },
         );
         let err = cloud
-            .launch("TEMPLATE-cloud-init-jammy", &ip_wait())
+            .launch(&common::img("TEMPLATE-cloud-init-jammy"), &ip_wait())
             .await
             .unwrap_err();
         assert_eq!(proxy.fired(), 1);

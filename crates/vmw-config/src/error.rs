@@ -21,7 +21,7 @@ pub enum ConfigError {
     },
 
     /// A config file exists but could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: Utf8PathBuf,
@@ -148,12 +148,12 @@ fn missing_message(
 impl ConfigError {
     /// What would fix this error, where that is known: data, for the
     /// caller to render (the message states only the fact).
-    pub fn hints(&self) -> Vec<String> {
+    pub(crate) fn hint_list(&self) -> Vec<String> {
         match self {
             ConfigError::NamedFileMissing { defaults, .. } => {
                 vec![format!("fix the path, or unset it to search {defaults}")]
             }
-            ConfigError::BadServer { problem, .. } => problem.hint().into_iter().collect(),
+            ConfigError::BadServer { problem, .. } => vmw_hints::Hints::hints(problem),
             ConfigError::Missing { keys, .. } => {
                 let vars: Vec<&str> = keys.iter().map(|k| k.env).collect();
                 vec![format!(
@@ -163,5 +163,11 @@ impl ConfigError {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+impl vmw_hints::Hints for ConfigError {
+    fn hints(&self) -> Vec<String> {
+        self.hint_list()
     }
 }

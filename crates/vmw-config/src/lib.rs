@@ -100,6 +100,8 @@ pub use env::Environment;
 pub use error::{ConfigError, MissingKey, PathList, ProblemList};
 pub use secret::Secret;
 pub use server::{ServerUrl, ServerUrlError};
+/// What would fix an error of this crate (the trait every vmw error implements).
+pub use vmw_hints::Hints;
 
 /// The system-wide config file pycloudlib reads last.
 pub const SYSTEM_CONFIG_FILE: &str = "/etc/pycloudlib.toml";

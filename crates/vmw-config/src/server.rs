@@ -50,7 +50,7 @@ pub enum ServerUrlError {
 
 impl ServerUrlError {
     /// What would fix it, where that is known.
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint_text(&self) -> Option<String> {
         match self {
             ServerUrlError::BadEscape(_) => Some("write a literal `%` as %25".to_owned()),
             ServerUrlError::NotUtf8(_) => None,
@@ -218,6 +218,12 @@ fn decode(s: &str) -> Result<String, DecodeError> {
         }
     }
     String::from_utf8(out).map_err(|_| DecodeError::NotUtf8)
+}
+
+impl vmw_hints::Hints for ServerUrlError {
+    fn hints(&self) -> Vec<String> {
+        self.hint_text().into_iter().collect()
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::parse::{self, PowerState};
 use crate::requests::{self, Request};
-use crate::{ErrorKind, GovcError, GovcExt, MockGovc, Output, classify, govc_message};
+use crate::{ErrorKind, GovcError, GovcExt, Hints, MockGovc, Output, classify, govc_message};
 
 macro_rules! fixture {
     ($name:literal) => {

@@ -154,7 +154,7 @@ pub enum GovcError {
     },
 
     /// govc could not be started, or its output not read.
-    #[error("could not run `{command}` ({program}): {source}")]
+    #[error("could not run `{command}` ({program})")]
     Io {
         /// The command.
         command: Box<Command>,
@@ -198,7 +198,7 @@ fn failure_text(f: &Failure) -> String {
 impl GovcError {
     /// What would fix this error, where that is known: data, for the
     /// caller to render (the message states only the fact).
-    pub fn hints(&self) -> Vec<String> {
+    pub(crate) fn hint_list(&self) -> Vec<String> {
         match self {
             GovcError::Failed(f) if !f.resource_pools.is_empty() => vec![
                 "set `resource_pool` in [vmware] (or GOVC_RESOURCE_POOL) to one of them".to_owned(),
@@ -443,4 +443,10 @@ fn not_found_object(msg: &str) -> Option<(String, String)> {
         return None;
     }
     Some((kind.to_owned(), path.to_owned()))
+}
+
+impl vmw_hints::Hints for GovcError {
+    fn hints(&self) -> Vec<String> {
+        self.hint_list()
+    }
 }

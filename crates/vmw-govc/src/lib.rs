@@ -73,6 +73,8 @@ pub use process::{
 pub use requests::Request;
 pub use target::GovcTarget;
 pub use vmref::{GLOB_CHARS, MAX_VM_NAME_LEN, VmRef, VmRefError, check_folder, check_vm_name};
+/// What would fix an error of this crate (the trait every vmw error implements).
+pub use vmw_hints::Hints;
 
 /// What a successful govc run printed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -121,6 +121,7 @@ fn is_executable(p: &Utf8Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmw_hints::Hints;
 
     #[test]
     fn versions_parse_and_compare() {

@@ -173,7 +173,7 @@ impl client::Handler for Handler {
                         Ok(true)
                     }
                     Ok((_, Err(e))) => {
-                        self.pin.refuse(e.to_string(), e.hint());
+                        self.pin.refuse(e.to_string(), e.hint_text());
                         Ok(false)
                     }
                     Err(e) => {

@@ -128,7 +128,7 @@ pub enum SshError {
 impl SshError {
     /// What would fix this error, where that is known: data, for the
     /// caller to render (the message states only the fact).
-    pub fn hints(&self) -> Vec<String> {
+    pub(crate) fn hint_list(&self) -> Vec<String> {
         match self {
             SshError::Transport { hint, .. } | SshError::Key { hint, .. } => {
                 hint.iter().cloned().collect()
@@ -169,5 +169,11 @@ impl SshError {
             SshError::Timeout { waiting_for, .. } => Some(*waiting_for),
             _ => None,
         }
+    }
+}
+
+impl vmw_hints::Hints for SshError {
+    fn hints(&self) -> Vec<String> {
+        self.hint_list()
     }
 }

@@ -60,7 +60,7 @@ const HEADER: &str = "# vmw known hosts: the SSH host key of each vmw instance, 
 #[derive(Debug, thiserror::Error)]
 pub enum KnownHostsError {
     /// Reading, locking or writing a file failed.
-    #[error("known hosts {path}: {what}: {source}")]
+    #[error("known hosts {path}: {what}")]
     Io {
         /// The file.
         path: Utf8PathBuf,
@@ -132,7 +132,7 @@ impl fmt::Display for HostKeyChange {
 
 impl KnownHostsError {
     /// What would fix this error, where that is known.
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint_text(&self) -> Option<String> {
         match self {
             KnownHostsError::Corrupt { .. } => Some(
                 "fix or delete that line; the instance's key is then recorded again on the next contact"
@@ -563,6 +563,12 @@ fn decode(field: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+impl vmw_hints::Hints for KnownHostsError {
+    fn hints(&self) -> Vec<String> {
+        self.hint_text().into_iter().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -675,7 +681,7 @@ mod tests {
         assert_eq!(store.get("vm a").unwrap().unwrap().address, there);
 
         let err = store.check("vm a", there, &key(KEY_B)).unwrap_err();
-        let text = format!("{err}\n{}", err.hint().unwrap_or_default());
+        let text = format!("{err}\n{}", err.hint_text().unwrap_or_default());
         for part in [
             "vm a",
             "10.0.0.6:22",

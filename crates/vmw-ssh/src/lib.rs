@@ -71,3 +71,5 @@ pub use known_hosts::{
 pub use russh::keys::PrivateKey;
 /// The public key type of host keys ([`HostKeyEntry::key`]).
 pub use russh::keys::PublicKey;
+/// What would fix an error of this crate (the trait every vmw error implements).
+pub use vmw_hints::Hints;

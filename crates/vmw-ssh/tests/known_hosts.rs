@@ -11,7 +11,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use russh::keys::ssh_key::public::{Ed25519PublicKey, KeyData};
 use vmw_ssh::{
-    Cmd, Credentials, ExecOptions, Guest, HostKeyPolicy, KnownHosts, PublicKey, SshConfig,
+    Cmd, Credentials, ExecOptions, Guest, Hints, HostKeyPolicy, KnownHosts, PublicKey, SshConfig,
     SshGuest, Stage, fingerprint,
 };
 use vmw_testbed::sshd::Sshd;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 use vmw_ssh::{
-    Cmd, Credentials, ExecOptions, Guest, GuestExt, PublicKey, ReadyTimeouts, SshConfig, SshError,
-    SshGuest, Stage, WaitFor, load_private_key,
+    Cmd, Credentials, ExecOptions, Guest, GuestExt, Hints, PublicKey, ReadyTimeouts, SshConfig,
+    SshError, SshGuest, Stage, WaitFor, load_private_key,
 };
 use vmw_testbed::SshAgent;
 use vmw_testbed::sshd::{CloudInitMode, Sshd};

@@ -205,7 +205,7 @@ pub enum UserDataError {
 impl UserDataError {
     /// What would fix this error: data, for the caller to render (the
     /// message states only the fact).
-    pub fn hint(&self) -> Option<String> {
+    pub(crate) fn hint_text(&self) -> Option<String> {
         match self {
             UserDataError::EmptyKey => Some(
                 "pass the contents of a `.pub` file, such as ~/.ssh/id_ed25519.pub".to_owned(),
@@ -298,6 +298,12 @@ pub(crate) fn require_utf8<'a>(
         let (line, column) = line_column(bytes, err.valid_up_to());
         UserDataError::NotUtf8 { what, line, column }
     })
+}
+
+impl vmw_hints::Hints for UserDataError {
+    fn hints(&self) -> Vec<String> {
+        self.hint_text().into_iter().collect()
+    }
 }
 
 #[cfg(test)]

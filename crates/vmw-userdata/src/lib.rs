@@ -57,6 +57,8 @@ pub use guestinfo::{
 pub use inject::{Injected, KEY_PART_FILENAME, KEY_PART_MERGE_TYPE, Outcome, inject_key};
 pub use key::{KEY_ALGORITHMS, PublicKey};
 pub use metadata::{INSTANCE_ID, LOCAL_HOSTNAME, Metadata};
+/// What would fix an error of this crate (the trait every vmw error implements).
+pub use vmw_hints::Hints;
 
 /// The README's example, compiled and run as a doc test.
 #[doc = include_str!("../README.md")]

@@ -161,7 +161,7 @@ mod tests {
     fn refuses_reserved_and_empty() {
         let extra: Mapping = serde_yaml_ng::from_str("instance-id: other\n").unwrap();
         let err = Metadata::for_vm("x").extra(extra).to_yaml().unwrap_err();
-        let hint = err.hint().unwrap_or_default();
+        let hint = err.hint_text().unwrap_or_default();
         assert!(hint.contains("with_instance_id"), "{err}: {hint}");
         let err = Metadata::for_vm(" ").to_yaml().unwrap_err();
         assert!(

@@ -8,7 +8,8 @@ mod common;
 use std::io::Write as _;
 
 use vmw_userdata::{
-    Format, KEY_PART_MERGE_TYPE, Outcome, PublicKey, UserDataError, detect_format, inject_key,
+    Format, Hints, KEY_PART_MERGE_TYPE, Outcome, PublicKey, UserDataError, detect_format,
+    inject_key,
 };
 
 use common::{
@@ -401,7 +402,7 @@ fn errors_name_what_and_where_without_leaking_content() {
         let message = err.to_string();
         assert!(is_expected(&err), "{message}");
         assert!(!message.contains("hint:"), "{message}");
-        let hint = err.hint().expect("a hint");
+        let hint = err.hints().into_iter().next().expect("a hint");
         // The words are the fact's, or the fix's.
         assert!(
             message.contains(words) || hint.contains(words),

@@ -44,10 +44,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             .await?;
         // A user of the library has logged in before: so has this one.
         cloud.list(&Scope::ThisTag).await?;
+        let image = cloud.image(image)?;
         let started = Instant::now();
         let fleet = cloud
             .launch_many(
-                image,
+                &image,
                 count,
                 &LaunchOptions {
                     extra_config,

@@ -18,7 +18,14 @@ pub(super) async fn run(ctx: &Context, names: Vec<String>, force: bool) -> anyho
         .map_err(super::bad_name)?;
     let results = super::at_most(cloud.settings().concurrency, refs.iter(), |vm| {
         let cloud = cloud.clone();
-        async move { cloud.delete_vm(vm.as_str(), force).await.map(removal_word) }
+        async move {
+            let removal = if force {
+                cloud.delete_vm_forced(vm.as_str()).await
+            } else {
+                cloud.delete_vm(vm.as_str()).await
+            };
+            removal.map(removal_word)
+        }
     })
     .await;
     super::each(names, results, "delete", |name, result| {

@@ -80,7 +80,14 @@ impl fmt::Display for Deleted {
 pub(super) async fn delete(ctx: &Context, name: &str, force: bool) -> anyhow::Result<Report> {
     let cloud = ctx.cloud(None).await?;
     let vm = cloud.vm_ref(name).map_err(super::bad_name)?;
-    let result = super::delete::removal_word(cloud.delete_image(vm.as_str(), force).await?);
+    let removal = if force {
+        cloud.delete_vm_forced(vm.as_str()).await?
+    } else {
+        cloud
+            .delete_image(&vmw_cloud::Image::at(vm.clone()))
+            .await?
+    };
+    let result = super::delete::removal_word(removal);
     tracing::info!("{vm}: {result}");
     Report::of(&Deleted {
         name: vm.to_string(),

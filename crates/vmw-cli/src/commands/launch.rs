@@ -144,7 +144,7 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
         metadata,
         wait,
         name: args.name.clone(),
-        instance_type: args.instance_type.clone(),
+        instance_type: args.instance_type.as_deref().map(str::parse).transpose()?,
         cpus: args.cpus,
         memory_mb: args.memory,
         network: args.network.clone(),
@@ -160,7 +160,6 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
         concurrency: ctx.global.concurrency.map(|n| n as usize),
         extra_config: args.extra_config.clone(),
         linked_clone: args.linked,
-        cancel: Some(cancel.clone()),
         on_step: Some(StepHook::new(move |name, step| {
             hook_tasks.get(name).library_step(step);
         })),
@@ -178,8 +177,8 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
     }
     let cloud = ctx.cloud_with(settings).await?;
     let image = match (&args.release, &args.image) {
-        (Some(release), _) => cloud.released_image(release).await?.path,
-        (None, Some(image)) => cloud.vm_ref(image).map_err(super::bad_name)?,
+        (Some(release), _) => cloud.released_image(release).await?,
+        (None, Some(image)) => cloud.image(image).map_err(super::bad_name)?,
         (None, None) => {
             return Err(CliError::usage(
                 "give --release or --image",
@@ -196,7 +195,8 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
         cloud.tag()
     );
 
-    let launch = cloud.launch_many(image.as_str(), count, &options);
+    let cancellable = cloud.cancel_on(&cancel);
+    let launch = cancellable.launch_many(&image, count, &options);
     tokio::pin!(launch);
     let mut signalled = None;
     let fleet = loop {
@@ -236,7 +236,7 @@ pub(super) async fn run(ctx: &Context, args: LaunchArgs) -> anyhow::Result<Repor
             path: instance.vm().to_string(),
             ip: instance.cached_ip(),
             image: image.name().to_owned(),
-            image_path: image.to_string(),
+            image_path: image.path().to_string(),
             tag: cloud.tag().to_string(),
         });
     }

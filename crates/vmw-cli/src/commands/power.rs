@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use vmw_cloud::{PowerOff, StepHook, WaitStage};
+use vmw_cloud::{PowerOff, Restart, StepHook, WaitStage};
 
 use crate::context::Context;
 use crate::output::{Report, or_dash};
@@ -30,9 +30,9 @@ pub(super) async fn stop(
         async move {
             let instance = super::instance(&cloud, name).await?;
             let how = match graceful {
-                Some(timeout) => instance.stop_graceful(timeout).await?,
+                Some(timeout) => instance.shutdown_guest(timeout).await?,
                 None => {
-                    instance.shutdown().await?;
+                    instance.power_off().await?;
                     PowerOff::Forced
                 }
             };
@@ -92,12 +92,16 @@ async fn cycle(
                 let task = task.clone();
                 StepHook::new(move |_, step| task.library_step(step))
             };
+            let instance = instance.with_progress(hook);
             let done = match cycle {
-                Cycle::Start => instance.start_until(wait, Some(&hook)).await,
-                Cycle::Restart => instance.restart_until(wait, Some(&hook)).await,
+                Cycle::Start => match instance.power_on().await {
+                    Ok(()) => instance.wait_until(wait).await,
+                    Err(e) => Err(e),
+                },
+                Cycle::Restart => instance.restart(Restart::PowerCycle, wait).await,
                 Cycle::Reboot(timeout) => {
                     task.step("asking the guest to reboot");
-                    instance.restart_graceful(wait, Some(&hook), timeout).await
+                    instance.restart(Restart::Guest { timeout }, wait).await
                 }
             };
             match &done {

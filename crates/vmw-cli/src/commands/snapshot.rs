@@ -37,7 +37,8 @@ pub(super) async fn run(ctx: &Context, name: &str, clean: bool) -> anyhow::Resul
     // finishes a clone it received even when vmw is gone).
     let mut stops = Stops::listen()?;
     let cancel = vmw_cloud::CancellationToken::new();
-    let snapshot = cloud.snapshot_with(&instance, clean, Some(&cancel));
+    let cancellable = cloud.cancel_on(&cancel);
+    let snapshot = cancellable.snapshot(&instance, clean);
     tokio::pin!(snapshot);
     let mut signalled = None;
     let image = loop {
@@ -77,6 +78,6 @@ pub(super) async fn run(ctx: &Context, name: &str, clean: bool) -> anyhow::Resul
     }
     Report::of(&Snapshot {
         instance: name.to_owned(),
-        image: image?.name,
+        image: image?.name().to_owned(),
     })
 }

@@ -31,7 +31,7 @@ pub(super) async fn run(ctx: &Context, name: &str, args: Vec<String>) -> anyhow:
                     .map_err(anyhow::Error::from)??
             };
             if known.is_none() {
-                instance.wait_until(WaitStage::Ssh, None).await?;
+                instance.wait_until(WaitStage::Ssh).await?;
             }
             store.openssh_options(&identity)
         }

@@ -71,3 +71,10 @@ pub fn guestinfo(vm: &vmw_govc::parse::VmInfo, field: Field) -> Vec<u8> {
     let encoding = &vm.extra_config[field.encoding_key()];
     decode(value.as_bytes(), encoding).unwrap()
 }
+
+/// The image of that name in `/DC0/vm` (the simulator's folder), or at
+/// that absolute path.
+#[allow(dead_code)]
+pub fn img(text: &str) -> vmw_cloud::Image {
+    vmw_cloud::Image::at(vmw_govc::VmRef::resolve("/DC0/vm", text).unwrap())
+}

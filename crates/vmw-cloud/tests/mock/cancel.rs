@@ -11,13 +11,18 @@ async fn a_launch_cancelled_before_it_starts_calls_nothing() {
     let (cloud, _keys) = new_cloud(silent());
     let token = CancellationToken::new();
     token.cancel();
-    let o = LaunchOptions {
-        cancel: Some(token),
-        ..LaunchOptions::wait_for_ip()
-    };
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let o = LaunchOptions::wait_for_ip();
+    let err = cloud
+        .cancel_on(&token)
+        .launch(&image(), &o)
+        .await
+        .unwrap_err();
     assert!(matches!(err, CloudError::Cancelled), "{err:?}");
-    let fleet = cloud.launch_many(IMAGE, 3, &o).await.unwrap();
+    let fleet = cloud
+        .cancel_on(&token)
+        .launch_many(&image(), 3, &o)
+        .await
+        .unwrap();
     assert!(fleet.instances.is_empty());
     let indices: Vec<usize> = fleet.failures.iter().map(|(i, _)| *i).collect();
     assert_eq!(indices, [0, 1, 2]);
@@ -45,11 +50,12 @@ async fn a_launch_cancelled_while_its_path_is_checked_clones_nothing() {
         _ => panic!("unexpected govc call after a cancellation: {c}"),
     });
     let (cloud, _keys) = new_cloud(mock);
-    let o = LaunchOptions {
-        cancel: Some(token),
-        ..options("cx-0", WaitStage::Ip)
-    };
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let o = options("cx-0", WaitStage::Ip);
+    let err = cloud
+        .cancel_on(&token)
+        .launch(&image(), &o)
+        .await
+        .unwrap_err();
     let CloudError::Step {
         vm,
         step,
@@ -92,12 +98,13 @@ async fn a_launch_cancelled_during_the_clone_waits_for_it_and_removes_it() {
     };
     let govc = Delay::new(mock, &[("vm.clone", CLONE_TIME)]);
     let (cloud, _keys) = cloud_with(govc, config(), s);
-    let o = LaunchOptions {
-        cancel: Some(token),
-        ..options("cx-1", WaitStage::Ip)
-    };
+    let o = options("cx-1", WaitStage::Ip);
     let started = Instant::now();
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let err = cloud
+        .cancel_on(&token)
+        .launch(&image(), &o)
+        .await
+        .unwrap_err();
     assert!(started.elapsed() >= CLONE_TIME, "the clone was awaited");
     let CloudError::Step {
         vm,
@@ -149,11 +156,12 @@ async fn a_clone_outlasting_the_grace_after_a_cancellation_may_exist_until_clean
         ..settings(4)
     };
     let (cloud, _keys) = cloud_with(Delay::new(mock, &[("vm.clone", takes)]), config(), s);
-    let o = LaunchOptions {
-        cancel: Some(token),
-        ..options("cx-2", WaitStage::Ip)
-    };
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let o = options("cx-2", WaitStage::Ip);
+    let err = cloud
+        .cancel_on(&token)
+        .launch(&image(), &o)
+        .await
+        .unwrap_err();
     let CloudError::Step {
         source,
         removed,
@@ -197,12 +205,13 @@ async fn a_launch_cancelled_during_power_on_is_rolled_back() {
     });
     let govc = Delay::new(mock, &[("vm.power", Duration::from_secs(5))]);
     let (cloud, _keys) = cloud_with(govc, config(), settings(4));
-    let o = LaunchOptions {
-        cancel: Some(token),
-        ..options("cx-3", WaitStage::Ip)
-    };
+    let o = options("cx-3", WaitStage::Ip);
     let started = Instant::now();
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let err = cloud
+        .cancel_on(&token)
+        .launch(&image(), &o)
+        .await
+        .unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the power-on was not awaited"
@@ -238,7 +247,7 @@ async fn a_launch_cancelled_during_power_on_is_rolled_back() {
     assert_eq!(calls.all()[4..], [info_argv("cx-3"), destroy_argv("cx-3")]);
     assert!(inv.paths().is_empty());
     assert!(cloud.tracked_instances().is_empty());
-    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert!(vmw_cloud::render(&err).contains("cancelled"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -257,7 +266,7 @@ async fn a_launch_dropped_mid_clone_has_its_vm_destroyed_in_the_background() {
     let (cloud, _keys) = cloud_with(govc, config(), s);
     let dropped = tokio::time::timeout(
         Duration::from_millis(50),
-        cloud.launch(IMAGE, &options("drop-1", WaitStage::Ip)),
+        cloud.launch(&image(), &options("drop-1", WaitStage::Ip)),
     )
     .await;
     assert!(dropped.is_err(), "the launch should still be cloning");
@@ -292,7 +301,7 @@ async fn a_launch_dropped_during_power_on_has_its_vm_destroyed_in_the_background
     let (cloud, _keys) = cloud_with(govc, config(), settings(4));
     let dropped = tokio::time::timeout(
         Duration::from_millis(100),
-        cloud.launch(IMAGE, &options("drop-2", WaitStage::Ip)),
+        cloud.launch(&image(), &options("drop-2", WaitStage::Ip)),
     )
     .await;
     assert!(dropped.is_err(), "the launch should still be powering on");
@@ -332,11 +341,12 @@ async fn a_cancelled_fleet_removes_what_its_lanes_made() {
     });
     let govc = Delay::new(mock, &[("vm.power", Duration::from_millis(50))]);
     let (cloud, _keys) = cloud_with(govc, config(), settings(2));
-    let o = LaunchOptions {
-        cancel: Some(token),
-        ..LaunchOptions::wait_for_ip()
-    };
-    let fleet = cloud.launch_many(IMAGE, 6, &o).await.unwrap();
+    let o = LaunchOptions::wait_for_ip();
+    let fleet = cloud
+        .cancel_on(&token)
+        .launch_many(&image(), 6, &o)
+        .await
+        .unwrap();
     assert_eq!(fleet.instances.len() + fleet.failures.len(), 6);
     assert!(!fleet.failures.is_empty());
     for (_, e) in &fleet.failures {

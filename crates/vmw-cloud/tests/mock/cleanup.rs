@@ -18,7 +18,7 @@ async fn clean_deletes_instances_then_images_and_then_has_nothing_left() {
     for name in ["c-1", "c-2", "c-3"] {
         made.push(
             cloud
-                .launch(IMAGE, &options(name, WaitStage::None))
+                .launch(&image(), &options(name, WaitStage::None))
                 .await
                 .unwrap(),
         );
@@ -96,7 +96,7 @@ async fn clean_tries_everything_and_keeps_what_it_could_not_delete() {
     for name in ["k-1", "k-2", "k-3"] {
         made.push(
             cloud
-                .launch(IMAGE, &options(name, WaitStage::None))
+                .launch(&image(), &options(name, WaitStage::None))
                 .await
                 .unwrap(),
         );
@@ -145,7 +145,7 @@ async fn clean_stops_tracking_what_turned_out_not_to_be_this_clouds() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
     let base = cloud
-        .launch(IMAGE, &options("u-1", WaitStage::None))
+        .launch(&image(), &options("u-1", WaitStage::None))
         .await
         .unwrap();
     cloud.snapshot(&base, false).await.unwrap();
@@ -200,7 +200,7 @@ async fn list_finds_vmw_vms_by_marker_and_sweep_deletes_exactly_those() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
     let base = cloud
-        .launch(IMAGE, &options("me-1", WaitStage::None))
+        .launch(&image(), &options("me-1", WaitStage::None))
         .await
         .unwrap();
     cloud.snapshot(&base, false).await.unwrap();

@@ -22,7 +22,7 @@ async fn a_clone_killed_by_the_deadline_is_rolled_back() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &options("slow-1", WaitStage::Ip))
+        .launch(&image(), &options("slow-1", WaitStage::Ip))
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::Clone));
@@ -65,7 +65,7 @@ async fn a_clone_killed_by_the_deadline_is_rolled_back() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &options("slow-2", WaitStage::Ip))
+        .launch(&image(), &options("slow-2", WaitStage::Ip))
         .await
         .unwrap_err();
     let CloudError::Step {
@@ -108,7 +108,7 @@ async fn a_killed_clone_whose_rollback_failed_stays_tracked_for_clean() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &options("slow-3", WaitStage::Ip))
+        .launch(&image(), &options("slow-3", WaitStage::Ip))
         .await
         .unwrap_err();
     assert!(matches!(
@@ -161,7 +161,7 @@ async fn a_clone_of_unknown_outcome_is_looked_for_and_removed_when_it_appears() 
         };
         let (cloud, _keys) = cloud_with(mock, config(), s);
         let err = cloud
-            .launch(IMAGE, &options("lost-1", WaitStage::Ip))
+            .launch(&image(), &options("lost-1", WaitStage::Ip))
             .await
             .unwrap_err();
         let CloudError::Step {
@@ -213,7 +213,7 @@ async fn a_clone_of_unknown_outcome_that_never_appears_may_exist_and_stays_track
     let (cloud, _keys) = new_cloud(mock);
     let started = Instant::now();
     let err = cloud
-        .launch(IMAGE, &options("lost-2", WaitStage::Ip))
+        .launch(&image(), &options("lost-2", WaitStage::Ip))
         .await
         .unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(300), "the grace");
@@ -264,7 +264,7 @@ async fn a_clone_of_unknown_outcome_that_never_appears_may_exist_and_stays_track
     // A clean() while it has still not appeared: one look, and it stays
     // tracked (a clone that finishes later is still vmw's to remove).
     let err = cloud
-        .launch(IMAGE, &options("lost-4", WaitStage::Ip))
+        .launch(&image(), &options("lost-4", WaitStage::Ip))
         .await
         .unwrap_err();
     assert!(
@@ -304,7 +304,7 @@ async fn a_vm_of_another_launch_at_the_target_of_an_unknown_clone_is_left_alone(
     });
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &options("lost-3", WaitStage::Ip))
+        .launch(&image(), &options("lost-3", WaitStage::Ip))
         .await
         .unwrap_err();
     assert!(
@@ -346,7 +346,7 @@ async fn an_ambiguous_pool_is_explained_with_the_pools_found() {
     };
     let (cloud, _keys) = cloud_with(mock, cfg, settings(4));
     let err = cloud
-        .launch(IMAGE, &options("pool-1", WaitStage::Ip))
+        .launch(&image(), &options("pool-1", WaitStage::Ip))
         .await
         .unwrap_err();
     // Refused before anything was made: the pools are looked up to
@@ -378,7 +378,7 @@ async fn an_ambiguous_pool_is_explained_with_the_pools_found() {
         failure.resource_pools,
         ["/DC0/host/DC0_H0/Resources", "/DC0/host/DC0_C0/Resources"]
     );
-    let text = err.to_string();
+    let text = vmw_cloud::render(&err);
     assert!(
         text.contains("/DC0/host/DC0_H0/Resources, /DC0/host/DC0_C0/Resources"),
         "{text}"
@@ -430,7 +430,7 @@ async fn an_unmarked_vm_left_by_a_lost_clone_is_claimed_after_it_settles_and_des
     let (cloud, _keys) = new_cloud(mock);
     let started = Instant::now();
     let err = cloud
-        .launch(IMAGE, &options("unm-1", WaitStage::Ip))
+        .launch(&image(), &options("unm-1", WaitStage::Ip))
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
@@ -521,7 +521,7 @@ async fn an_unmarked_vm_that_gets_another_launchs_marker_while_it_settles_is_lef
     let (cloud, _keys) = new_cloud(mock);
     let started = Instant::now();
     let err = cloud
-        .launch(IMAGE, &options("unm-2", WaitStage::Ip))
+        .launch(&image(), &options("unm-2", WaitStage::Ip))
         .await
         .unwrap_err();
     assert!(
@@ -575,7 +575,7 @@ async fn an_answered_clone_failure_claims_and_destroys_the_unmarked_vm_after_the
     let (cloud, _keys) = cloud_with(mock, config(), s);
     let started = Instant::now();
     let err = cloud
-        .launch(IMAGE, &options("ans-1", WaitStage::Ip))
+        .launch(&image(), &options("ans-1", WaitStage::Ip))
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
@@ -649,7 +649,7 @@ async fn an_answered_clone_failure_that_made_nothing_returns_at_once() {
     let (cloud, _keys) = cloud_with(mock, config(), s);
     let started = Instant::now();
     let err = cloud
-        .launch(IMAGE, &options("ans-2", WaitStage::Ip))
+        .launch(&image(), &options("ans-2", WaitStage::Ip))
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
@@ -712,7 +712,7 @@ async fn a_refused_clone_is_not_looked_for() {
         let (cloud, _keys) = cloud_with(mock, cfg, s);
         let started = Instant::now();
         let err = cloud
-            .launch(IMAGE, &options("ref-1", WaitStage::Ip))
+            .launch(&image(), &options("ref-1", WaitStage::Ip))
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1), "{kind:?}");

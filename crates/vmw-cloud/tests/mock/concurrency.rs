@@ -12,7 +12,7 @@ async fn sixty_four_parallel_launches_get_unique_names_in_order() {
     let slow = Slow::new(mock);
     let (cloud, _keys) = cloud_with(slow, config(), settings(64));
     let fleet = cloud
-        .launch_many(IMAGE, 64, &LaunchOptions::wait_for_ip())
+        .launch_many(&image(), 64, &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert!(fleet.failures.is_empty(), "{:?}", fleet.failures);
@@ -59,7 +59,7 @@ async fn launch_many_runs_at_most_the_configured_number_at_once() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = cloud_with(Slow::new(mock), config(), settings(5));
     let fleet = cloud
-        .launch_many(IMAGE, 20, &LaunchOptions::wait_for_ip())
+        .launch_many(&image(), 20, &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(fleet.instances.len(), 20);
@@ -78,7 +78,8 @@ async fn two_clouds_with_the_same_tag_never_pick_the_same_name() {
     let (b, _keys_b) = cloud_with(Slow::new(mock_b), config(), settings(32));
     assert_eq!(a.tag(), b.tag());
     let o = LaunchOptions::wait_for_ip();
-    let (fa, fb) = tokio::join!(a.launch_many(IMAGE, 32, &o), b.launch_many(IMAGE, 32, &o));
+    let image = image();
+    let (fa, fb) = tokio::join!(a.launch_many(&image, 32, &o), b.launch_many(&image, 32, &o));
     let (fa, fb) = (fa.unwrap(), fb.unwrap());
     assert!(fa.failures.is_empty() && fb.failures.is_empty());
     let names: BTreeSet<String> = fa
@@ -120,7 +121,7 @@ async fn launch_many_reports_each_failure_by_index_and_keeps_the_rest_in_order()
     });
     let (cloud, _keys) = cloud_with(Slow::new(mock), config(), settings(8));
     let fleet = cloud
-        .launch_many(IMAGE, 24, &LaunchOptions::wait_for_ip())
+        .launch_many(&image(), 24, &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(fleet.instances.len() + fleet.failures.len(), 24);
@@ -199,7 +200,7 @@ async fn a_fleet_reads_its_source_once_while_the_folder_is_searched() {
         },
     );
     let fleet = cloud
-        .launch_many(IMAGE, 8, &LaunchOptions::wait_for_ip())
+        .launch_many(&image(), 8, &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(fleet.instances.len(), 8);

@@ -19,7 +19,7 @@ async fn a_launch_connects_a_new_serial_port_to_a_file_before_the_power_on() {
     let i = inv.clone();
     let (mock, calls) = scripted(move |c| i.happy(c));
     let (cloud, _keys) = new_cloud(mock);
-    cloud.launch(IMAGE, &console_on("c-1")).await.unwrap();
+    cloud.launch(&image(), &console_on("c-1")).await.unwrap();
     assert_eq!(
         calls.names(),
         sv(&[
@@ -52,7 +52,7 @@ async fn a_launch_connects_a_new_serial_port_to_a_file_before_the_power_on() {
 
     // A second launch from the same image reads the source no more.
     calls.clear();
-    cloud.launch(IMAGE, &console_on("c-2")).await.unwrap();
+    cloud.launch(&image(), &console_on("c-2")).await.unwrap();
     assert_eq!(calls.names()[0], "vm.info");
     assert_eq!(
         calls.names().iter().filter(|n| *n == "vm.info").count(),
@@ -72,7 +72,10 @@ async fn a_console_that_cannot_be_connected_rolls_the_launch_back() {
         _ => i.happy(c),
     });
     let (cloud, _keys) = new_cloud(mock);
-    let err = cloud.launch(IMAGE, &console_on("c-1")).await.unwrap_err();
+    let err = cloud
+        .launch(&image(), &console_on("c-1"))
+        .await
+        .unwrap_err();
     assert_eq!(err.step(), Some(Step::Console), "{err}");
     assert!(err.to_string().contains("was removed"), "{err}");
     assert_eq!(calls.all().last().unwrap(), &destroy_argv("c-1"));
@@ -91,7 +94,7 @@ async fn the_network_goes_on_the_clone_and_a_disk_that_is_missing_fails_first() 
         network: Some("lab net".into()),
         ..options("n-1", WaitStage::None)
     };
-    cloud.launch(IMAGE, &launch).await.unwrap();
+    cloud.launch(&image(), &launch).await.unwrap();
     let clone = calls
         .all()
         .into_iter()
@@ -105,7 +108,7 @@ async fn the_network_goes_on_the_clone_and_a_disk_that_is_missing_fails_first() 
         disk_gib: Some(20),
         ..options("d-1", WaitStage::None)
     };
-    let err = cloud.launch(IMAGE, &launch).await.unwrap_err();
+    let err = cloud.launch(&image(), &launch).await.unwrap_err();
     assert!(
         matches!(
             &err,

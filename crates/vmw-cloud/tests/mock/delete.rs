@@ -17,15 +17,15 @@ async fn delete_is_one_destroy_and_tolerates_a_missing_vm() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let a = cloud
-        .launch(IMAGE, &options("del-1", WaitStage::Ip))
+        .launch(&image(), &options("del-1", WaitStage::Ip))
         .await
         .unwrap();
     let b = cloud
-        .launch(IMAGE, &options("del-2", WaitStage::None))
+        .launch(&image(), &options("del-2", WaitStage::None))
         .await
         .unwrap();
     let c = cloud
-        .launch(IMAGE, &options("del-3", WaitStage::None))
+        .launch(&image(), &options("del-3", WaitStage::None))
         .await
         .unwrap();
     assert_eq!(
@@ -73,7 +73,7 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
 
-    let err = cloud.delete_vm("theirs", false).await.unwrap_err();
+    let err = cloud.delete_vm("theirs").await.unwrap_err();
     let CloudError::NotOurs { vm, reason } = &err else {
         panic!("{err:?}")
     };
@@ -91,7 +91,10 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
         theirs.delete().await.unwrap_err(),
         CloudError::NotOurs { .. }
     ));
-    let err = cloud.delete_image("old", false).await.unwrap_err();
+    let err = cloud
+        .delete_image(&cloud.image("old").unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(err, CloudError::NotOurs { .. }), "{err:?}");
     assert!(calls.of("vm.destroy").is_empty());
     assert_eq!(inv.paths(), [at("old"), at("theirs")]);
@@ -99,7 +102,7 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
     // Forced: destroyed.
     let n = calls.len();
     assert_eq!(
-        cloud.delete_vm("theirs", true).await.unwrap(),
+        cloud.delete_vm_forced("theirs").await.unwrap(),
         Removal::Destroyed
     );
     assert_eq!(
@@ -107,7 +110,7 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
         [info_argv("theirs"), destroy_argv("theirs")]
     );
     assert_eq!(
-        cloud.delete_image("/DC0/vm/old", true).await.unwrap(),
+        cloud.delete_vm_forced("/DC0/vm/old").await.unwrap(),
         Removal::Destroyed
     );
     assert!(inv.paths().is_empty());
@@ -116,7 +119,10 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
     inv.add(&at("ours"), &marker("image", "0123456789abcdef"));
     let n = calls.len();
     assert_eq!(
-        cloud.delete_image("ours", false).await.unwrap(),
+        cloud
+            .delete_image(&cloud.image("ours").unwrap())
+            .await
+            .unwrap(),
         Removal::Destroyed
     );
     assert_eq!(calls.since(n), [info_argv("ours"), destroy_argv("ours")]);
@@ -146,9 +152,21 @@ async fn templates_are_never_deleted_even_forced() {
         at("imported"),
     ] {
         for force in [false, true] {
+            let image = cloud.image(&path).unwrap();
             for err in [
-                cloud.delete_vm(&path, force).await.unwrap_err(),
-                cloud.delete_image(&path, force).await.unwrap_err(),
+                if force {
+                    cloud.delete_vm_forced(&path).await.unwrap_err()
+                } else {
+                    cloud.delete_vm(&path).await.unwrap_err()
+                },
+                if force {
+                    cloud
+                        .delete_vm_forced(image.path().as_str())
+                        .await
+                        .unwrap_err()
+                } else {
+                    cloud.delete_image(&image).await.unwrap_err()
+                },
             ] {
                 assert!(
                     matches!(&err, CloudError::TemplateProtected { name } if *name == path),
@@ -168,7 +186,7 @@ async fn templates_are_never_deleted_even_forced() {
         }
     }
     // By name in the folder, too.
-    let err = cloud.delete_vm(IMAGE, true).await.unwrap_err();
+    let err = cloud.delete_vm_forced(IMAGE).await.unwrap_err();
     assert!(
         matches!(err, CloudError::TemplateProtected { .. }),
         "{err:?}"
@@ -204,7 +222,7 @@ async fn not_found_naming_another_path_is_not_already_gone() {
         });
         let (cloud, _keys) = new_cloud(mock);
         let vm = cloud
-            .launch(IMAGE, &options("nf-1", WaitStage::None))
+            .launch(&image(), &options("nf-1", WaitStage::None))
             .await
             .unwrap();
         let n = calls.len();
@@ -230,7 +248,7 @@ async fn a_changing_inventory_at_destroy_is_an_error_not_already_gone() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let vm = cloud
-        .launch(IMAGE, &options("ch-1", WaitStage::None))
+        .launch(&image(), &options("ch-1", WaitStage::None))
         .await
         .unwrap();
     let n = calls.len();
@@ -266,7 +284,10 @@ async fn delete_image_refuses_templates_and_tolerates_a_missing_image() {
             "/DC0/vm/other/TEMPLATE-cloud-init-focal".to_owned(),
         ),
     ] {
-        let err = cloud.delete_image(name, false).await.unwrap_err();
+        let err = cloud
+            .delete_image(&cloud.image(name).unwrap())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&err, CloudError::TemplateProtected { name: n } if *n == path),
             "{err:?}"
@@ -276,11 +297,17 @@ async fn delete_image_refuses_templates_and_tolerates_a_missing_image() {
 
     let n = calls.len();
     assert_eq!(
-        cloud.delete_image("old-image", false).await.unwrap(),
+        cloud
+            .delete_image(&cloud.image("old-image").unwrap())
+            .await
+            .unwrap(),
         Removal::AlreadyGone
     );
     assert_eq!(calls.since(n), [info_argv("old-image")]);
-    let err = cloud.delete_image("locked-image", false).await.unwrap_err();
+    let err = cloud
+        .delete_image(&cloud.image("locked-image").unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.govc().unwrap().kind(), ErrorKind::Other);
     assert!(inv.contains(&at("locked-image")));
 }

@@ -13,15 +13,12 @@ async fn a_released_image_is_one_lookup_and_the_folder_is_searched_only_to_list(
     let (cloud, _keys) = new_cloud(mock);
     assert_eq!(
         cloud.released_image("jammy").await.unwrap(),
-        Image {
-            name: IMAGE.to_owned(),
-            path: vm_ref(IMAGE),
-        }
+        Image::at(vm_ref(IMAGE))
     );
     assert_eq!(calls.names(), ["vm.info"]);
     // The lookup serves the launch that follows.
     cloud
-        .launch(IMAGE, &options("r-1", WaitStage::None))
+        .launch(&image(), &options("r-1", WaitStage::None))
         .await
         .unwrap();
     assert_eq!(
@@ -31,7 +28,7 @@ async fn a_released_image_is_one_lookup_and_the_folder_is_searched_only_to_list(
         calls.names()
     );
     assert_eq!(
-        cloud.daily_image("focal").await.unwrap().name,
+        cloud.daily_image("focal").await.unwrap().name(),
         "TEMPLATE-cloud-init-focal"
     );
     calls.clear();
@@ -50,12 +47,27 @@ async fn a_released_image_is_one_lookup_and_the_folder_is_searched_only_to_list(
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("available: focal, jammy"), "{err}");
-    // Listed once: from now on the list answers.
+    // Listed once: from now on the list answers for the releases it
+    // knows; one it does not know is looked up (it may have been imported
+    // meanwhile), and, absent, listed again.
     calls.clear();
     assert_eq!(cloud.releases().await.unwrap(), ["focal", "jammy"]);
-    assert_eq!(cloud.released_image("jammy").await.unwrap().name, IMAGE);
-    assert!(cloud.released_image("noble").await.is_err());
+    assert_eq!(cloud.released_image("jammy").await.unwrap().name(), IMAGE);
     assert!(calls.is_empty(), "{:?}", calls.names());
+    assert!(cloud.released_image("noble").await.is_err());
+    assert_eq!(calls.names(), ["vm.info", "find"]);
+    calls.clear();
+    inv.add(&at("TEMPLATE-cloud-init-noble"), "");
+    assert_eq!(
+        cloud.released_image("noble").await.unwrap().name(),
+        "TEMPLATE-cloud-init-noble"
+    );
+    assert_eq!(calls.names(), ["vm.info"]);
+    assert_eq!(
+        cloud.releases().await.unwrap(),
+        ["focal", "jammy", "noble"],
+        "the list follows"
+    );
 }
 
 #[tokio::test]
@@ -87,6 +99,11 @@ async fn a_failed_release_lookup_is_not_cached() {
     );
     assert!(err.to_string().contains("available: none"), "{err}");
     assert_eq!(calls.names(), ["vm.info", "vm.info", "find"]);
+    // A release the list does not know is looked up again (it may have been
+    // imported since).
     cloud.released_image("focal").await.unwrap_err();
-    assert_eq!(calls.len(), 3);
+    assert_eq!(
+        calls.names(),
+        ["vm.info", "vm.info", "find", "vm.info", "find"]
+    );
 }

@@ -38,17 +38,20 @@ async fn ip_prefers_ipv4_skips_link_local_and_caches() {
     assert_eq!(calls.len(), 2);
 
     // A restart forgets the address; link-local answers are polled past.
-    vm.shutdown().await.unwrap();
+    vm.power_off().await.unwrap();
     assert_eq!(vm.cached_ip(), None);
     assert_eq!(inv.get(&at("me-1")).unwrap().power, "poweredOff");
-    vm.start().await.unwrap();
+    vm.power_on().await.unwrap();
     assert_eq!(inv.get(&at("me-1")).unwrap().power, "poweredOn");
     let n = calls.len();
-    assert_eq!(vm.wait_for(WaitStage::Ip).await.unwrap(), ip("10.0.0.9"));
+    assert_eq!(
+        vm.wait_until(WaitStage::Ip).await.unwrap(),
+        Some(ip("10.0.0.9"))
+    );
     assert_eq!(calls.names()[n..], sv(&["vm.ip", "vm.ip", "vm.ip"]));
 
     // Only a global IPv6 besides the link-local one: that one.
-    vm.start().await.unwrap();
+    vm.power_on().await.unwrap();
     assert_eq!(vm.ip().await.unwrap(), ip("2001:db8::5"));
     assert!(answers.lock().unwrap().is_empty());
 }

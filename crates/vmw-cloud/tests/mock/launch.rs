@@ -24,7 +24,7 @@ async fn launch_runs_clone_one_change_power_on_and_ip_with_exact_argv() {
         wait: WaitStage::Ip,
         ..LaunchOptions::default()
     };
-    let instance = cloud.launch(IMAGE, &launch).await.unwrap();
+    let instance = cloud.launch(&image(), &launch).await.unwrap();
     // The folder holds no `me-<n>` yet: the first number.
     assert_eq!(instance.name(), "me-1");
     assert_eq!(instance.vm(), &vm_ref("me-1"));
@@ -128,7 +128,7 @@ async fn launch_runs_clone_one_change_power_on_and_ip_with_exact_argv() {
     // The next launch counts on without searching again, with a new id.
     let n = calls.len();
     let next = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(next.name(), "me-2");
@@ -158,7 +158,7 @@ async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
 
     // An instance type, extra config, a linked clone, vendor data, no wait.
     let first = LaunchOptions {
-        instance_type: Some("2c4g".to_owned()),
+        instance_type: Some("2c4g".parse().unwrap()),
         extra_config: vec![
             ("disk.EnableUUID".to_owned(), "TRUE".to_owned()),
             ("guestinfo.custom".to_owned(), "a b=c".to_owned()),
@@ -167,7 +167,7 @@ async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
         vendor_data: Some(b"#cloud-config\nruncmd: [true]\n".to_vec()),
         ..options("web-1", WaitStage::None)
     };
-    let a = cloud.launch(IMAGE, &first).await.unwrap();
+    let a = cloud.launch(&image(), &first).await.unwrap();
     assert_eq!(a.name(), "web-1");
     assert_eq!(a.cached_ip(), None);
     // A linked clone comes from vmw's snapshot of the image, taken once
@@ -246,7 +246,12 @@ async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
         ..options("web-2", WaitStage::None)
     };
     cloud
-        .launch("/DC0/vm/other/TEMPLATE-cloud-init-focal", &second)
+        .launch(
+            &cloud
+                .image("/DC0/vm/other/TEMPLATE-cloud-init-focal")
+                .unwrap(),
+            &second,
+        )
         .await
         .unwrap();
     let all = calls.since(7);

@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use vmw_cloud::{
-    Cloud, CloudBuilder, CloudError, Image, KeyPair, Kind, LaunchOptions, Removal, Scope, Settings,
-    Step, WaitStage, parse_marker,
+    Cloud, CloudBuilder, CloudError, Hints, Image, KeyPair, Kind, LaunchOptions, Removal, Scope,
+    Settings, Step, WaitStage, parse_marker,
 };
 use vmw_config::{Secret, VmwareConfig};
 use vmw_govc::fake::{

@@ -17,13 +17,13 @@ async fn generated_names_continue_after_the_highest_number_in_the_folder() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
     let a = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(a.name(), "me-11");
     assert_eq!(calls.all()[0], find_names_argv());
     let b = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(b.name(), "me-12");
@@ -52,7 +52,7 @@ async fn a_taken_name_moves_the_launch_to_the_next_number_and_never_touches_that
     });
     let (cloud, _keys) = new_cloud(mock);
     let a = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(a.name(), "me-3");
@@ -89,7 +89,7 @@ async fn a_taken_name_moves_the_launch_to_the_next_number_and_never_touches_that
 
     // The next launch counts on.
     let b = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(b.name(), "me-4");
@@ -125,7 +125,7 @@ async fn a_name_the_search_missed_is_refused_by_the_clone_and_its_vm_left_alone(
     });
     let (cloud, _keys) = new_cloud(mock);
     let a = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(a.name(), "me-3");
@@ -158,7 +158,7 @@ async fn a_name_the_search_missed_is_refused_by_the_clone_and_its_vm_left_alone(
     inv.add(&at("me-5"), theirs);
     let n = calls.len();
     let fleet = cloud
-        .launch_many(IMAGE, 2, &LaunchOptions::wait_for_ip())
+        .launch_many(&image(), 2, &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert!(fleet.failures.is_empty(), "{:?}", fleet.failures);
@@ -193,7 +193,7 @@ async fn a_taken_name_given_by_the_caller_is_an_error() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &options("fixed-1", WaitStage::Ip))
+        .launch(&image(), &options("fixed-1", WaitStage::Ip))
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::Clone));
@@ -227,7 +227,7 @@ async fn a_taken_name_given_by_the_caller_is_name_taken_without_a_clone() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &options("fixed-2", WaitStage::Ip))
+        .launch(&image(), &options("fixed-2", WaitStage::Ip))
         .await
         .unwrap_err();
     let CloudError::Step {
@@ -248,7 +248,7 @@ async fn a_taken_name_given_by_the_caller_is_name_taken_without_a_clone() {
     );
     assert!(!removed && rollback.is_none(), "{err:?}");
     assert!(err.govc().is_none(), "{err:?}");
-    let text = err.to_string();
+    let text = vmw_cloud::render(&err);
     assert!(
         text.contains("a VM is already at /DC0/vm/fixed-2"),
         "{text}"
@@ -276,7 +276,7 @@ async fn a_launch_gives_up_after_a_hundred_taken_names() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let err = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap_err();
     let CloudError::Step {
@@ -326,7 +326,7 @@ async fn a_tag_timestamped_now_numbers_from_one_without_a_search() {
     let theirs = format!("made by vmw (tag: {tag}, kind: instance, launch: 00000000deadbeef)");
     inv.add(&at(&format!("{tag}-1")), &theirs);
     let a = cloud
-        .launch(IMAGE, &LaunchOptions::wait_for_ip())
+        .launch(&image(), &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert_eq!(a.name(), format!("{tag}-2"));

@@ -4,10 +4,21 @@
 
 use crate::*;
 
-/// A cloud whose govc expects, in this order, `vm.info` of `/DC0/vm/me-1`,
-/// then `vm.power -<op>=true -- /DC0/vm/me-1` failing with `power_stderr`,
-/// then (when `state` is given) `object.collect` of the power state
-/// answering `state`.
+fn state_argv() -> Vec<String> {
+    sv(&[
+        "object.collect",
+        "-json=true",
+        "--",
+        "/DC0/vm/me-1",
+        "runtime.powerState",
+    ])
+}
+
+/// A cloud whose govc expects, in this order, `vm.info` of `/DC0/vm/me-1`;
+/// for a power-off, the power state (on) and the address (none: the guest
+/// cannot be asked to sync); then `vm.power -<op>=true -- /DC0/vm/me-1`
+/// failing with `power_stderr`, then (when `state` is given)
+/// `object.collect` of the power state answering `state`.
 fn power_script(op: &str, power_stderr: &'static str, state: Option<&'static str>) -> MockGovc {
     let mut seq = Default::default();
     let mut mock = MockGovc::new();
@@ -16,6 +27,18 @@ fn power_script(op: &str, power_stderr: &'static str, state: Option<&'static str
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_| out(VM_INFO));
+    if op == "off" {
+        mock.expect_run()
+            .withf(|c| c.argv() == state_argv())
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| out(&power_state_json("poweredOn")));
+        mock.expect_run()
+            .withf(|c| c.name() == "vm.ip")
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| out(""));
+    }
     let power = sv(&["vm.power", &format!("-{op}=true"), "--", "/DC0/vm/me-1"]);
     mock.expect_run()
         .withf(move |c| c.argv() == power)
@@ -24,16 +47,7 @@ fn power_script(op: &str, power_stderr: &'static str, state: Option<&'static str
         .returning(move |c| fail(c, power_stderr));
     if let Some(state) = state {
         mock.expect_run()
-            .withf(|c| {
-                c.argv()
-                    == sv(&[
-                        "object.collect",
-                        "-json=true",
-                        "--",
-                        "/DC0/vm/me-1",
-                        "runtime.powerState",
-                    ])
-            })
+            .withf(|c| c.argv() == state_argv())
             .times(1)
             .in_sequence(&mut seq)
             .returning(move |_| out(&power_state_json(state)));
@@ -45,7 +59,7 @@ fn power_script(op: &str, power_stderr: &'static str, state: Option<&'static str
 async fn start_and_shutdown_accept_the_state_already_reached() {
     let (cloud, _keys) = new_cloud(power_script("on", STDERR_INVALID_POWER, Some("poweredOn")));
     let vm = cloud.get_instance("me-1").await.unwrap();
-    vm.start().await.unwrap();
+    vm.power_on().await.unwrap();
 
     let (cloud, _keys) = new_cloud(power_script(
         "off",
@@ -53,14 +67,33 @@ async fn start_and_shutdown_accept_the_state_already_reached() {
         Some("poweredOff"),
     ));
     let vm = cloud.get_instance("me-1").await.unwrap();
-    vm.shutdown().await.unwrap();
+    vm.power_off().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_power_off_of_a_vm_that_is_off_makes_no_power_call() {
+    let mut seq = Default::default();
+    let mut mock = MockGovc::new();
+    mock.expect_run()
+        .withf(|c| c.argv() == info_argv("me-1"))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| out(VM_INFO));
+    mock.expect_run()
+        .withf(|c| c.argv() == state_argv())
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| out(&power_state_json("poweredOff")));
+    let (cloud, _keys) = new_cloud(mock);
+    let vm = cloud.get_instance("me-1").await.unwrap();
+    vm.power_off().await.unwrap();
 }
 
 #[tokio::test]
 async fn start_and_shutdown_report_a_wrong_state() {
     let (cloud, _keys) = new_cloud(power_script("on", STDERR_INVALID_POWER, Some("poweredOff")));
     let vm = cloud.get_instance("me-1").await.unwrap();
-    match vm.start().await.unwrap_err() {
+    match vm.power_on().await.unwrap_err() {
         CloudError::PowerState { vm, wanted, found } => {
             assert_eq!(vm, "/DC0/vm/me-1");
             assert_eq!(wanted, "powered on");
@@ -71,7 +104,7 @@ async fn start_and_shutdown_report_a_wrong_state() {
 
     let (cloud, _keys) = new_cloud(power_script("off", STDERR_INVALID_POWER, Some("poweredOn")));
     let vm = cloud.get_instance("me-1").await.unwrap();
-    match vm.shutdown().await.unwrap_err() {
+    match vm.power_off().await.unwrap_err() {
         CloudError::PowerState { wanted, found, .. } => {
             assert_eq!(wanted, "powered off");
             assert_eq!(found, "On");
@@ -86,9 +119,9 @@ async fn other_power_failures_are_errors_without_a_state_query() {
         let (cloud, _keys) = new_cloud(power_script(op, STDERR_OTHER, None));
         let vm = cloud.get_instance("me-1").await.unwrap();
         let err = if op == "on" {
-            vm.start().await.unwrap_err()
+            vm.power_on().await.unwrap_err()
         } else {
-            vm.shutdown().await.unwrap_err()
+            vm.power_off().await.unwrap_err()
         };
         assert_eq!(err.govc().unwrap().kind(), ErrorKind::Other, "{err:?}");
     }
@@ -138,7 +171,7 @@ async fn a_graceful_stop_powers_off_hard_when_the_guest_does_not_stop_in_time() 
     let g = cloud.get_instance("g-1").await.unwrap();
     inv.set_power(&at("g-1"), "poweredOn");
     calls.clear();
-    let how = g.stop_graceful(Duration::from_millis(300)).await.unwrap();
+    let how = g.shutdown_guest(Duration::from_millis(300)).await.unwrap();
     assert_eq!(how, vmw_cloud::PowerOff::Forced);
     let names = calls.names();
     assert_eq!(names.first().map(String::as_str), Some("vm.power"));
@@ -157,7 +190,7 @@ async fn a_graceful_stop_powers_off_hard_when_the_guest_does_not_stop_in_time() 
     let g = cloud.get_instance("g-2").await.unwrap();
     calls.clear();
     assert_eq!(
-        g.stop_graceful(Duration::from_secs(5)).await.unwrap(),
+        g.shutdown_guest(Duration::from_secs(5)).await.unwrap(),
         vmw_cloud::PowerOff::Graceful
     );
     assert_eq!(

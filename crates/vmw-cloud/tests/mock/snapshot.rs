@@ -10,19 +10,26 @@ async fn snapshot_clones_the_instance_into_a_tracked_image() {
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = new_cloud(mock);
     let base = cloud
-        .launch(IMAGE, &options("base-1", WaitStage::None))
+        .launch(&image(), &options("base-1", WaitStage::None))
         .await
         .unwrap();
     let n = calls.len();
     let image = cloud.snapshot(&base, false).await.unwrap();
+    assert_eq!(image, Image::at(vm_ref("base-1-image")));
+    // The guest flushed (it does not answer here), the image's path checked
+    // free, then the clone.
     assert_eq!(
-        image,
-        Image {
-            name: "base-1-image".to_owned(),
-            path: vm_ref("base-1-image"),
-        }
+        calls.since(n)[0],
+        sv(&[
+            "object.collect",
+            "-json=true",
+            "--",
+            "/DC0/vm/base-1",
+            "runtime.powerState"
+        ])
     );
-    // The image's path checked free, then the clone.
+    assert_eq!(calls.since(n)[1][0], "vm.ip");
+    let n = n + 2;
     assert_eq!(
         calls.since(n),
         [
@@ -51,7 +58,7 @@ async fn snapshot_clones_the_instance_into_a_tracked_image() {
     // The image launches like any other.
     let n = calls.len();
     cloud
-        .launch(&image.name, &options("child-1", WaitStage::None))
+        .launch(&image, &options("child-1", WaitStage::None))
         .await
         .unwrap();
     assert_eq!(
@@ -66,7 +73,10 @@ async fn snapshot_clones_the_instance_into_a_tracked_image() {
     // Deleting it untracks it.
     let n = calls.len();
     assert_eq!(
-        cloud.delete_image("base-1-image", false).await.unwrap(),
+        cloud
+            .delete_image(&cloud.image("base-1-image").unwrap())
+            .await
+            .unwrap(),
         Removal::Destroyed
     );
     assert_eq!(
@@ -91,7 +101,7 @@ async fn a_failed_snapshot_tracks_nothing() {
     });
     let (cloud, _keys) = new_cloud(mock);
     let base = cloud
-        .launch(IMAGE, &options("base-2", WaitStage::None))
+        .launch(&image(), &options("base-2", WaitStage::None))
         .await
         .unwrap();
 
@@ -100,6 +110,7 @@ async fn a_failed_snapshot_tracks_nothing() {
     inv.add(&at("base-2-image"), "someone's image");
     let n = calls.len();
     let err = cloud.snapshot(&base, false).await.unwrap_err();
+    let n = n + 2;
     assert_eq!(err.step(), Some(Step::Clone));
     assert!(err.govc().is_none(), "{err:?}");
     let CloudError::Step {
@@ -128,6 +139,7 @@ async fn a_failed_snapshot_tracks_nothing() {
     // Killed by the deadline: the image that was made is removed.
     *clone_answer.lock().unwrap() = "kill";
     let n = calls.len();
+    // (The guest's address is known now: no look at it first.)
     let err = cloud.snapshot(&base, false).await.unwrap_err();
     assert_eq!(err.step(), Some(Step::Clone));
     assert!(matches!(&err, CloudError::Step { removed: true, .. }));
@@ -163,13 +175,13 @@ async fn snapshot_with_guest_cleaning_clones_nothing_when_the_guest_is_unreachab
     s.ssh.port = port;
     let (cloud, _keys) = cloud_with(mock, config(), s);
     let base = cloud
-        .launch(IMAGE, &options("base-3", WaitStage::Ip))
+        .launch(&image(), &options("base-3", WaitStage::Ip))
         .await
         .unwrap();
     let n = calls.len();
     let err = cloud.snapshot(&base, true).await.unwrap_err();
     assert_eq!(err.step(), Some(Step::CleanGuest), "{err:?}");
-    let text = err.to_string();
+    let text = vmw_cloud::render(&err);
     assert!(text.contains("connect"), "{text}");
     assert!(text.contains("nothing to remove"), "{text}");
     assert_eq!(calls.len(), n, "no clone after a failed guest clean");

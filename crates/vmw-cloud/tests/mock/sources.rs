@@ -15,11 +15,11 @@ async fn the_source_is_checked_once_before_the_first_clone() {
     };
     let (cloud, _keys) = cloud_with(mock, config(), s);
     cloud
-        .launch(IMAGE, &options("c-1", WaitStage::None))
+        .launch(&image(), &options("c-1", WaitStage::None))
         .await
         .unwrap();
     cloud
-        .launch(IMAGE, &options("c-2", WaitStage::None))
+        .launch(&image(), &options("c-2", WaitStage::None))
         .await
         .unwrap();
     let source_check = sv(&[
@@ -50,7 +50,7 @@ async fn the_source_is_checked_once_before_the_first_clone() {
     let n = calls.len();
     let err = cloud
         .launch(
-            "TEMPLATE-cloud-init-golden",
+            &cloud.image("TEMPLATE-cloud-init-golden").unwrap(),
             &options("c-3", WaitStage::None),
         )
         .await
@@ -75,7 +75,7 @@ async fn the_step_hook_hears_each_step_in_order() {
         })),
         ..options("hooked-1", WaitStage::Ip)
     };
-    cloud.launch(IMAGE, &options).await.unwrap();
+    cloud.launch(&image(), &options).await.unwrap();
     let heard = heard.lock().unwrap().clone();
     assert!(heard.iter().all(|(vm, _)| vm == "hooked-1"));
     assert_eq!(

@@ -64,6 +64,9 @@ pub(crate) fn settings(concurrency: usize) -> Settings {
         clone_grace: Duration::from_millis(300),
         // The console log has a test of its own.
         console_log: false,
+        // The guests of the scripted vCenter never answer over SSH: a
+        // sync before a snapshot or a power-off gives up at once.
+        sync_wait: Duration::from_millis(100),
         ..Settings::default()
     }
 }
@@ -373,4 +376,9 @@ impl<G: Govc> Govc for Delay<G> {
             answer
         })
     }
+}
+
+/// The image every launch here is from: [`IMAGE`] in [`FOLDER`].
+pub(crate) fn image() -> Image {
+    Image::at(VmRef::parse(&format!("{FOLDER}/{IMAGE}")).unwrap())
 }

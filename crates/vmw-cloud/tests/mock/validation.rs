@@ -16,21 +16,23 @@ async fn bad_launch_options_are_rejected_before_any_govc_call() {
         other => panic!("expected an invalid {option}, got {other:?}"),
     };
 
-    let o = with(&|o| o.instance_type = Some("t2.micro".into()));
-    invalid(cloud.launch(IMAGE, &o).await.unwrap_err(), "instance type");
+    invalid(
+        "t2.micro".parse::<vmw_cloud::InstanceType>().unwrap_err(),
+        "instance type",
+    );
 
     let o = with(&|o| {
-        o.instance_type = Some("2c4g".into());
+        o.instance_type = Some("2c4g".parse().unwrap());
         o.cpus = Some(2);
     });
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let err = cloud.launch(&image(), &o).await.unwrap_err();
     assert!(err.to_string().contains("not both"), "{err}");
     invalid(err, "instance type");
 
     let o = with(&|o| o.cpus = Some(0));
-    invalid(cloud.launch(IMAGE, &o).await.unwrap_err(), "CPU count");
+    invalid(cloud.launch(&image(), &o).await.unwrap_err(), "CPU count");
     let o = with(&|o| o.memory_mb = Some(2));
-    invalid(cloud.launch(IMAGE, &o).await.unwrap_err(), "memory");
+    invalid(cloud.launch(&image(), &o).await.unwrap_err(), "memory");
 
     for key in [
         "a=b",
@@ -40,13 +42,13 @@ async fn bad_launch_options_are_rejected_before_any_govc_call() {
     ] {
         let o = with(&|o| o.extra_config = vec![(key.into(), "x".into())]);
         invalid(
-            cloud.launch(IMAGE, &o).await.unwrap_err(),
+            cloud.launch(&image(), &o).await.unwrap_err(),
             "extraConfig key",
         );
     }
 
     let o = with(&|o| o.user_data = Some(b"#cloud-config\npackages: [unclosed\n".to_vec()));
-    let err = cloud.launch(IMAGE, &o).await.unwrap_err();
+    let err = cloud.launch(&image(), &o).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -66,36 +68,34 @@ async fn bad_launch_options_are_rejected_before_any_govc_call() {
         "[ab]",
     ] {
         let o = with(&|o| o.name = Some(name.to_owned()));
-        invalid(cloud.launch(IMAGE, &o).await.unwrap_err(), "VM name");
+        invalid(cloud.launch(&image(), &o).await.unwrap_err(), "VM name");
     }
     // So are images given as a pattern or a relative path.
-    let o = LaunchOptions::wait_for_ip();
     for image in ["TEMPLATE-cloud-init-*", "vm/TEMPLATE-cloud-init-jammy"] {
-        invalid(cloud.launch(image, &o).await.unwrap_err(), "VM name");
+        invalid(cloud.image(image).unwrap_err(), "VM name");
     }
-    invalid(
-        cloud.launch("/DC0/vm/TEMPLATE-*", &o).await.unwrap_err(),
-        "VM path",
-    );
+    invalid(cloud.image("/DC0/vm/TEMPLATE-*").unwrap_err(), "VM path");
 
     let o = with(&|o| o.name = Some("solo".to_owned()));
-    invalid(cloud.launch_many(IMAGE, 2, &o).await.unwrap_err(), "name");
-    let o = with(&|o| o.instance_type = Some("2x".into()));
     invalid(
-        cloud.launch_many(IMAGE, 3, &o).await.unwrap_err(),
+        cloud.launch_many(&image(), 2, &o).await.unwrap_err(),
+        "name",
+    );
+    invalid(
+        "2x".parse::<vmw_cloud::InstanceType>().unwrap_err(),
         "instance type",
     );
     let fleet = cloud
-        .launch_many(IMAGE, 0, &LaunchOptions::wait_for_ip())
+        .launch_many(&image(), 0, &LaunchOptions::wait_for_ip())
         .await
         .unwrap();
     assert!(fleet.instances.is_empty() && fleet.failures.is_empty());
     assert!(cloud.tracked_instances().is_empty());
 
     // Deletion of a pattern or a relative path is refused too.
-    invalid(cloud.delete_vm("me-*", true).await.unwrap_err(), "VM name");
+    invalid(cloud.delete_vm_forced("me-*").await.unwrap_err(), "VM name");
     invalid(
-        cloud.delete_image("vm/x-image", true).await.unwrap_err(),
+        cloud.delete_vm_forced("vm/x-image").await.unwrap_err(),
         "VM name",
     );
     invalid(
