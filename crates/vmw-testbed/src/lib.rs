@@ -50,6 +50,9 @@
 //!
 //! The binaries are found by [`tools::locate`]; `cargo xtask tools`
 //! installs them.
+//!
+//! [`tidy`] checks the rules of the code base that the compiler does not
+//! check; `cargo xtask tidy` and this crate's `tidy` test run it.
 
 pub mod agent;
 pub mod guests;
@@ -57,6 +60,7 @@ pub mod ova;
 pub mod proxy;
 pub mod ssh_agent;
 pub mod sshd;
+pub mod tidy;
 pub mod tools;
 
 use std::io::{BufRead, BufReader};
