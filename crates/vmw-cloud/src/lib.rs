@@ -94,6 +94,8 @@ pub use vmw_hints::{Hints, render};
 
 // What users of this crate meet in its signatures and errors, so that they
 // need no other vmw crate.
+/// The YAML mapping of [`LaunchOptions::metadata`] (serde_yaml_ng).
+pub use serde_yaml_ng::Mapping;
 /// The configuration and where it is read from (vmw-config).
 pub use vmw_config::{ConfigError, Environment, Loader, VmwareConfig};
 /// govc: the backend trait, the real process backend, VM paths, errors

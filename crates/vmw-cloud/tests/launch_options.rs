@@ -95,6 +95,28 @@ async fn a_launch_gives_its_vm_a_console_log_of_its_own() {
     let text = "Linux version 6.1.0\r\ncloud-init: modules final\r\n";
     std::fs::write(local_file(&sim, &file).await, text).unwrap();
     assert_eq!(inst.console_log().await.unwrap(), text);
+    // A guest that does not answer in time (no address here) is reported
+    // with the end of its console.
+    let err = inst
+        .clone()
+        .with_timeouts(Some(Duration::from_secs(1)), None)
+        .wait_until(WaitStage::Ip)
+        .await
+        .unwrap_err();
+    let CloudError::NoAnswer {
+        step,
+        console: Some(console),
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*step, Step::WaitIp);
+    assert_eq!(console, "Linux version 6.1.0\ncloud-init: modules final");
+    assert!(
+        err.to_string().contains("  | cloud-init: modules final"),
+        "{err}"
+    );
 
     // An image made from it has the port; an instance of the image reuses
     // it (no second port), connected to a file in its own folder.
@@ -193,6 +215,14 @@ async fn a_launch_waits_as_long_as_it_says_and_can_keep_a_failed_vm() {
         panic!("{err:?}")
     };
     assert_eq!(*step, Step::WaitIp);
+    // The guest never answered: said so, with its console (none here).
+    let CloudError::NoAnswer {
+        source, console, ..
+    } = source.as_ref()
+    else {
+        panic!("{err:?}")
+    };
+    assert!(console.is_none(), "{console:?}");
     assert!(
         matches!(source.as_ref(), CloudError::IpTimeout { waited, .. } if *waited == Duration::from_secs(1)),
         "{err}"

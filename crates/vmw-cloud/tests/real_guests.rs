@@ -8,7 +8,9 @@
 //!   the user's own key, a `runcmd` marker and `write_files`; ready; its
 //!   console log; what cloud-init did; exec, push and pull; restart; snapshot with a clean
 //!   guest; a launch from that image; clean;
-//! - user data formats, one guest after the other: a shell script, a MIME
+//! - user data formats, one guest after the other: a shell script (its
+//!   guest powered off hard right after it is ready and started again: it
+//!   must come back with its SSH host keys intact), a MIME
 //!   multipart of two parts, then a cloud-config that fails in the guest,
 //!   whose error the wait must report, kept for inspection with its
 //!   evidence (console log, cloud-init status and logs, journal).
@@ -385,6 +387,33 @@ async fn user_data_formats(bed: &Bed) {
         .await
         .unwrap();
     eprintln!("{}", bed.timeline.report(a.name(), Instant::now()));
+    // Powered off hard right after it is ready, through a handle of its
+    // own as `vmw stop` makes one (no address known yet), then on again:
+    // the guest must come back. cloud-init's fresh SSH host keys were
+    // written moments before; vmw flushes them to disk before pulling the
+    // plug, or sshd never starts again.
+    let stopped = Instant::now();
+    let handle = cloud.get_instance(a.name()).await.unwrap();
+    handle.power_off().await.unwrap();
+    assert_eq!(
+        handle.power_state().await.unwrap(),
+        vmw_cloud::PowerState::Off
+    );
+    handle.power_on().await.unwrap();
+    handle.wait().await.unwrap();
+    eprintln!(
+        "{}: power-off right after ready, power-on -> ready again {:.0} s",
+        a.name(),
+        stopped.elapsed().as_secs_f64()
+    );
+    let sizes = sudo(&handle, "stat -c \"%s %n\" /etc/ssh/ssh_host_*_key").await;
+    let keys: Vec<(u64, &str)> = sizes
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(size, name)| (size.parse().unwrap(), name))
+        .collect();
+    assert!(!keys.is_empty(), "no host keys: {sizes}");
+    assert!(keys.iter().all(|(size, _)| *size > 0), "{keys:?}");
     assert_eq!(
         run(&a, "cat /var/tmp/vmw-script").await.trim(),
         "script ran as root"
