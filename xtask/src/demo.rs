@@ -1,15 +1,23 @@
 //! `cargo xtask demo`: the main job of vmw, run with the real `vmw` binary
 //! on a local vCenter simulator.
 //!
-//! It makes govc and vcsim available, builds `vmw`, starts a seeded vcsim,
-//! the guest-agent stand-in and, where the machine allows (root and
-//! `/usr/sbin/sshd`), a local sshd with a cloud-init stand-in that plays the
-//! guests; writes a `pycloudlib.toml` in a temporary directory (which is
-//! also HOME); then runs `vmw config check`, a launch of 3 instances with a
-//! user-data file, `list`, `exec cloud-init status --long`, `snapshot`, a
-//! launch from the image, and `clean`. Each command and its output is
-//! printed, and a summary of timings at the end. Any failed step fails the
-//! demo; everything started is stopped on the way out.
+//! Like `cargo xtask test`, it first makes sure of the tools it needs, as
+//! `cargo xtask tools` installs them: govc and vcsim, and OpenSSH's server
+//! for the SSH test peer (installed with apt-get when missing). Then it
+//! builds `vmw`, starts a seeded vcsim, the guest-agent stand-in and a
+//! local sshd with a cloud-init stand-in that plays the guests; writes a
+//! `pycloudlib.toml` in a temporary directory (which is also HOME); then
+//! runs `vmw config check`, a launch of 3 instances with a user-data file,
+//! `list`, `exec cloud-init status --long`, `snapshot`, a launch from the
+//! image, and `clean`. Each command and its output is printed, and a
+//! summary of timings at the end. Any failed step fails the demo;
+//! everything started is stopped on the way out.
+//!
+//! Only where the SSH test peer cannot be had does the demo go without it,
+//! saying why: without root (sshd runs in a private mount namespace, and a
+//! missing sshd cannot be installed either), or when apt-get fails to
+//! install it. Launches then wait for the IP only and the `exec` step is
+//! skipped.
 //!
 //! With `--real-guests`, real Debian guests under QEMU stand behind the VMs
 //! ([`vmw_testbed::RealGuests`], the image of `cargo xtask guest-image`):
@@ -104,10 +112,23 @@ fn first_name(launch_output: &str) -> Result<String> {
         .context("`vmw launch` printed no instance")
 }
 
-/// Whether the SSH test peer can run here.
-fn sshd_possible() -> bool {
-    Utf8Path::new("/usr/sbin/sshd").is_file() && crate::is_root()
+/// Makes the SSH test peer available, installing OpenSSH's server when it
+/// is missing (as `cargo xtask tools` does); else why it cannot be.
+fn ensure_ssh_peer() -> std::result::Result<(), String> {
+    if !crate::is_root() {
+        return Err(
+            "it runs sshd in a private mount namespace, which needs root; run the demo as root"
+                .to_owned(),
+        );
+    }
+    crate::install_missing("the demo's SSH step", &[(SSHD, "openssh-server")])
+        .map_err(|e| format!("installing OpenSSH's server failed: {e:#}"))?;
+    eprintln!("xtask: sshd is installed");
+    Ok(())
 }
+
+/// The OpenSSH server the SSH test peer runs.
+const SSHD: &str = "/usr/sbin/sshd";
 
 /// What plays the guests.
 enum Guests {
@@ -131,12 +152,11 @@ fn user_data(real: bool) -> &'static str {
 pub(crate) fn run(real_guests: bool) -> Result<()> {
     let started = Instant::now();
     let tools = crate::govmomi_tools(false)?;
-    let image = if real_guests {
-        Some(GuestImage::from_dir(
-            crate::guest::for_real_guests()?.dir(),
-        )?)
+    let (image, ssh_peer) = if real_guests {
+        let image = GuestImage::from_dir(crate::guest::for_real_guests()?.dir())?;
+        (Some(image), Ok(()))
     } else {
-        None
+        (None, ensure_ssh_peer())
     };
     crate::run(crate::cargo().args(["build", "--quiet", "-p", "vmw-cli"]))?;
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -154,13 +174,16 @@ pub(crate) fn run(real_guests: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(demo(vmw, &tools.govc, image, started))
+    rt.block_on(demo(vmw, &tools.govc, image, ssh_peer, started))
 }
 
+/// The demo proper; `ssh_peer` says whether the SSH test peer can play the
+/// guests (ignored with real guests), or why not.
 async fn demo(
     vmw: Utf8PathBuf,
     govc: &Utf8Path,
     image: Option<GuestImage>,
+    ssh_peer: std::result::Result<(), String>,
     started: Instant,
 ) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("vmw-demo-").tempdir()?;
@@ -184,7 +207,13 @@ async fn demo(
         }
         None => {
             let agent = sim.guest_agent(AgentOptions::default());
-            if sshd_possible() {
+            if let Err(why) = &ssh_peer {
+                println!(
+                    "Guests: VMware Tools stand-in reports 127.0.0.1. Note: no SSH test peer here \
+                     ({why}), so launches wait for the IP only and the `exec` step is skipped."
+                );
+                (Guests::StandIn(None), Some(agent))
+            } else {
                 let sshd = Sshd::start()?;
                 // Guests take a moment to finish cloud-init, as real ones do.
                 sshd.set_cloud_init(Duration::from_secs(1), CloudInitMode::Done)?;
@@ -193,13 +222,6 @@ async fn demo(
                     sshd.port()
                 );
                 (Guests::StandIn(Some(sshd)), Some(agent))
-            } else {
-                println!(
-                    "Guests: VMware Tools stand-in reports 127.0.0.1. Note: no SSH test peer here \
-                     (it needs root and /usr/sbin/sshd), so launches wait for the IP only and the \
-                     `exec` step is skipped."
-                );
-                (Guests::StandIn(None), Some(agent))
             }
         }
     };
@@ -304,7 +326,8 @@ async fn steps(runner: &mut Runner, guests: &Guests, home: &Utf8Path) -> Result<
             .await?;
     } else {
         println!(
-            "\n(skipped: `vmw exec {first} -- cloud-init status --long` needs the SSH test peer)"
+            "\n(skipped: `vmw exec {first} -- cloud-init status --long` needs the SSH test peer; \
+             see the note above for why there is none)"
         );
     }
     let mut snapshot = vec!["snapshot", first.as_str()];

@@ -12,8 +12,9 @@
 //! - `tidy`: the rules the compiler does not check ([`tidy`]).
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
 //!   use it by hand, until Ctrl-C.
-//! - `demo [--real-guests]`: the main job of vmw on the local simulator;
-//!   with `--real-guests`, on real Debian guests under QEMU.
+//! - `demo [--real-guests]`: makes sure of govc, vcsim and sshd as `tools`
+//!   does, then runs the main job of vmw on the local simulator; with
+//!   `--real-guests`, on real Debian guests under QEMU instead of sshd.
 //! - `bench [--count N] [--repeat R] [--no-write] [--smoke]`: vmw (the
 //!   CLI and the library) against hand-written govc on the same simulator,
 //!   with and without vCenter-like delays; writes the tables into
