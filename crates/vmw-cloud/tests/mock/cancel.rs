@@ -6,7 +6,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_cancelled_before_it_starts_calls_nothing() {
     let (cloud, _keys) = new_cloud(silent());
     let token = CancellationToken::new();
@@ -35,7 +35,7 @@ async fn a_launch_cancelled_before_it_starts_calls_nothing() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_cancelled_while_its_path_is_checked_clones_nothing() {
     // The cancellation comes while the target's path is looked up: it is
     // seen before the clone, which is never sent.
@@ -80,7 +80,7 @@ async fn a_launch_cancelled_while_its_path_is_checked_clones_nothing() {
 /// How long a slow clone takes on the scripted vCenter.
 const CLONE_TIME: Duration = Duration::from_millis(300);
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_cancelled_during_the_clone_waits_for_it_and_removes_it() {
     let inv = Inventory::default();
     let token = CancellationToken::new();
@@ -136,7 +136,7 @@ async fn a_launch_cancelled_during_the_clone_waits_for_it_and_removes_it() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_outlasting_the_grace_after_a_cancellation_may_exist_until_clean() {
     // The clone takes longer than the grace: vmw stops waiting, looks for
     // it for the grace period, and reports that it may still appear.
@@ -191,7 +191,7 @@ async fn a_clone_outlasting_the_grace_after_a_cancellation_may_exist_until_clean
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_cancelled_during_power_on_is_rolled_back() {
     let inv = Inventory::default();
     let token = CancellationToken::new();
@@ -293,7 +293,7 @@ async fn a_launch_dropped_mid_clone_has_its_vm_destroyed_in_the_background() {
     assert!(inv.paths().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_dropped_during_power_on_has_its_vm_destroyed_in_the_background() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);
@@ -325,7 +325,7 @@ async fn a_launch_dropped_during_power_on_has_its_vm_destroyed_in_the_background
     assert_eq!(calls.all()[5], destroy_argv("drop-2"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cancelled_fleet_removes_what_its_lanes_made() {
     // Cancelled as the third lane powers on: every lane under way is
     // rolled back, lanes not started never start.

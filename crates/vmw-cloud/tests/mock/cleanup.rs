@@ -6,7 +6,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn clean_deletes_instances_then_images_and_then_has_nothing_left() {
     let inv = Inventory::default();
     // Not this cloud's: never touched by clean().
@@ -74,7 +74,7 @@ async fn clean_deletes_instances_then_images_and_then_has_nothing_left() {
     assert_eq!(calls.len(), n, "a second clean() calls govc");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn clean_tries_everything_and_keeps_what_it_could_not_delete() {
     let refuse = Arc::new(Mutex::new(true));
     let refusing = refuse.clone();
@@ -135,7 +135,7 @@ async fn clean_tries_everything_and_keeps_what_it_could_not_delete() {
     assert!(inv.paths().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn clean_stops_tracking_what_turned_out_not_to_be_this_clouds() {
     // While tracked, the VMs at the paths of an instance and of an image
     // this cloud made were replaced: by another launch's instance, and by
@@ -194,7 +194,7 @@ fn list_argv(glob: &str) -> Vec<String> {
     ])
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn list_finds_vmw_vms_by_marker_and_sweep_deletes_exactly_those() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);
@@ -270,7 +270,7 @@ async fn list_finds_vmw_vms_by_marker_and_sweep_deletes_exactly_those() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_listed_refuses_a_vm_that_changed_since_it_was_listed() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);

@@ -7,7 +7,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_killed_by_the_deadline_is_rolled_back() {
     // vCenter finished the clone although govc was stopped: the VM carrying
     // this launch's marker is removed.
@@ -91,7 +91,7 @@ async fn a_clone_killed_by_the_deadline_is_rolled_back() {
     assert_eq!(cloud.tracked_instances(), refs(&["slow-2"]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_killed_clone_whose_rollback_failed_stays_tracked_for_clean() {
     let refuse = Arc::new(Mutex::new(true));
     let refusing = refuse.clone();
@@ -135,7 +135,7 @@ async fn a_killed_clone_whose_rollback_failed_stays_tracked_for_clean() {
     assert!(inv.paths().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_of_unknown_outcome_is_looked_for_and_removed_when_it_appears() {
     // The connection broke, or govc was stopped: the clone may still
     // finish. Here it appears after a while, with this launch's marker, and
@@ -202,7 +202,7 @@ async fn a_clone_of_unknown_outcome_is_looked_for_and_removed_when_it_appears() 
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_of_unknown_outcome_that_never_appears_may_exist_and_stays_tracked() {
     let inv = Inventory::default();
     let i = inv.clone();
@@ -289,7 +289,7 @@ async fn a_clone_of_unknown_outcome_that_never_appears_may_exist_and_stays_track
     assert_eq!(cloud.tracked_instances(), refs(&["lost-4"]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_vm_of_another_launch_at_the_target_of_an_unknown_clone_is_left_alone() {
     // The connection broke; what is at the target is another run's VM.
     let inv = Inventory::default();
@@ -331,7 +331,7 @@ async fn a_vm_of_another_launch_at_the_target_of_an_unknown_clone_is_left_alone(
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_ambiguous_pool_is_explained_with_the_pools_found() {
     let inv = Inventory::default();
     let i = inv.clone();
@@ -401,7 +401,7 @@ fn claim_argv(name: &str, marker: &str) -> Vec<String> {
     ])
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unmarked_vm_left_by_a_lost_clone_is_claimed_after_it_settles_and_destroyed() {
     // The connection broke after vCenter had made the VM but before govc
     // wrote the annotation: the VM is there without any marker. The path
@@ -495,7 +495,7 @@ async fn an_unmarked_vm_left_by_a_lost_clone_is_claimed_after_it_settles_and_des
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unmarked_vm_that_gets_another_launchs_marker_while_it_settles_is_left_alone() {
     // The connection broke; the unmarked VM at the target was another
     // vmw's, whose govc writes its marker a moment later: it is not
@@ -554,7 +554,7 @@ async fn an_unmarked_vm_that_gets_another_launchs_marker_while_it_settles_is_lef
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_answered_clone_failure_claims_and_destroys_the_unmarked_vm_after_the_settle_time() {
     // vCenter made the VM, then the reconfigure with which govc writes the
     // annotation failed, and govc reported it: the VM is there, unmarked,
@@ -634,7 +634,7 @@ async fn an_answered_clone_failure_claims_and_destroys_the_unmarked_vm_after_the
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_answered_clone_failure_that_made_nothing_returns_at_once() {
     let inv = Inventory::default();
     let i = inv.clone();
@@ -683,7 +683,7 @@ async fn an_answered_clone_failure_that_made_nothing_returns_at_once() {
     assert_eq!(calls.len(), n, "nothing left for clean()");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_refused_clone_is_not_looked_for() {
     // Refused before anything was made (an ambiguous pool, a command line
     // govc rejects): the target is not looked for after the clone.

@@ -5,7 +5,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn sixty_four_parallel_launches_get_unique_names_in_order() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);
@@ -53,7 +53,7 @@ async fn sixty_four_parallel_launches_get_unique_names_in_order() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn launch_many_runs_at_most_the_configured_number_at_once() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);
@@ -67,7 +67,7 @@ async fn launch_many_runs_at_most_the_configured_number_at_once() {
     assert_eq!(calls.len(), 1 + 20 * 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_clouds_with_the_same_tag_never_pick_the_same_name() {
     // One vCenter, two clouds: both search the empty folder and count from
     // 1, so their clones meet each other's names and move on.
@@ -103,7 +103,7 @@ async fn two_clouds_with_the_same_tag_never_pick_the_same_name() {
     assert!(clones > 64, "the clouds never met: {clones} clones");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn launch_many_reports_each_failure_by_index_and_keeps_the_rest_in_order() {
     // By the number in the name: 4k+1 is refused by vCenter at the clone,
     // 4k+2 fails to configure (and is destroyed), the others launch.
@@ -186,7 +186,7 @@ async fn launch_many_reports_each_failure_by_index_and_keeps_the_rest_in_order()
     assert_eq!(left, expected);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_fleet_reads_its_source_once_while_the_folder_is_searched() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");

@@ -12,7 +12,7 @@ fn console_on(name: &str) -> LaunchOptions {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_connects_a_new_serial_port_to_a_file_before_the_power_on() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");
@@ -62,7 +62,7 @@ async fn a_launch_connects_a_new_serial_port_to_a_file_before_the_power_on() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_console_that_cannot_be_connected_rolls_the_launch_back() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");
@@ -83,7 +83,7 @@ async fn a_console_that_cannot_be_connected_rolls_the_launch_back() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_network_goes_on_the_clone_and_a_disk_that_is_missing_fails_first() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");

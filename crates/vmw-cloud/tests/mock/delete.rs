@@ -6,7 +6,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_is_one_destroy_and_tolerates_a_missing_vm() {
     let inv = Inventory::default();
     let refuse = Arc::new(Mutex::new(false));
@@ -65,7 +65,7 @@ async fn delete_is_one_destroy_and_tolerates_a_missing_vm() {
     assert!(inv.paths().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
     let inv = Inventory::default();
     inv.add(&at("theirs"), "owned by the database team");
@@ -132,7 +132,7 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
     assert_eq!(yours.delete().await.unwrap(), Removal::Destroyed);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn templates_are_never_deleted_even_forced() {
     let inv = Inventory::default();
     // A vSphere template, even one carrying vmw's instance marker.
@@ -202,7 +202,7 @@ async fn templates_are_never_deleted_even_forced() {
     assert_eq!(inv.paths().len(), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn not_found_naming_another_path_is_not_already_gone() {
     for (stderr, gone_after) in [
         // Another VM.
@@ -238,7 +238,7 @@ async fn not_found_naming_another_path_is_not_already_gone() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_changing_inventory_at_destroy_is_an_error_not_already_gone() {
     let inv = Inventory::default();
     let i = inv.clone();
@@ -265,7 +265,7 @@ async fn a_changing_inventory_at_destroy_is_an_error_not_already_gone() {
     assert_eq!(cloud.tracked_instances(), refs(&["ch-1"]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delete_image_refuses_templates_and_tolerates_a_missing_image() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");

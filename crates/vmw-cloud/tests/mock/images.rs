@@ -4,7 +4,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_released_image_is_one_lookup_and_the_folder_is_searched_only_to_list() {
     let inv = Inventory::default();
     inv.add(&at("TEMPLATE-cloud-init-jammy"), "");
@@ -70,7 +70,7 @@ async fn a_released_image_is_one_lookup_and_the_folder_is_searched_only_to_list(
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_release_lookup_is_not_cached() {
     let failed = Arc::new(Mutex::new(false));
     let once = failed.clone();

@@ -3,7 +3,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ip_prefers_ipv4_skips_link_local_and_caches() {
     let answers: Arc<Mutex<Vec<&'static str>>> = Arc::new(Mutex::new(vec![
         // Popped from the end.
@@ -56,7 +56,7 @@ async fn ip_prefers_ipv4_skips_link_local_and_caches() {
     assert!(answers.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ip_errors_are_returned() {
     let inv = Inventory::default();
     inv.add(&at("me-1"), "");

@@ -5,7 +5,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn launch_runs_clone_one_change_power_on_and_ip_with_exact_argv() {
     let inv = Inventory::default();
     let seen: Arc<Mutex<Vec<SeenFile>>> = Arc::default();
@@ -141,7 +141,7 @@ async fn launch_runs_clone_one_change_power_on_and_ip_with_exact_argv() {
     assert_eq!(next.launch_id(), Some(ids[1].as_str()));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn launch_passes_hardware_extra_config_linked_clone_and_vendor_data() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");

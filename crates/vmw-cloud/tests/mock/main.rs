@@ -36,8 +36,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vmw_cloud::{
     Cloud, CloudBuilder, CloudError, Hints, Image, KeyPair, Kind, LaunchOptions, Removal, Scope,

@@ -5,7 +5,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn generated_names_continue_after_the_highest_number_in_the_folder() {
     let inv = Inventory::default();
     for name in ["me-3", "me-10", "me-07", "me-x", "me-too-99", IMAGE] {
@@ -30,7 +30,7 @@ async fn generated_names_continue_after_the_highest_number_in_the_folder() {
     assert_eq!(calls.of("find").len(), 1, "one search per cloud");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_taken_name_moves_the_launch_to_the_next_number_and_never_touches_that_vm() {
     // Made by someone else after the folder was searched: the search did
     // not see them, the clone meets them.
@@ -108,7 +108,7 @@ async fn a_taken_name_moves_the_launch_to_the_next_number_and_never_touches_that
     assert_eq!(inv.paths(), [at("me-1"), at("me-2")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_name_the_search_missed_is_refused_by_the_clone_and_its_vm_left_alone() {
     // Made by someone else after the folder was searched (the search does
     // not see them): the lookup of the exact path right before the clone
@@ -178,7 +178,7 @@ async fn a_name_the_search_missed_is_refused_by_the_clone_and_its_vm_left_alone(
     assert_eq!(tracked, refs(&["me-3", "me-4", "me-6"]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_taken_name_given_by_the_caller_is_an_error() {
     // Taken after vmw checked the path free: the clone meets it, and a
     // name given by the caller is not replaced by another.
@@ -220,7 +220,7 @@ async fn a_taken_name_given_by_the_caller_is_an_error() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_taken_name_given_by_the_caller_is_name_taken_without_a_clone() {
     let inv = Inventory::default();
     inv.add(&at("fixed-2"), "owned by the database team");
@@ -263,7 +263,7 @@ async fn a_taken_name_given_by_the_caller_is_name_taken_without_a_clone() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_launch_gives_up_after_a_hundred_taken_names() {
     let inv = Inventory::default();
     for n in 1..=150 {
@@ -301,7 +301,7 @@ async fn a_launch_gives_up_after_a_hundred_taken_names() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tag_timestamped_now_numbers_from_one_without_a_search() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);

@@ -55,7 +55,7 @@ fn power_script(op: &str, power_stderr: &'static str, state: Option<&'static str
     mock
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn start_and_shutdown_accept_the_state_already_reached() {
     let (cloud, _keys) = new_cloud(power_script("on", STDERR_INVALID_POWER, Some("poweredOn")));
     let vm = cloud.get_instance("me-1").await.unwrap();
@@ -70,7 +70,7 @@ async fn start_and_shutdown_accept_the_state_already_reached() {
     vm.power_off().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_power_off_of_a_vm_that_is_off_makes_no_power_call() {
     let mut seq = Default::default();
     let mut mock = MockGovc::new();
@@ -89,7 +89,7 @@ async fn a_power_off_of_a_vm_that_is_off_makes_no_power_call() {
     vm.power_off().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn start_and_shutdown_report_a_wrong_state() {
     let (cloud, _keys) = new_cloud(power_script("on", STDERR_INVALID_POWER, Some("poweredOff")));
     let vm = cloud.get_instance("me-1").await.unwrap();
@@ -113,7 +113,7 @@ async fn start_and_shutdown_report_a_wrong_state() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn other_power_failures_are_errors_without_a_state_query() {
     for op in ["on", "off"] {
         let (cloud, _keys) = new_cloud(power_script(op, STDERR_OTHER, None));
@@ -127,7 +127,7 @@ async fn other_power_failures_are_errors_without_a_state_query() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn get_instance_of_a_missing_vm_is_an_error() {
     let (mock, calls) = scripted(|c| match c.name() {
         "vm.info" => out(VM_INFO_NONE),
@@ -157,7 +157,7 @@ async fn get_instance_of_a_missing_vm_is_an_error() {
     assert!(cloud.tracked_instances().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_graceful_stop_powers_off_hard_when_the_guest_does_not_stop_in_time() {
     let inv = Inventory::default();
     inv.add(&at("g-1"), &marker("instance", "0123456789abcdef"));

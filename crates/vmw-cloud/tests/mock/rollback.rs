@@ -54,7 +54,7 @@ async fn launch_failing(
     (err, calls, cloud.tracked_instances(), inv)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failure_after_the_clone_destroys_the_vm_and_names_the_step() {
     let cases = [
         (FailAt::Configure, Step::Configure),
@@ -184,7 +184,7 @@ async fn a_failure_after_the_clone_destroys_the_vm_and_names_the_step() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_rollback_is_reported_and_the_vm_stays_tracked() {
     for fail_at in [FailAt::Configure, FailAt::PowerOn, FailAt::IpEmpty] {
         let (err, calls, tracked, inv) = launch_failing("half-2", fail_at, true).await;
@@ -212,7 +212,7 @@ async fn a_failed_rollback_is_reported_and_the_vm_stays_tracked() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rollback_finding_the_vm_gone_counts_as_done() {
     // Gone before the rollback: the lookup finds nothing, nothing is
     // destroyed.
@@ -270,7 +270,7 @@ async fn a_rollback_finding_the_vm_gone_counts_as_done() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rollback_refuses_a_vm_with_another_launch_id() {
     // While the launch ran, the VM at its path was replaced by another
     // launch's VM of the same name.
@@ -325,7 +325,7 @@ async fn a_rollback_refuses_a_vm_with_another_launch_id() {
     assert_eq!(calls.len(), n);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_clone_that_fails_is_not_rolled_back() {
     // A duplicate name (taken after vmw checked the path free): the VM
     // there is not ours; it is not looked at after the clone. A missing
@@ -383,7 +383,7 @@ async fn a_clone_that_fails_is_not_rolled_back() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_clone_does_not_claim_a_vm_was_removed() {
     let inv = Inventory::default();
     inv.add(&at("me-1"), "");

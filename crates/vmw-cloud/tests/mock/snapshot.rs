@@ -4,7 +4,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn snapshot_clones_the_instance_into_a_tracked_image() {
     let inv = Inventory::default();
     let (mock, calls) = healthy(&inv);
@@ -86,7 +86,7 @@ async fn snapshot_clones_the_instance_into_a_tracked_image() {
     assert!(cloud.tracked_images().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failed_snapshot_tracks_nothing() {
     let clone_answer: Arc<Mutex<&'static str>> = Arc::new(Mutex::new("ok"));
     let answer = clone_answer.clone();
@@ -158,7 +158,7 @@ async fn a_failed_snapshot_tracks_nothing() {
     assert_eq!(inv.paths(), [at("base-2")]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn snapshot_with_guest_cleaning_clones_nothing_when_the_guest_is_unreachable() {
     // The guest is at 127.0.0.1 on a port where nothing listens.
     let port = {

@@ -3,7 +3,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_source_is_checked_once_before_the_first_clone() {
     let inv = Inventory::default();
     inv.add(&at(IMAGE), "");
@@ -62,7 +62,7 @@ async fn the_source_is_checked_once_before_the_first_clone() {
     assert_eq!(calls.names()[n..], sv(&["vm.info"]));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_step_hook_hears_each_step_in_order() {
     let inv = Inventory::default();
     let (mock, _calls) = healthy(&inv);

@@ -3,7 +3,7 @@
 
 use crate::*;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn bad_launch_options_are_rejected_before_any_govc_call() {
     let (cloud, _keys) = new_cloud(silent());
     let with = |f: &dyn Fn(&mut LaunchOptions)| {
