@@ -165,6 +165,10 @@ pub fn inject_key(user_data: Option<&[u8]>, key: &PublicKey) -> Result<Injected,
                 Some(Format::Multipart | Format::MimeSinglePart) => {
                     let mut result = inject_key(Some(&inner), key)?;
                     result.format = Some(Format::Gzip);
+                    if result.outcome == Outcome::AlreadyPresent {
+                        // Nothing added: the input as it came, still compressed.
+                        result.bytes = data.to_vec();
+                    }
                     Ok(result)
                 }
                 _ => Ok(done(wrap(data, format, key), Outcome::Wrapped)),

@@ -172,12 +172,11 @@ impl FoundPart {
 }
 
 /// Where the close delimiter of a multipart document starts, if it has one: the offset of the
-/// line `--BOUNDARY--` (the last such line).
+/// first line `--BOUNDARY--`. It ends the document; what follows is the epilogue, which MIME
+/// readers (and [`split_parts`]) ignore, so a part added after it would be lost.
 pub(crate) fn close_delimiter_offset(doc: &[u8], boundary: &str) -> Option<usize> {
     let close = format!("--{boundary}--");
-    line_starts(doc)
-        .filter(|&start| doc[start..].starts_with(close.as_bytes()))
-        .last()
+    line_starts(doc).find(|&start| doc[start..].starts_with(close.as_bytes()))
 }
 
 /// Splits a multipart document into its direct parts (nested multiparts are not opened).
