@@ -509,3 +509,154 @@ impl Hints for CleanError {
         hints
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn govc_failure() -> CloudError {
+        CloudError::Govc(GovcError::failed(
+            vmw_govc::Command::new("vm.clone"),
+            Some(1),
+            "govc: ServerFaultCode: Permission to perform this operation was denied.\n",
+        ))
+    }
+
+    fn step(source: CloudError) -> CloudError {
+        CloudError::Step {
+            vm: "/DC0/vm/me-1".to_owned(),
+            step: Step::Clone,
+            source: Box::new(source),
+            removed: false,
+            rollback: None,
+        }
+    }
+
+    fn refused() -> CloudError {
+        CloudError::NotOurs {
+            vm: "/DC0/vm/theirs".to_owned(),
+            reason: "it does not carry vmw's marker".to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_category_and_wrappers_are_seen_through() {
+        let input = CloudError::InvalidOption {
+            option: "disk size",
+            value: "0 GiB".to_owned(),
+            problem: "give the size in GiB, at least 1".to_owned(),
+        };
+        assert_eq!(input.category(), ErrorCategory::Input);
+        assert_eq!(step(input).category(), ErrorCategory::Input);
+        assert_eq!(refused().category(), ErrorCategory::Refused);
+        assert_eq!(
+            CloudError::TemplateProtected {
+                name: "/DC0/vm/TEMPLATE-cloud-init-jammy".to_owned()
+            }
+            .category(),
+            ErrorCategory::Refused
+        );
+        assert_eq!(step(refused()).category(), ErrorCategory::Refused);
+        assert_eq!(CloudError::Cancelled.category(), ErrorCategory::Cancelled);
+        assert_eq!(
+            step(CloudError::Cancelled).category(),
+            ErrorCategory::Cancelled
+        );
+        let kept = CloudError::Kept {
+            vm: "/DC0/vm/me-1".to_owned(),
+            step: Step::WaitIp,
+            source: Box::new(CloudError::Cancelled),
+            evidence: Err(Box::new(CloudError::NoConsole {
+                vm: "/DC0/vm/me-1".to_owned(),
+            })),
+        };
+        assert_eq!(kept.category(), ErrorCategory::Cancelled);
+        assert_eq!(govc_failure().category(), ErrorCategory::Failed);
+        assert_eq!(step(govc_failure()).category(), ErrorCategory::Failed);
+        let silent = CloudError::NoAnswer {
+            vm: "/DC0/vm/me-1".to_owned(),
+            step: Step::WaitIp,
+            source: Box::new(CloudError::IpTimeout {
+                vm: "/DC0/vm/me-1".to_owned(),
+                waited: Duration::from_secs(1),
+                seen: Vec::new(),
+            }),
+            console: None,
+        };
+        assert_eq!(silent.category(), ErrorCategory::Failed);
+        assert_eq!(step(silent).govc().map(GovcError::kind), None);
+        assert!(step(govc_failure()).govc().is_some());
+    }
+
+    #[test]
+    fn a_fact_once_its_cause_as_source_and_the_hints_of_what_it_wraps() {
+        let e = step(govc_failure());
+        let message = e.to_string();
+        assert_eq!(
+            message,
+            "making VM /DC0/vm/me-1 failed at step \"clone\" (vmw created nothing, so there was nothing to remove)"
+        );
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(
+            source.as_deref().is_some_and(|s| s.contains("Permission")),
+            "{source:?}"
+        );
+        let rendered = vmw_hints::render(&e);
+        assert_eq!(rendered.matches("Permission").count(), 1, "{rendered}");
+        assert!(rendered.starts_with(&message), "{rendered}");
+
+        let wrapped = step(refused());
+        assert_eq!(wrapped.hints(), refused().hints());
+        assert!(!wrapped.hints().is_empty());
+    }
+
+    #[test]
+    fn a_guest_that_did_not_answer_shows_its_console() {
+        let e = CloudError::NoAnswer {
+            vm: "/DC0/vm/me-1".to_owned(),
+            step: Step::WaitSsh,
+            source: Box::new(CloudError::Cancelled),
+            console: Some("[FAILED] Failed to start ssh.service\nlogin:".to_owned()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "VM /DC0/vm/me-1 did not get past \"wait for SSH\"; its console log ends with:\n  | [FAILED] Failed to start ssh.service\n  | login:"
+        );
+        let without = CloudError::NoAnswer {
+            vm: "/DC0/vm/me-1".to_owned(),
+            step: Step::WaitSsh,
+            source: Box::new(CloudError::Cancelled),
+            console: None,
+        };
+        assert!(
+            without.hints().iter().any(|h| h.contains("console_log")),
+            "{:?}",
+            without.hints()
+        );
+    }
+
+    #[test]
+    fn a_clean_error_keeps_what_was_removed_and_what_was_not_tried() {
+        let vm = |p: &str| VmRef::parse(p).unwrap();
+        let e = CleanError::new(
+            vec![vm("/DC0/vm/a")],
+            vec![refused()],
+            vec![vm("/DC0/vm/c")],
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("1 of the cleanup failed (1 removed)"),
+            "{text}"
+        );
+        assert!(text.contains("/DC0/vm/theirs was not destroyed"), "{text}");
+        assert!(text.contains("not tried (cancelled): /DC0/vm/c"), "{text}");
+        assert_eq!(e.hints(), refused().hints());
+        let cancelled = CleanError::new(Vec::new(), Vec::new(), vec![vm("/DC0/vm/c")]);
+        assert!(
+            cancelled
+                .to_string()
+                .starts_with("the cleanup was cancelled (0 removed)"),
+            "{cancelled}"
+        );
+    }
+}

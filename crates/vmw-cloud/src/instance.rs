@@ -538,7 +538,7 @@ impl<G: Govc> Instance<G> {
 
     /// The VM's power state.
     pub async fn power_state(&self) -> Result<PowerState, CloudError> {
-        let request = ObjectCollect::new(self.vm.as_str(), ["runtime.powerState"]);
+        let request = ObjectCollect::vm(&self.vm, ["runtime.powerState"]);
         let props = self.cloud.govc.exec(&request).await?;
         props.power_state().ok_or_else(|| {
             GovcError::parse(

@@ -6,9 +6,7 @@ use std::fmt;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;
 use vmw_govc::parse::{ImportOptions, PowerState};
-use vmw_govc::requests::{
-    Find, Import, ImportSpec, ObjectCollect, ObjectRename, ObjectType, VmInfo,
-};
+use vmw_govc::requests::{Find, Import, ImportSpec, ObjectCollect, ObjectType, VmInfo, VmRename};
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::CloudError;
@@ -236,8 +234,8 @@ impl<G: Govc + 'static> Cloud<G> {
             })?;
         let transport = self
             .govc()
-            .exec(&ObjectCollect::new(
-                path,
+            .exec(&ObjectCollect::vm(
+                vm_ref,
                 ["config.vAppConfig.ovfEnvironmentTransport"],
             ))
             .await?;
@@ -519,8 +517,8 @@ impl<G: Govc + 'static> Cloud<G> {
         }
         self.remove_template(&target, None, options.force).await?;
         self.govc()
-            .exec(&ObjectRename {
-                path: imported.to_string(),
+            .exec(&VmRename {
+                vm: imported.clone(),
                 name: name.clone(),
             })
             .await?;

@@ -8,6 +8,7 @@ use camino::Utf8PathBuf;
 /// involved; [`ConfigError::hints`] says what would fix it, where that is
 /// known.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// A file the caller named (argument or `PYCLOUDLIB_CONFIG`) does not exist.
     #[error("config file {path} ({named_by}) does not exist")]

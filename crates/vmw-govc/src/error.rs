@@ -109,6 +109,7 @@ impl Failure {
 
 /// An error from running a govc command.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GovcError {
     /// govc ran and exited with an error.
     #[error("{}", failure_text(.0))]

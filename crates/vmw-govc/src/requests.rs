@@ -756,7 +756,8 @@ impl Request for Find {
     }
 }
 
-/// `govc object.collect -json PATH PROPS...`: property values of one object.
+/// `govc object.collect -json PATH PROPS...`: property values of one object
+/// (of a VM: [`ObjectCollect::vm`], which takes its exact path).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectCollect {
     /// Inventory path of the object.
@@ -766,7 +767,17 @@ pub struct ObjectCollect {
 }
 
 impl ObjectCollect {
-    /// The given properties of `path`.
+    /// The given properties of the VM at exactly `vm`.
+    pub fn vm<I, S>(vm: &VmRef, properties: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(vm.as_str(), properties)
+    }
+
+    /// The given properties of the object at `path` (a datastore, a
+    /// folder; a VM is named by [`ObjectCollect::vm`]).
     pub fn new<I, S>(path: impl Into<String>, properties: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -923,20 +934,20 @@ impl Request for Import {
     }
 }
 
-/// `govc object.rename PATH NAME`.
+/// `govc object.rename PATH NAME` of a VM.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectRename {
-    /// Inventory path of the object.
-    pub path: String,
-    /// Its new name.
+pub struct VmRename {
+    /// The VM, at its exact path.
+    pub vm: VmRef,
+    /// Its new name (a VM name: [`crate::check_vm_name`]).
     pub name: String,
 }
 
-impl Request for ObjectRename {
+impl Request for VmRename {
     unit_output!();
     fn command(&self) -> Command {
         Command::new("object.rename")
-            .arg(&self.path)
+            .arg(self.vm.as_str())
             .arg(&self.name)
             .timeout(QUICK)
     }
@@ -1112,8 +1123,8 @@ mod tests {
             ]
         );
         assert_eq!(Import::new("a.ovf").command().name(), "import.ovf");
-        let r = ObjectRename {
-            path: "/DC0/vm/a".into(),
+        let r = VmRename {
+            vm: VmRef::parse("/DC0/vm/a").unwrap(),
             name: "-b c".into(),
         };
         assert_eq!(

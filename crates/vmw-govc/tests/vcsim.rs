@@ -347,8 +347,8 @@ async fn rename_a_vm() {
     let sim = Vcsim::start().await.unwrap();
     let govc = sim.govc();
     clone(&govc, "me-1").await;
-    govc.exec(&vmw_govc::requests::ObjectRename {
-        path: format!("{VM_FOLDER}/me-1"),
+    govc.exec(&vmw_govc::requests::VmRename {
+        vm: vmw_govc::VmRef::parse(&format!("{VM_FOLDER}/me-1")).unwrap(),
         name: "me renamed".to_owned(),
     })
     .await

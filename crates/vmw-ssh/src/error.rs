@@ -68,6 +68,7 @@ impl fmt::Display for WaitFor {
 /// An error of guest access. Every message starts with what failed: the
 /// instance and address, or the private key file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SshError {
     /// The private key file could not be used (unreadable, not a key, or
     /// protected by a passphrase).

@@ -58,6 +58,7 @@ const HEADER: &str = "# vmw known hosts: the SSH host key of each vmw instance, 
 
 /// An error of the known-hosts store.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KnownHostsError {
     /// Reading, locking or writing a file failed.
     #[error("known hosts {path}: {what}")]

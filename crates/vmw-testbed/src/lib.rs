@@ -107,6 +107,7 @@ const ANY_PASSWORD: &str = "vmw-test-password";
 
 /// What can go wrong starting the test bed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TestbedError {
     /// govc or vcsim is not installed.
     #[error(
@@ -120,7 +121,7 @@ pub enum TestbedError {
         detail: String,
     },
     /// The temporary directory could not be made, or vcsim not started.
-    #[error("could not start vcsim: {0}")]
+    #[error("could not start vcsim")]
     Io(#[from] std::io::Error),
     /// vcsim started but did not say where it listens.
     #[error("vcsim did not start: {reason}\nvcsim stderr:\n{stderr}")]
@@ -135,7 +136,7 @@ pub enum TestbedError {
     Govc(#[from] GovcError),
 
     /// Seeding the simulator through govc failed.
-    #[error("seeding vcsim failed: {source}\nvcsim stderr:\n{stderr}")]
+    #[error("seeding vcsim failed (vcsim stderr:\n{stderr})")]
     Seed {
         /// The govc error.
         #[source]
@@ -152,7 +153,7 @@ pub enum TestbedError {
         uid: u32,
     },
     /// The fault-injecting proxy could not listen.
-    #[error("could not start the fault proxy: {0}")]
+    #[error("could not start the fault proxy")]
     Proxy(#[source] std::io::Error),
     /// ssh-agent could not be started, or did not take a key.
     #[error("ssh-agent: {0}")]

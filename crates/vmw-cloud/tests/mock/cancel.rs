@@ -172,6 +172,8 @@ async fn a_clone_outlasting_the_grace_after_a_cancellation_may_exist_until_clean
         panic!("{err:?}")
     };
     assert!(matches!(source.as_ref(), CloudError::Cancelled));
+    // A cancelled launch is cancelled, whatever step it was at.
+    assert_eq!(err.category(), vmw_cloud::ErrorCategory::Cancelled);
     assert!(!removed);
     assert!(
         matches!(rollback.as_deref(), Some(CloudError::MayExist { .. })),

@@ -27,7 +27,8 @@ async fn clean_deletes_instances_then_images_and_then_has_nothing_left() {
     cloud.snapshot(&made[1], false).await.unwrap();
 
     let n = calls.len();
-    cloud.clean().await.unwrap();
+    let removed = cloud.clean().await.unwrap();
+    assert_eq!(removed.len(), 5, "{removed:?}");
     let since = calls.since(n);
     // The instances looked up together (one collect of their folder),
     // then destroyed; then the images, the same way.
@@ -324,4 +325,39 @@ async fn delete_listed_refuses_a_vm_that_changed_since_it_was_listed() {
     let again = cloud.list(&Scope::ThisTag).await.unwrap();
     assert_eq!(cloud.delete_listed(&again).await.unwrap(), refs(&["me-5"]));
     assert_eq!(inv.paths(), [at("me-6")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_clean_starts_no_deletion_and_keeps_what_it_did_not_try() {
+    let inv = Inventory::default();
+    let (mock, calls) = healthy(&inv);
+    let (cloud, _keys) = new_cloud(mock);
+    for name in ["k-1", "k-2"] {
+        cloud
+            .launch(&image(), &options(name, WaitStage::None))
+            .await
+            .unwrap();
+    }
+    let token = CancellationToken::new();
+    token.cancel();
+    let n = calls.len();
+    let err = cloud.cancel_on(&token).clean().await.unwrap_err();
+    assert!(err.removed.is_empty() && err.errors.is_empty(), "{err:?}");
+    assert_eq!(err.skipped, refs(&["k-1", "k-2"]));
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    assert_eq!(calls.len(), n, "nothing was asked of vCenter");
+    // Still tracked: a clean without the token removes them.
+    assert_eq!(cloud.tracked_instances(), refs(&["k-1", "k-2"]));
+    let removed = cloud.clean().await.unwrap();
+    assert_eq!(removed, refs(&["k-1", "k-2"]));
+    assert!(inv.paths().is_empty());
+    // A sweep cancelled before it starts lists, then removes nothing.
+    inv.add(&at("k-3"), &marker("instance", "0123456789abcdef"));
+    let err = cloud
+        .cancel_on(&token)
+        .sweep(&Scope::ThisTag)
+        .await
+        .unwrap_err();
+    assert_eq!(err.skipped, refs(&["k-3"]));
+    assert_eq!(inv.paths(), [at("k-3")]);
 }

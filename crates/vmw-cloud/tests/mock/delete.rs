@@ -74,6 +74,7 @@ async fn a_vm_without_the_marker_is_deleted_only_when_forced() {
     let (cloud, _keys) = new_cloud(mock);
 
     let err = cloud.delete_vm("theirs").await.unwrap_err();
+    assert_eq!(err.category(), vmw_cloud::ErrorCategory::Refused);
     let CloudError::NotOurs { vm, reason } = &err else {
         panic!("{err:?}")
     };
