@@ -115,7 +115,9 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Wait::None)]
         wait: Wait,
     },
-    /// Power instances off (already off is fine).
+    /// Power instances off hard (already off is fine); a guest that answers
+    /// over SSH flushes its disks first (`sync`), so nothing it wrote is
+    /// lost.
     Stop {
         /// The instances.
         #[arg(required = true)]
