@@ -354,7 +354,8 @@ impl<G: Govc + 'static> Cloud<G> {
     /// `<tag>-<n>` (the next free number), one `vm.change` setting the
     /// guestinfo (from 0600 files, never on the command line) and extra
     /// config, power on, then wait as asked. If a step after the clone
-    /// fails, or [`LaunchOptions::cancel`] is cancelled, the VM this call
+    /// fails, or the cloud's cancellation token ([`Cloud::cancel_on`]) is
+    /// cancelled, the VM this call
     /// made is destroyed before the error is returned; a clone in flight
     /// when the cancellation comes is awaited for
     /// [`Settings::clone_grace`](crate::Settings::clone_grace) and removed too.

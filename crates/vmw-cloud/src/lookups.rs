@@ -1,8 +1,9 @@
 //! Lookups of single VMs, shared: lanes that ask at the same time get one
 //! `object.collect` for all of them.
 //!
-//! Every destruction and every clone looks its VM up right before it acts
-//! (see [`crate::ownership`]). With many lanes at once, those lookups
+//! Every destruction, and every clone of a path not known to be free (see
+//! [`crate::Cloud::launch`]'s numbering), looks its VM up right before it
+//! acts (see [`crate::ownership`]). With many lanes at once, those lookups
 //! arrive together; one govc process per lookup would cost more than the
 //! acts themselves. A lookup joins the queue; whoever holds the gate next
 //! takes everything queued and asks once. A lookup is never older than the

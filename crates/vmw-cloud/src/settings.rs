@@ -56,8 +56,9 @@ pub struct Settings {
     /// has one anyway, since the console is where a guest that never gets
     /// an address says why.
     pub console_log: bool,
-    /// Pause between the queries of a wait for a VM's state: powered off,
-    /// deleted, a new boot id. Default: 1 second.
+    /// Pause between the queries of a wait for a VM's state: powered off
+    /// or deleted (a new boot id is asked for every
+    /// [`ReadyTimeouts::poll`]). Default: 1 second.
     pub poll: Duration,
     /// Pause between the lookups of a clone whose outcome is unknown
     /// (see [`Settings::clone_grace`]). Default: 500 ms.

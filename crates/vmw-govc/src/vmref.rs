@@ -30,6 +30,15 @@ pub struct VmRefError {
     pub problem: String,
 }
 
+impl vmw_hints::Hints for VmRefError {
+    fn hints(&self) -> Vec<String> {
+        vec![
+            "vmw never searches for a VM: give a name in the configured folder, or an absolute inventory path such as /DC0/vm/NAME"
+                .to_owned(),
+        ]
+    }
+}
+
 /// Checks one VM name (the last element of its inventory path).
 pub fn check_vm_name(name: &str) -> Result<(), VmRefError> {
     let bad = |problem: &str| VmRefError {

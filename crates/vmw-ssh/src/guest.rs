@@ -4,10 +4,11 @@
 //! scripted one.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use camino::Utf8Path;
+use tokio::time::Instant;
 
 use crate::{Cmd, ExecOptions, ExecResult, SshError, WaitFor};
 
