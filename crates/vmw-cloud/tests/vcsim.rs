@@ -632,7 +632,7 @@ async fn an_ambiguous_pool_fails_the_clone_with_the_pools_listed() {
         .await
         .unwrap_err();
     assert_eq!(err.step(), Some(Step::Clone));
-    let msg = err.to_string();
+    let msg = vmw_cloud::render(&err);
     assert!(
         msg.contains(vmw_testbed::CLUSTER_POOL) && msg.contains(vmw_testbed::HOST_POOL),
         "{msg}"
