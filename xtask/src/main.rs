@@ -8,7 +8,10 @@
 //!   and installs Debian's OpenSSH server and sudo for the SSH tests.
 //! - `test`: `tools`, then `tidy`, `cargo fmt --check`, `cargo clippy
 //!   --all-targets -D warnings`, every test of the workspace (unit, vcsim,
-//!   SSH, cloud-init, real guests), and the demo.
+//!   SSH, cloud-init, real guests), the Python package (`python`), and the
+//!   demo.
+//! - `python`: builds vmw's Python package into `target/python/venv`, runs
+//!   ruff and mypy on it and its pytest suite on a simulator ([`python`]).
 //! - `tidy`: the rules the compiler does not check ([`tidy`]).
 //! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
 //!   use it by hand, until Ctrl-C.
@@ -31,6 +34,7 @@
 mod bench;
 mod demo;
 mod guest;
+mod python;
 mod tidy;
 
 use std::process::{Command, ExitCode};
@@ -56,6 +60,8 @@ tasks:
   guest-image [--force] [--boot-check [--accel tcg|kvm]]
                     build (or find cached) the Debian guest image for QEMU-backed
                     VMs and print its directory; --boot-check boots it once
+  python            build vmw's Python package into target/python/venv, run
+                    ruff, mypy and its pytest suite on the simulator
   man [--out DIR]   write vmw's man pages (vmw.1, vmw-launch.1, ...) into DIR
                     (default target/man)";
 
@@ -71,6 +77,10 @@ fn main() -> ExitCode {
         Some("bench-agent") => bench::agent_main(&args[1..]),
         Some("bench-library") => bench::library_main(&args[1..]),
         Some("guest-image") => guest::run(&args[1..]),
+        Some("python") => govmomi_tools(false).and_then(|tools| {
+            ssh_peer_task()?;
+            python::task(&tools)
+        }),
         Some("tidy") => tidy::run(),
         Some("man") => man_task(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
@@ -359,6 +369,9 @@ fn cloud_init_task() -> Result<Utf8PathBuf> {
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     c.current_dir(root());
+    // vmw-py is a Python extension module: it is linked for the
+    // interpreter that loads it, never against libpython.
+    c.env("PYO3_BUILD_EXTENSION_MODULE", "1");
     c
 }
 
@@ -391,6 +404,8 @@ fn test_task() -> Result<()> {
         .env("VMW_CLOUD_INIT_ROOT", &cloud_init)
         .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON)
         .env(vmw_testbed::GUEST_IMAGE_VAR, guest_image.dir()))?;
+    eprintln!("xtask: the Python package: built, linted, and its suite on the simulator");
+    python::task(&tools)?;
     eprintln!("xtask: the demo, as the README's first command runs it");
     demo::run(false)?;
     eprintln!("xtask: the bench, tiny (it must keep working; nothing is timed)");

@@ -97,7 +97,7 @@ pub use vmw_hints::{Hints, render};
 /// The YAML mapping of [`LaunchOptions::metadata`] (serde_yaml_ng).
 pub use serde_yaml_ng::Mapping;
 /// The configuration and where it is read from (vmw-config).
-pub use vmw_config::{ConfigError, Environment, Loader, VmwareConfig};
+pub use vmw_config::{ConfigError, Environment, Loader, Overrides, Secret, VmwareConfig, env};
 /// govc: the backend trait, the real process backend, VM paths, errors
 /// and the answers vmw reads (vmw-govc).
 pub use vmw_govc::parse::{AboutInfo, ImportOptions, PowerState};
@@ -106,8 +106,8 @@ pub use vmw_govc::{
 };
 /// Guest access over SSH (vmw-ssh).
 pub use vmw_ssh::{
-    Cmd, ExecOptions, ExecResult, HostKeyPolicy, KnownHosts, KnownHostsError, ReadyTimeouts,
-    SshConfig, SshError, SshGuest,
+    Cmd, ExecOptions, ExecResult, Guest, GuestExt, HostKeyPolicy, KnownHosts, KnownHostsError,
+    ReadyTimeouts, SshConfig, SshError, SshGuest,
 };
 /// The public key of a [`KeyPair`] and user-data errors (vmw-userdata).
 pub use vmw_userdata::{PublicKey, UserDataError};

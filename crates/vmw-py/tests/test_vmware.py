@@ -1,0 +1,217 @@
+"""vmw.VMWare against a vCenter simulator, as a pycloudlib user drives it.
+
+`cargo xtask python` runs this with the simulator's configuration in
+``PYCLOUDLIB_CONFIG`` (VMs report 127.0.0.1) and the SSH test peer playing
+every guest (``VMW_SSH_USER``, ``VMW_SSH_PORT``), in a home of its own whose
+vmw key the peer accepts.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import vmw
+from vmw import Result, VMWare
+
+
+def _tag() -> str:
+    return "py-" + uuid.uuid4().hex[:8]
+
+
+def _vms() -> list[str]:
+    """Every VM in the simulator's folder, by name (through govc)."""
+    config = os.environ["PYCLOUDLIB_CONFIG"]
+    text = Path(config).read_text(encoding="utf-8")
+    values = {}
+    for line in text.splitlines():
+        if "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip('"')
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ["HOME"],
+        "GOVMOMI_HOME": os.path.join(os.environ["HOME"], ".govmomi"),
+        "GOVC_URL": values["server"],
+        "GOVC_USERNAME": values["username"],
+        "GOVC_PASSWORD": values["password"],
+        "GOVC_INSECURE": "1",
+    }
+    out = subprocess.run(
+        [os.environ["VMW_GOVC"], "find", values["folder"], "-type", "m"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return sorted(line.rsplit("/", 1)[-1] for line in out.splitlines() if line)
+
+
+@pytest.fixture
+def cloud() -> Iterator[VMWare]:
+    with VMWare(tag=_tag()) as c:
+        yield c
+
+
+def test_the_pycloudlib_names_and_types_are_there(cloud: VMWare) -> None:
+    assert VMWare._type == "vmware"
+    assert cloud.tag.startswith("py-")
+    assert cloud.config["folder"] == "/DC0/vm"
+    assert "password" not in cloud.config
+    assert Path(cloud.key_pair.public_key_path).is_file()
+    assert "jammy" in cloud.releases()
+    image = cloud.released_image("jammy")
+    assert image == "/DC0/vm/TEMPLATE-cloud-init-jammy"
+    assert cloud.daily_image(release="jammy") == image
+    with pytest.raises(NotImplementedError):
+        cloud.image_serial(image)
+    assert cloud.get_image_id_from_name("jammy") == image
+
+
+def test_an_unknown_release_names_those_there_are(cloud: VMWare) -> None:
+    with pytest.raises(vmw.UnknownReleaseError) as caught:
+        cloud.released_image("stonking")
+    assert "jammy" in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, vmw.ImageNotFoundError)
+    assert caught.value.category == "input"
+
+
+def test_a_bad_tag_and_a_bad_config_fail_before_anything(tmp_path: Path) -> None:
+    with pytest.raises(vmw.InvalidTagNameError) as tag:
+        VMWare(tag="Not_Valid", timestamp_suffix=False)
+    assert tag.value.rules_failed
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(vmw.CloudSetupError):
+        VMWare(tag=_tag(), config_file=str(missing))
+    with pytest.raises(vmw.InvalidOptionError):
+        VMWare(tag=_tag()).launch("TEMPLATE-cloud-init-jammy", instance_type="2c4\u00e9")
+
+
+def test_a_whole_life(cloud: VMWare, tmp_path: Path) -> None:
+    image = cloud.released_image("jammy")
+    with cloud.launch(image_id=image, user_data="#cloud-config\nruncmd: [true]\n") as instance:
+        instance.wait()
+        assert instance.name == instance.id
+        assert instance.name.startswith(cloud.tag + "-")
+        assert instance.ip == "127.0.0.1"
+        assert instance in cloud.created_instances
+
+        result = instance.execute("echo out; echo err >&2; exit 3")
+        assert isinstance(result, Result)
+        assert (result.stdout, result.stderr, result.return_code) == ("out", "err", 3)
+        assert not result and result.failed and not result.ok
+        ok = instance.execute(["printf", "%s", "a b"])
+        assert ok == "a b" and ok and ok.ok
+        assert instance.execute("cat", stdin="piped").stdout == "piped"
+        assert instance.run_script("#!/bin/sh\necho script\n").stdout == "script"
+
+        pushed = tmp_path / "pushed"
+        pushed.write_text("pushed\n", encoding="utf-8")
+        remote = f"/tmp/{uuid.uuid4().hex}"
+        instance.push_file(str(pushed), remote)
+        pulled = tmp_path / "pulled"
+        instance.pull_file(remote, pulled)
+        assert pulled.read_text(encoding="utf-8") == "pushed\n"
+        instance.execute(["rm", "-f", remote])
+
+        assert instance.get_boot_id()
+        instance.shutdown()
+        instance.wait_for_stop()
+        instance.start()
+        assert instance.ip == "127.0.0.1"
+
+        snapshot = cloud.snapshot(instance, clean=False)
+        assert snapshot == f"/DC0/vm/{instance.name}-image"
+        assert snapshot in cloud.created_images
+        child = cloud.launch(snapshot, wait=False)
+        assert child.name in _vms()
+        assert child.delete() == []
+        assert child.delete() == [], "deleting twice is fine"
+        child.wait_for_delete()
+        cloud.delete_image(snapshot)
+    assert instance.name not in _vms()
+    assert cloud.clean() == []
+
+
+def test_instance_type_username_and_launch_options(cloud: VMWare) -> None:
+    instance = cloud.launch(
+        "TEMPLATE-cloud-init-jammy",
+        instance_type="1c512m",
+        username=os.environ["VMW_SSH_USER"],
+        wait=False,
+        name=cloud.tag + "-named",
+        metadata={"vmw-test": "a value"},
+    )
+    assert instance.name == cloud.tag + "-named"
+    assert instance.username == os.environ["VMW_SSH_USER"]
+    found = cloud.get_instance(instance.name, username="someone")
+    assert found.username == "someone"
+    with pytest.raises(vmw.InvalidOptionError) as caught:
+        cloud.launch("TEMPLATE-cloud-init-jammy", nonsense=1)
+    assert "nonsense" in str(caught.value)
+    assert cloud.clean() == []
+    assert instance.name not in _vms()
+
+
+def test_templates_and_foreign_vms_are_refused(cloud: VMWare) -> None:
+    with pytest.raises(vmw.RefusedError) as caught:
+        cloud.delete_image("TEMPLATE-cloud-init-jammy")
+    assert caught.value.category == "refused"
+    assert isinstance(caught.value, ValueError)
+    assert "TEMPLATE-cloud-init-jammy" in _vms()
+    with pytest.raises(vmw.InstanceNotFoundError):
+        cloud.get_instance("no-such-vm")
+
+
+def test_a_failing_wait_is_rolled_back(tmp_path: Path) -> None:
+    # A port where nothing answers: SSH never comes, the launch fails at
+    # its wait and removes the VM it made.
+    with VMWare(tag=_tag(), ssh_port=1) as cloud:
+        before = _vms()
+        with pytest.raises(vmw.PycloudlibTimeoutError) as caught:
+            cloud.launch("TEMPLATE-cloud-init-jammy", ready_timeout=0.05)
+        assert isinstance(caught.value, vmw.VmwError)
+        assert "was removed" in str(caught.value)
+        assert _vms() == before
+
+
+def test_ctrl_c_mid_launch_leaves_nothing() -> None:
+    with VMWare(tag=_tag(), ssh_port=1) as cloud:
+        before = _vms()
+        timer = threading.Timer(1.0, _thread.interrupt_main)
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                cloud.launch("TEMPLATE-cloud-init-jammy")
+        finally:
+            timer.cancel()
+        assert _vms() == before
+        assert cloud.clean() == []
+
+
+def test_threads_launch_in_parallel_and_launch_many(cloud: VMWare) -> None:
+    image = cloud.released_image("jammy")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        launched = list(pool.map(lambda _: cloud.launch(image, wait=False), range(3)))
+    names = {i.name for i in launched}
+    assert len(names) == 3
+    many = cloud.launch_many(image, 3, wait=False)
+    assert len({i.name for i in many} | names) == 6
+    assert set(_vms()) >= names
+    assert cloud.clean() == []
+    assert not (set(_vms()) & names)
+
+
+def test_errors_carry_hints() -> None:
+    err = vmw.RefusedError("refused")
+    assert isinstance(err, vmw.PycloudlibException)
+    assert err.hints == []
+    assert str(err) == "refused"
