@@ -61,7 +61,8 @@ tasks:
                     build (or find cached) the Debian guest image for QEMU-backed
                     VMs and print its directory; --boot-check boots it once
   python            build vmw's Python package into target/python/venv, run
-                    ruff, mypy and its pytest suite on the simulator
+                    ruff, mypy, its pytest suite on the simulator, and
+                    pycloudlib's public-API test on real guests through it
   man [--out DIR]   write vmw's man pages (vmw.1, vmw-launch.1, ...) into DIR
                     (default target/man)";
 
@@ -79,7 +80,8 @@ fn main() -> ExitCode {
         Some("guest-image") => guest::run(&args[1..]),
         Some("python") => govmomi_tools(false).and_then(|tools| {
             ssh_peer_task()?;
-            python::task(&tools)
+            let image = guest::for_real_guests()?;
+            python::task(&tools, image.dir())
         }),
         Some("tidy") => tidy::run(),
         Some("man") => man_task(&args[1..]),
@@ -405,7 +407,7 @@ fn test_task() -> Result<()> {
         .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON)
         .env(vmw_testbed::GUEST_IMAGE_VAR, guest_image.dir()))?;
     eprintln!("xtask: the Python package: built, linted, and its suite on the simulator");
-    python::task(&tools)?;
+    python::task(&tools, guest_image.dir())?;
     eprintln!("xtask: the demo, as the README's first command runs it");
     demo::run(false)?;
     eprintln!("xtask: the bench, tiny (it must keep working; nothing is timed)");

@@ -498,10 +498,20 @@ impl Vcsim {
         GuestAgent::start(self.govc(), options)
     }
 
+    /// Adds source VMs named `names` (e.g. `TEMPLATE-cloud-init-noble`)
+    /// to the VM folder, made as the seeded ones are.
+    pub async fn add_templates(&self, names: &[&str]) -> Result<(), TestbedError> {
+        self.create_templates(names).await
+    }
+
     async fn seed_templates(&self) -> Result<(), TestbedError> {
+        self.create_templates(&TEMPLATES).await
+    }
+
+    async fn create_templates(&self, names: &[&str]) -> Result<(), TestbedError> {
         let govc = self.govc();
         let mut creates = Vec::new();
-        for name in TEMPLATES {
+        for name in names {
             let target = VmRef::in_folder(VM_FOLDER, name)
                 .map_err(|e| TestbedError::Io(std::io::Error::other(e.to_string())))?;
             let mut r = VmCreate::new(target);
