@@ -104,6 +104,15 @@ fn wheel(python: &Utf8Path) -> Result<Utf8PathBuf> {
     found.next().context("pip wheel made no wheel")
 }
 
+/// The wheel [`wheel`] built last.
+fn wheel_path() -> Result<Utf8PathBuf> {
+    let out = root().join("target/python/wheels");
+    let mut found = std::fs::read_dir(&out)?
+        .filter_map(|e| Utf8PathBuf::from_path_buf(e.ok()?.path()).ok())
+        .filter(|p| p.extension() == Some("whl"));
+    found.next().context("no wheel built")
+}
+
 /// Installs `wheel` (again) into the environment of `python`.
 fn install_wheel(python: &Utf8Path, wheel: &Utf8Path) -> Result<()> {
     run(Command::new(python).args([
@@ -267,15 +276,27 @@ fn pycloudlib_public_api(python: &Utf8Path, tools: &Tools, image: &Utf8Path) -> 
     })
 }
 
-/// `cargo xtask python`.
-pub(crate) fn task(tools: &Tools, image: &Utf8Path) -> Result<()> {
+/// The interpreter of `target/python/venv`, with the package built from
+/// this tree installed (for the bench).
+pub(crate) fn environment() -> Result<Utf8PathBuf> {
     venv_support()?;
     let python = venv(&venv_dir(), PYTHON_TOOLS)?;
     let built = wheel(&python)?;
     install_wheel(&python, &built)?;
+    Ok(python)
+}
+
+/// `cargo xtask python`; pycloudlib's test runs when there is a guest
+/// `image` for it.
+pub(crate) fn task(tools: &Tools, image: Option<&Utf8Path>) -> Result<()> {
+    let python = environment()?;
+    let built = wheel_path()?;
     lint(&python)?;
     suite(&python, tools)?;
     eprintln!("xtask: the Python package passed ruff, mypy and its suite");
+    let Some(image) = image else {
+        return Ok(());
+    };
     let peer = venv(
         &root().join("target/python/pycloudlib-venv"),
         &[PYCLOUDLIB, "pytest==8.4.2", "pytest-mock==3.15.1"],

@@ -86,10 +86,14 @@ fn launch_options(
             match key.as_str() {
                 "username" => username = Some(value.extract()?),
                 "wait" => {
-                    options.wait = if value.extract::<bool>()? {
-                        WaitStage::Ready
-                    } else {
-                        WaitStage::None
+                    options.wait = match value.extract::<bool>() {
+                        Ok(true) => WaitStage::Ready,
+                        Ok(false) => WaitStage::None,
+                        // A stage by name: none, ip, ssh or ready.
+                        Err(_) => value
+                            .extract::<String>()?
+                            .parse::<WaitStage>()
+                            .map_err(|e| to_py(py, e))?,
                     }
                 }
                 "name" => options.name = Some(value.extract()?),

@@ -9,6 +9,7 @@ vmw key the peer accepts.
 from __future__ import annotations
 
 import _thread
+import logging
 import os
 import subprocess
 import threading
@@ -208,6 +209,35 @@ def test_threads_launch_in_parallel_and_launch_many(cloud: VMWare) -> None:
     assert set(_vms()) >= names
     assert cloud.clean() == []
     assert not (set(_vms()) & names)
+
+
+def test_stages_by_name_console_logs_and_another_key(
+    cloud: VMWare, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="vmw")
+    instance = cloud.launch("TEMPLATE-cloud-init-jammy", wait="ip", console=True)
+    assert instance.ip == "127.0.0.1"
+    # The engine's logs reach Python's logging, under "vmw".
+    assert any(
+        r.name.startswith("vmw.") and instance.name in r.getMessage() for r in caplog.records
+    )
+    assert instance.console_log() == "", "the guest wrote nothing to it yet"
+    with pytest.raises(vmw.InvalidOptionError):
+        cloud.launch("TEMPLATE-cloud-init-jammy", wait="later")
+    with pytest.raises(vmw.NotSupportedError):
+        cloud.launch("TEMPLATE-cloud-init-jammy", wait=False).console_log()
+    # Another key from now on: its public half is what the next launch
+    # injects.
+    key = Path(cloud.key_pair.public_key_path)
+    other = tmp_path / "other.pub"
+    other.write_text(key.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "other").write_text(
+        Path(cloud.key_pair.private_key_path).read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    cloud.use_key(str(other), name="other")
+    assert cloud.key_pair.public_key_path == str(other)
+    assert cloud.key_pair.name == "other"
+    assert cloud.clean() == []
 
 
 def test_errors_carry_hints() -> None:

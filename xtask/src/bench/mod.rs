@@ -212,6 +212,8 @@ struct Binaries {
     /// This program, for the agent and the library child.
     xtask: Utf8PathBuf,
     govc: Utf8PathBuf,
+    /// The interpreter of `target/python/venv`, with vmw's Python package.
+    python: Utf8PathBuf,
 }
 
 /// A simulator of one workload with its agent and a working directory.
@@ -495,6 +497,44 @@ impl Bed {
         })
     }
 
+    /// vmw's Python package, in a Python process of its own: `VMWare`,
+    /// `launch_many` to an address, then `clean()`.
+    fn python(&mut self, n: usize, census: bool) -> Result<Sample> {
+        let govc = self.govc_for(census);
+        let mut c = Command::new(&self.bins.python);
+        c.args(["-c", PYTHON_BENCH])
+            .args([
+                self.config.as_str(),
+                &format!("{}py", agent::PREFIX),
+                TEMPLATE,
+            ])
+            .args([n.to_string(), n.to_string()])
+            .args(self.preset())
+            .env_clear()
+            .envs(self.vmw_env.iter().map(|(k, v)| (k, v)))
+            .env("VMW_GOVC", govc)
+            .current_dir(self.path());
+        let (taken, stdout) = measure(&mut c, "the Python package")?;
+        let times: serde_json::Value = serde_json::from_str(stdout.trim())
+            .context("the Python bench printed no JSON")?;
+        let secs =
+            |k: &str| Duration::from_secs_f64(times.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0));
+        let (launch, delete) = (secs("launch"), secs("delete"));
+        let share = launch.as_secs_f64() / (launch + delete).as_secs_f64().max(1e-9);
+        Ok(Sample {
+            launch: Taken {
+                wall: launch,
+                cpu: taken.cpu.mul_f64(share),
+                peak_rss_kib: 0,
+            },
+            delete: Taken {
+                wall: delete,
+                cpu: taken.cpu.mul_f64(1.0 - share),
+                peak_rss_kib: 0,
+            },
+        })
+    }
+
     /// govc processes per VM of `run` (a census pass).
     fn census(&mut self, n: usize, run: impl FnOnce(&mut Self) -> Result<Sample>) -> Result<f64> {
         let file = self.census_file();
@@ -507,6 +547,26 @@ impl Bed {
         Ok(lines as f64 / n as f64)
     }
 }
+
+/// What the Python tool runs: `CONFIG TAG IMAGE COUNT LANES [K=V]`;
+/// prints the two durations as JSON, as the library child does.
+const PYTHON_BENCH: &str = r#"
+import json, sys, time
+import vmw
+config, tag, image, count, lanes = sys.argv[1:6]
+extra = dict([sys.argv[6].split("=", 1)]) if len(sys.argv) > 6 else None
+cloud = vmw.VMWare(tag, config_file=config, concurrency=int(lanes))
+cloud.releases()
+started = time.monotonic()
+cloud.launch_many(image, int(count), wait="ip", extra_config=extra)
+launched = time.monotonic() - started
+started = time.monotonic()
+errors = cloud.clean()
+deleted = time.monotonic() - started
+if errors:
+    raise SystemExit(f"clean failed: {errors}")
+print(json.dumps({"launch": launched, "delete": deleted}))
+"#;
 
 /// Starts the W1 address agent and waits for its first look.
 fn start_agent(bins: &Binaries, govc_env: &[(String, String)]) -> Result<Child> {
@@ -579,6 +639,7 @@ fn build(smoke: bool) -> Result<Binaries> {
         vmw: vmw.context("cargo built no vmw")?,
         xtask: xtask.context("cargo built no xtask")?,
         govc,
+        python: crate::python::environment()?,
     })
 }
 
@@ -665,6 +726,7 @@ enum Tool {
     Cli,
     CliConsole,
     Library,
+    Python,
 }
 
 impl Tool {
@@ -676,6 +738,7 @@ impl Tool {
             Tool::Cli => format!("`vmw launch --count {n}` + `vmw delete`"),
             Tool::CliConsole => "the same, with `--console`".to_owned(),
             Tool::Library => "library: `launch_many` + `clean`".to_owned(),
+            Tool::Python => "Python: `launch_many` + `clean()`".to_owned(),
         }
     }
 
@@ -687,6 +750,7 @@ impl Tool {
             Tool::Cli => bed.vmw_cli(n, false, census),
             Tool::CliConsole => bed.vmw_cli(n, true, census),
             Tool::Library => bed.library(n, census),
+            Tool::Python => bed.python(n, census),
         }
     }
 
@@ -725,6 +789,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Tool::Cli,
         Tool::CliConsole,
         Tool::Library,
+        Tool::Python,
     ];
     let mut processes = Vec::new();
     for tool in tools {
@@ -765,6 +830,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Tool::Cli,
             Tool::CliConsole,
             Tool::Library,
+            Tool::Python,
         ],
     )?;
     let base = sample_of(&w0, Tool::Lanes);
@@ -785,6 +851,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             Tool::Cli,
             Tool::CliConsole,
             Tool::Library,
+            Tool::Python,
         ],
     )?;
     let base = sample_of(&w1, Tool::Lanes);
