@@ -515,8 +515,8 @@ impl Bed {
             .env("VMW_GOVC", govc)
             .current_dir(self.path());
         let (taken, stdout) = measure(&mut c, "the Python package")?;
-        let times: serde_json::Value = serde_json::from_str(stdout.trim())
-            .context("the Python bench printed no JSON")?;
+        let times: serde_json::Value =
+            serde_json::from_str(stdout.trim()).context("the Python bench printed no JSON")?;
         let secs =
             |k: &str| Duration::from_secs_f64(times.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0));
         let (launch, delete) = (secs("launch"), secs("delete"));
