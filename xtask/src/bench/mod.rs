@@ -477,24 +477,7 @@ impl Bed {
         .envs(self.vmw_env.iter().map(|(k, v)| (k, v)))
         .current_dir(self.path());
         let (taken, stdout) = measure(&mut c, "the library")?;
-        let times: serde_json::Value =
-            serde_json::from_str(stdout.trim()).context("bench-library printed no JSON")?;
-        let secs =
-            |k: &str| Duration::from_secs_f64(times.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0));
-        let (launch, delete) = (secs("launch"), secs("delete"));
-        let share = launch.as_secs_f64() / (launch + delete).as_secs_f64().max(1e-9);
-        Ok(Sample {
-            launch: Taken {
-                wall: launch,
-                cpu: taken.cpu.mul_f64(share),
-                peak_rss_kib: 0,
-            },
-            delete: Taken {
-                wall: delete,
-                cpu: taken.cpu.mul_f64(1.0 - share),
-                peak_rss_kib: 0,
-            },
-        })
+        child_sample(&taken, &stdout, "bench-library")
     }
 
     /// vmw's Python package, in a Python process of its own: `VMWare`,
@@ -515,24 +498,7 @@ impl Bed {
             .env("VMW_GOVC", govc)
             .current_dir(self.path());
         let (taken, stdout) = measure(&mut c, "the Python package")?;
-        let times: serde_json::Value =
-            serde_json::from_str(stdout.trim()).context("the Python bench printed no JSON")?;
-        let secs =
-            |k: &str| Duration::from_secs_f64(times.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0));
-        let (launch, delete) = (secs("launch"), secs("delete"));
-        let share = launch.as_secs_f64() / (launch + delete).as_secs_f64().max(1e-9);
-        Ok(Sample {
-            launch: Taken {
-                wall: launch,
-                cpu: taken.cpu.mul_f64(share),
-                peak_rss_kib: 0,
-            },
-            delete: Taken {
-                wall: delete,
-                cpu: taken.cpu.mul_f64(1.0 - share),
-                peak_rss_kib: 0,
-            },
-        })
+        child_sample(&taken, &stdout, "the Python bench")
     }
 
     /// govc processes per VM of `run` (a census pass).
@@ -546,6 +512,30 @@ impl Bed {
             .count();
         Ok(lines as f64 / n as f64)
     }
+}
+
+/// The sample of a child that printed its launch and delete durations as
+/// JSON (`{"launch": s, "delete": s}`); its CPU is shared out between the
+/// two in proportion.
+fn child_sample(taken: &Taken, stdout: &str, who: &str) -> Result<Sample> {
+    let times: serde_json::Value =
+        serde_json::from_str(stdout.trim()).with_context(|| format!("{who} printed no JSON"))?;
+    let secs =
+        |k: &str| Duration::from_secs_f64(times.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0));
+    let (launch, delete) = (secs("launch"), secs("delete"));
+    let share = launch.as_secs_f64() / (launch + delete).as_secs_f64().max(1e-9);
+    Ok(Sample {
+        launch: Taken {
+            wall: launch,
+            cpu: taken.cpu.mul_f64(share),
+            peak_rss_kib: 0,
+        },
+        delete: Taken {
+            wall: delete,
+            cpu: taken.cpu.mul_f64(1.0 - share),
+            peak_rss_kib: 0,
+        },
+    })
 }
 
 /// What the Python tool runs: `CONFIG TAG IMAGE COUNT LANES [K=V]`;
