@@ -141,16 +141,39 @@ fn lint(python: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
+/// A temporary directory with a `home` in it: (the directory's guard, its
+/// path, the home).
+fn workdir(prefix: &str) -> Result<(tempfile::TempDir, Utf8PathBuf, Utf8PathBuf)> {
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let dir = Utf8Path::from_path(tmp.path())
+        .context("the temporary directory is not UTF-8")?
+        .to_owned();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home)?;
+    Ok((tmp, dir, home))
+}
+
+/// pytest in the environment of `python`, as a user of vmw runs it: a
+/// home of its own, the configuration in `PYCLOUDLIB_CONFIG`, vmw's govc,
+/// and nothing else of this process's environment but `PATH`.
+fn pytest(python: &Utf8Path, home: &Utf8Path, config: &Utf8Path, tools: &Tools) -> Command {
+    let mut c = Command::new(python);
+    c.args(["-m", "pytest", "-p", "no:cacheprovider"])
+        .env_clear()
+        .env("HOME", home)
+        .env("USER", "vmw")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYCLOUDLIB_CONFIG", config)
+        .env("VMW_GOVC", &tools.govc);
+    c
+}
+
 /// The pytest suite against a simulator, the SSH peer playing the guests.
 fn suite(python: &Utf8Path, tools: &Tools) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let tmp = tempfile::Builder::new().prefix("vmw-python-").tempdir()?;
-        let dir = Utf8Path::from_path(tmp.path())
-            .context("the temporary directory is not UTF-8")?
-            .to_owned();
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home)?;
+        let (_tmp, dir, home) = workdir("vmw-python-")?;
         let sim = Vcsim::start().await?;
         let _agent = sim.guest_agent(AgentOptions::default());
         let sshd = Sshd::start()?;
@@ -160,16 +183,9 @@ fn suite(python: &Utf8Path, tools: &Tools) -> Result<()> {
         let key = vmw_cloud::KeyPair::generated_in(&home.join(".cache/vmw/ssh"), "py".into())?;
         sshd.authorize(&std::fs::read_to_string(&key.public_path)?)?;
         let config_file = sim.write_config(&dir)?;
-        let status = Command::new(python)
+        let status = pytest(python, &home, &config_file, tools)
             .current_dir(root().join("crates/vmw-py"))
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
-            .env_clear()
-            .env("HOME", &home)
-            .env("USER", "py")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PYCLOUDLIB_CONFIG", &config_file)
-            .env("VMW_GOVC", &tools.govc)
+            .args(["-q", "tests"])
             .env("VMW_SSH_USER", sshd.user())
             .env("VMW_SSH_PORT", sshd.port().to_string())
             .status()
@@ -220,14 +236,7 @@ fn pycloudlib_public_api(python: &Utf8Path, tools: &Tools, image: &Utf8Path) -> 
     let source = pycloudlib_source(python)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let tmp = tempfile::Builder::new()
-            .prefix("vmw-pycloudlib-")
-            .tempdir()?;
-        let dir = Utf8Path::from_path(tmp.path())
-            .context("the temporary directory is not UTF-8")?
-            .to_owned();
-        let home = dir.join("home");
-        std::fs::create_dir_all(&home)?;
+        let (_tmp, dir, home) = workdir("vmw-pycloudlib-")?;
         let sim = Vcsim::start().await?;
         sim.add_templates(&["TEMPLATE-cloud-init-noble", "TEMPLATE-cloud-init-stonking"])
             .await?;
@@ -237,28 +246,17 @@ fn pycloudlib_public_api(python: &Utf8Path, tools: &Tools, image: &Utf8Path) -> 
         let config_file = sim.write_config(&dir)?;
         let plugins = root().join("crates/vmw-py/tests/peer");
         let started = std::time::Instant::now();
-        let status = Command::new(python)
+        let status = pytest(python, &home, &config_file, tools)
             .current_dir(&source)
             .args([
-                "-m",
-                "pytest",
                 "-p",
                 "vmw_as_pycloudlib",
-                "-p",
-                "no:cacheprovider",
                 "-v",
                 "tests/integration_tests/test_public_api.py",
                 "-k",
                 "vmware",
             ])
-            .env_clear()
-            .env("HOME", &home)
-            .env("USER", "pycloudlib")
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PYTHONPATH", &plugins)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYCLOUDLIB_CONFIG", &config_file)
-            .env("VMW_GOVC", &tools.govc)
             .env("VMW_SSH_USER", "debian")
             .env("VMW_SSH_PORT", port.to_string())
             .status()
