@@ -240,6 +240,18 @@ def test_stages_by_name_console_logs_and_another_key(
     assert cloud.clean() == []
 
 
+def test_packages_go_through_apt_get_as_root(cloud: VMWare) -> None:
+    # The peer's apt-get is a stand-in that prints its arguments back.
+    instance = cloud.launch("TEMPLATE-cloud-init-jammy")
+    installed = instance.install("hello cowsay")
+    assert installed.ok, installed.stderr
+    assert installed.stdout.endswith("install --yes --quiet hello cowsay"), installed
+    assert instance.install(["hello"]).stdout.endswith("install --yes --quiet hello")
+    updated = instance.update()
+    assert "update --quiet" in updated.stdout and "dist-upgrade --yes --quiet" in updated.stdout
+    assert cloud.clean() == []
+
+
 def test_errors_carry_hints() -> None:
     err = vmw.RefusedError("refused")
     assert isinstance(err, vmw.PycloudlibException)

@@ -25,6 +25,11 @@
 //! `status: …`; `--long` adds `extended_status:`, `boot_status_code:`,
 //! `detail:` and `errors:` lines; `clean` succeeds.
 //!
+//! `apt-get` is a stand-in too, bind-mounted over `/usr/bin/apt-get` in the
+//! namespace (so `sudo`'s own `PATH` finds it as well): a guest's package
+//! installs and upgrades never reach this machine; each call is recorded
+//! ([`Sshd::apt_get_calls`]) and printed back.
+//!
 //! Dropping the [`Sshd`] kills sshd and every process of its namespace (the
 //! per-connection servers and the remote commands), then removes the
 //! directory.
@@ -59,6 +64,8 @@ const MACHINE_ID: &str = "/etc/machine-id";
 /// The user database, whose login shells the namespace replaces.
 const PASSWD: &str = "/etc/passwd";
 const VAR_LOG: &str = "/var/log";
+/// The package tool the `apt-get` stand-in is mounted over.
+const APT_GET: &str = "/usr/bin/apt-get";
 
 /// What the `cloud-init` stand-in reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -224,6 +231,15 @@ impl Sshd {
         self.files().write_cloud_init_control(delay, mode)
     }
 
+    /// The arguments of every `apt-get` call so far, one line per call.
+    pub fn apt_get_calls(&self) -> Vec<String> {
+        fs::read_to_string(self.files().apt_get_calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The arguments of every `cloud-init` call so far, one line per call
     /// (`status --wait --long`, `clean --logs`, …).
     pub fn cloud_init_calls(&self) -> Vec<String> {
@@ -318,6 +334,8 @@ struct Files {
     bin: Utf8PathBuf,
     cloud_init_control: Utf8PathBuf,
     cloud_init_calls: Utf8PathBuf,
+    apt_get: Utf8PathBuf,
+    apt_get_calls: Utf8PathBuf,
     machine_id: Utf8PathBuf,
     var_log: Utf8PathBuf,
     passwd: Utf8PathBuf,
@@ -335,6 +353,8 @@ impl Files {
             bin: dir.join("bin"),
             cloud_init_control: dir.join("cloud-init.control"),
             cloud_init_calls: dir.join("cloud-init.calls"),
+            apt_get: dir.join("apt-get"),
+            apt_get_calls: dir.join("apt-get.calls"),
             machine_id: dir.join("machine-id"),
             var_log: dir.join("var-log"),
             passwd: dir.join("passwd"),
@@ -357,6 +377,15 @@ impl Files {
         let cloud_init = self.bin.join("cloud-init");
         fs::write(&cloud_init, cloud_init_script(&self.dir))?;
         fs::set_permissions(&cloud_init, fs::Permissions::from_mode(0o755))?;
+        fs::write(&self.apt_get_calls, "")?;
+        fs::write(
+            &self.apt_get,
+            format!(
+                "#!/bin/sh\n# apt-get stand-in of the vmw SSH test peer.\nprintf '%s\\n' \"$*\" >> {}\necho \"apt-get (vmw test peer): $*\"\n",
+                shell_quote(self.apt_get_calls.as_str())
+            ),
+        )?;
+        fs::set_permissions(&self.apt_get, fs::Permissions::from_mode(0o755))?;
         self.write_cloud_init_control(options.cloud_init_delay, options.cloud_init_mode)
     }
 
@@ -439,6 +468,10 @@ impl Files {
             format!(
                 "mount --bind {} {PASSWD}",
                 shell_quote(self.passwd.as_str())
+            ),
+            format!(
+                "mount --bind {} {APT_GET}",
+                shell_quote(self.apt_get.as_str())
             ),
             format!("exec {SSHD} -D -e -f {}", shell_quote(self.config.as_str())),
         ]
@@ -886,6 +919,7 @@ mod tests {
              mount --bind '/tmp/vmw-sshd-x/machine-id' /etc/machine-id\n\
              mount --bind '/tmp/vmw-sshd-x/var-log' /var/log\n\
              mount --bind '/tmp/vmw-sshd-x/passwd' /etc/passwd\n\
+             mount --bind '/tmp/vmw-sshd-x/apt-get' /usr/bin/apt-get\n\
              exec /usr/sbin/sshd -D -e -f '/tmp/vmw-sshd-x/sshd_config'"
         );
     }
