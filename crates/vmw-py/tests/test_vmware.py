@@ -123,7 +123,13 @@ def test_a_whole_life(cloud: VMWare, tmp_path: Path) -> None:
         assert pulled.read_text(encoding="utf-8") == "pushed\n"
         instance.execute(["rm", "-f", remote])
 
-        assert instance.get_boot_id()
+        boot_id = instance.get_boot_id()
+        assert boot_id
+        # A boot id other than the one given: the wait returns once the
+        # guest is ready (the peer keeps one boot id, so no real restart).
+        instance.wait_for_restart("not-" + boot_id)
+        instance.__del__()  # closes SSH; the next call connects again
+        assert instance.get_boot_id() == boot_id
         instance.shutdown()
         instance.wait_for_stop()
         instance.start()
