@@ -250,6 +250,16 @@ pub(crate) enum Command {
         /// Do not ask (required when standard input is not a terminal).
         #[arg(short, long)]
         yes: bool,
+        /// Instead, VMs *without* vmw's marker named like vmw's
+        /// (`<tag>-<n>`) that vCenter made within `--within`: what a run
+        /// whose machine never came back may have left before marking its
+        /// clones. They may be someone else's: read the list before you
+        /// confirm.
+        #[arg(long)]
+        unmarked: bool,
+        /// With --unmarked: how recent (e.g. 2h, 1d).
+        #[arg(long, value_parser = parse_duration, value_name = "DUR", default_value = "24h", requires = "unmarked")]
+        within: Duration,
     },
     /// Configuration commands.
     #[command(subcommand)]
@@ -504,7 +514,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Reads a duration: a number with a unit `ms`, `s`, `m` or `h` (`90s`,
+/// Reads a duration: a number with a unit `ms`, `s`, `m`, `h` or `d` (`90s`,
 /// `10m`, `1h`, `1m30s`); a bare number is seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration; write e.g. 90s, 10m, 1h or 1m30s");
@@ -532,6 +542,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             _ => return Err(bad()),
         };
         total = total.saturating_add(part);

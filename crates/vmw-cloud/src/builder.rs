@@ -123,6 +123,12 @@ impl CloudBuilder {
             )
             .map(vmw_ssh::KnownHosts::new);
         }
+        if settings.journal.is_none() {
+            settings.journal = crate::journal::default_dir(
+                env.get(vmw_config::env::XDG_STATE_HOME).map(Utf8Path::new),
+                env.home(),
+            );
+        }
         if settings.concurrency == 0 {
             return Err(CloudError::InvalidOption {
                 option: "concurrency",
@@ -174,6 +180,7 @@ pub(crate) fn credentials(key: &KeyPair, agent: Option<&str>) -> Credentials {
 
 impl<G: Govc + 'static> Cloud<G> {
     pub(crate) fn from_parts(govc: G, r: Resolved) -> Self {
+        let journal = r.settings.journal.clone().map(crate::journal::Journal::new);
         Self {
             cancel: None,
             inner: Arc::new(Inner {
@@ -191,6 +198,9 @@ impl<G: Govc + 'static> Cloud<G> {
                 next_number: tokio::sync::Mutex::new(None),
                 searched_at: Mutex::new(None),
                 tag_is_new: r.tag_is_new,
+                journal,
+                open_records: Mutex::new(BTreeMap::new()),
+                recovered: tokio::sync::OnceCell::new(),
             }),
         }
     }

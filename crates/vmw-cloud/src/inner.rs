@@ -68,6 +68,12 @@ pub(crate) struct Inner<G: Govc> {
     /// The tag was timestamped when the cloud was built: numbering starts
     /// at 1 without a search.
     pub(crate) tag_is_new: bool,
+    /// Where clones are recorded before they are asked for.
+    pub(crate) journal: Option<crate::journal::Journal>,
+    /// The records open, by launch id.
+    pub(crate) open_records: Mutex<BTreeMap<String, crate::journal::OpenRecord>>,
+    /// The journal was looked at (see [`crate::Cloud::recover`]).
+    pub(crate) recovered: tokio::sync::OnceCell<()>,
 }
 
 impl<G: Govc> Inner<G> {
@@ -158,15 +164,28 @@ impl<G: Govc> Inner<G> {
         }
     }
 
-    /// Stops tracking what `launch` made at `vm`.
+    /// Stops tracking what `launch` made at `vm` (its record goes).
     pub(crate) fn untrack(&self, vm: &VmRef, launch: &str) {
         self.tracked()
             .retain(|t| !(t.vm == *vm && t.launch == launch));
+        self.close_record(launch);
     }
 
-    /// Stops tracking whatever is tracked at `vm`.
+    /// Stops tracking whatever is tracked at `vm` (records included).
     pub(crate) fn untrack_path(&self, vm: &VmRef) {
-        self.tracked().retain(|t| t.vm != *vm);
+        let launches: Vec<String> = {
+            let mut tracked = self.tracked();
+            let gone = tracked
+                .iter()
+                .filter(|t| t.vm == *vm)
+                .map(|t| t.launch.clone())
+                .collect();
+            tracked.retain(|t| t.vm != *vm);
+            gone
+        };
+        for launch in launches {
+            self.close_record(&launch);
+        }
     }
 
     /// The launch id this cloud used for the VM at `vm`, if it made it.

@@ -72,13 +72,136 @@ pub struct VmRecord {
     pub kind: Kind,
     /// The id of the launch that made it, from its marker.
     pub launch: Option<String>,
+    /// A run killed outright left it (found by [`Cloud::recover`]): a
+    /// launch that never finished, or a snapshot that did not return.
+    pub interrupted: bool,
     /// Its power state.
     pub power_state: PowerState,
     /// Its guest address, when VMware Tools reports one.
     pub ip: Option<String>,
 }
 
+/// A VM without vmw's marker that is named like one of vmw's
+/// (`<tag>-<n>` or `<tag>-<n>-image`), as found by [`Cloud::unmarked`]:
+/// perhaps a clone whose run died with its machine before the marker was
+/// written, perhaps someone else's VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnmarkedVm {
+    /// Its name.
+    pub name: String,
+    /// Its inventory path.
+    pub path: VmRef,
+    /// Its managed object id: [`Cloud::delete_unmarked`] destroys exactly
+    /// this object.
+    pub moref: String,
+    /// The tag its name carries.
+    pub tag: String,
+    /// When vCenter made it (RFC 3339).
+    pub created: String,
+    /// Its power state.
+    pub power_state: PowerState,
+}
+
+/// The tag of a name vmw gives (`<tag>-<n>`, `<tag>-<n>-image`), if it is one.
+pub(crate) fn tag_of_name(name: &str) -> Option<&str> {
+    let base = name.strip_suffix("-image").unwrap_or(name);
+    let (tag, n) = base.rsplit_once('-')?;
+    let numbered = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    (numbered && Tag::parse(tag).is_ok()).then_some(tag)
+}
+
 impl<G: Govc + 'static> Cloud<G> {
+    /// VMs in the folder without vmw's marker, named like vmw's VMs of
+    /// `scope`, that vCenter made within `within` of now: what runs whose
+    /// machine never came back may have left (a clone finished by vCenter
+    /// after its govc died, before the marker was written). They may as
+    /// well be someone else's: vmw never removes them by itself; show them
+    /// and let the user confirm [`Cloud::delete_unmarked`]. Templates and
+    /// VMs vCenter gives no creation time are never listed. Two govc calls.
+    pub async fn unmarked(
+        &self,
+        scope: &Scope,
+        within: Duration,
+    ) -> Result<Vec<UnmarkedVm>, CloudError> {
+        let folder = &self.inner.config.folder;
+        let paths = self
+            .inner
+            .govc
+            .exec(
+                &Find::new(folder.clone())
+                    .kind(ObjectType::VirtualMachine)
+                    .max_depth(1),
+            )
+            .await?;
+        let refs: Vec<VmRef> = paths
+            .iter()
+            .filter_map(|p| VmRef::parse(p).ok())
+            .filter(|r| tag_of_name(r.name()).is_some_and(|t| scope.matches(t, &self.inner.tag)))
+            .collect();
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let infos = self
+            .inner
+            .govc
+            .exec(&VmMarks {
+                folder: folder.clone(),
+            })
+            .await?;
+        let now =
+            crate::journal::parse_rfc3339(&crate::journal::rfc3339(std::time::SystemTime::now()))
+                .unwrap_or_default();
+        let mut found: Vec<UnmarkedVm> = refs
+            .into_iter()
+            .filter_map(|path| {
+                let mut same = infos.iter().filter(|i| i.name == path.name());
+                let info = same.next()?;
+                if same.next().is_some()
+                    || parse_marker(&info.annotation).is_some()
+                    || crate::ownership::is_protected(&path, info)
+                {
+                    return None;
+                }
+                let created = info.create_date.clone()?;
+                let made = crate::journal::parse_rfc3339(&created)?;
+                if now.saturating_sub(made) > within.as_nanos() as i128 {
+                    return None;
+                }
+                Some(UnmarkedVm {
+                    name: info.name.clone(),
+                    tag: tag_of_name(&info.name)?.to_owned(),
+                    path,
+                    moref: info.moref.clone(),
+                    created,
+                    power_state: info.power_state.clone(),
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
+    }
+
+    /// Deletes exactly the VMs of `vms` (as [`Cloud::unmarked`] listed them
+    /// and the user confirmed): each only if it is still the object listed,
+    /// still without any marker, and not a template. Returns the paths
+    /// removed; every deletion is tried, and an error keeps what was
+    /// removed.
+    pub async fn delete_unmarked(&self, vms: &[UnmarkedVm]) -> Result<Vec<VmRef>, CleanError> {
+        self.remove_each(
+            vms.iter().collect(),
+            |v| v.path.clone(),
+            |v| async move {
+                self.inner
+                    .destroy_checked(&v.path, Expect::Unmarked { moref: &v.moref })
+                    .await?;
+                self.inner.untrack_path(&v.path);
+                Ok(())
+            },
+        )
+        .await
+        .into_result()
+    }
+
     /// The VM `name` (a name in the cloud's folder, or an absolute
     /// inventory path) as an instance; an error if it does not exist.
     /// When this cloud made it, the instance knows its launch id.
@@ -111,6 +234,7 @@ impl<G: Govc + 'static> Cloud<G> {
     /// success. [`Cloud::delete_vm_forced`] deletes a VM without the marker.
     pub async fn delete_vm(&self, name: &str) -> Result<Removal, CloudError> {
         let vm = self.inner.vm_ref(name)?;
+        self.recover_once().await;
         let launch = self.inner.launch_of(&vm);
         let expect = match &launch {
             Some(l) => Expect::Launch(l),
@@ -217,6 +341,7 @@ impl<G: Govc + 'static> Cloud<G> {
     /// with power state and address: two govc calls however many there
     /// are (`find`, then one `object.collect` of the folder).
     pub async fn list(&self, scope: &Scope) -> Result<Vec<VmRecord>, CloudError> {
+        self.recover_once().await;
         let folder = &self.inner.config.folder;
         let paths = self
             .inner
@@ -291,6 +416,7 @@ impl<G: Govc + 'static> Cloud<G> {
                     tag: marker.tag,
                     kind: marker.kind,
                     launch: marker.launch,
+                    interrupted: crate::journal::is_interrupted(&vm.annotation),
                     power_state: vm.power_state,
                     ip: vm.ip_address,
                 })

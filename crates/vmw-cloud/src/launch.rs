@@ -368,6 +368,7 @@ impl<G: Govc + 'static> Cloud<G> {
     ) -> Result<Instance<G>, CloudError> {
         let source = image.path().clone();
         let mut prepared = self.prepare(options)?;
+        self.recover_once().await;
         prepared.number = self.warm_up(&source, &prepared, 1).await?;
         self.launch_prepared(&source, prepared).await
     }
@@ -417,6 +418,7 @@ impl<G: Govc + 'static> Cloud<G> {
         }
         let source = image.path().clone();
         let prepared = self.prepare(options)?;
+        self.recover_once().await;
         let mut first = self.warm_up(&source, &prepared, count).await?;
         let mut lanes = Vec::with_capacity(count);
         for _ in 0..count {
@@ -542,6 +544,7 @@ impl<G: Govc + 'static> Cloud<G> {
         match result {
             Ok(()) => {
                 guard.disarm();
+                inner.close_record(&launch);
                 Ok(instance)
             }
             Err((step, source)) if p.keep_on_failure.is_some() && step.is_wait() => {
@@ -747,6 +750,12 @@ impl<G: Govc + 'static> Cloud<G> {
             marker: clone.annotation.clone().unwrap_or_default(),
             cloning: true,
         };
+        // Recorded on disk before vCenter is asked: a run killed from now
+        // on leaves a record the next one resolves (see crate::journal).
+        let record = inner.record_of(target, launch, &tracked.marker, &clone.source);
+        if let Err(e) = inner.open_record(record).await {
+            return Err(CloneFailure::Failed(failure(e, false, None)));
+        }
         inner.track(tracked.clone());
         let guard = LaunchGuard::new(inner.clone(), target.clone(), launch.to_owned());
         let request = inner.govc.exec(clone);
@@ -770,6 +779,11 @@ impl<G: Govc + 'static> Cloud<G> {
             Some(Ok(())) if !cancelled => {
                 inner.mark_made(target, launch);
                 guard.disarm();
+                // An image is done once made; an instance's record stays
+                // open until its launch ends.
+                if kind != Kind::Instance {
+                    inner.close_record(launch);
+                }
                 return Ok(());
             }
             Some(Ok(())) => {

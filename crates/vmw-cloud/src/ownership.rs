@@ -40,6 +40,13 @@ pub(crate) enum Expect<'a> {
     },
     /// vmw's marker, whatever its tag.
     Marker,
+    /// No marker at all, on the object with this managed object id (an
+    /// unmarked VM the user listed and confirmed, see
+    /// [`crate::Cloud::unmarked`]).
+    Unmarked {
+        /// The object listed.
+        moref: &'a str,
+    },
     /// Anything but a template (the caller forced it).
     Forced,
     /// A source template being replaced by an import, or the template an
@@ -349,6 +356,19 @@ fn check_marker(vm: &VmRef, info: &parse::VmInfo, expect: Expect<'_>) -> Result<
             } else {
                 refuse("it was not made by this import".to_owned())
             }
+        }
+        (Expect::Unmarked { moref }, None) => {
+            if info.moref == moref {
+                Ok(())
+            } else {
+                refuse(format!(
+                    "it is another object ({}) than the one listed ({moref})",
+                    info.moref
+                ))
+            }
+        }
+        (Expect::Unmarked { .. }, Some(_)) => {
+            refuse("it carries vmw's marker now; `clean` of its tag removes it".to_owned())
         }
         (_, None) => refuse("it does not carry vmw's marker".to_owned()),
         (Expect::Marker, Some(_)) => Ok(()),

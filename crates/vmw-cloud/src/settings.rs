@@ -77,6 +77,17 @@ pub struct Settings {
     /// to show one before a hard power-off or a restart goes ahead without
     /// the guest's help (no `sync`, no boot-id check). Default: 10 seconds.
     pub address_probe: Duration,
+    /// Where every clone is recorded before it is asked for, so that what
+    /// a run killed outright made is found by the next one (see
+    /// [`Cloud::recover`](crate::Cloud::recover)). `None` when building a
+    /// [`Cloud`](crate::Cloud) means vmw's default,
+    /// `$XDG_STATE_HOME/vmw/journal` (else `~/.local/state/vmw/journal`);
+    /// without a home directory, nothing is recorded. A journal that
+    /// cannot be written fails the launch before any VM is touched.
+    pub journal: Option<camino::Utf8PathBuf>,
+    /// Resolve the records killed runs left on the first launch, list,
+    /// sweep or delete of a cloud. On by default.
+    pub recover: bool,
 }
 
 impl Default for Settings {
@@ -98,6 +109,8 @@ impl Default for Settings {
             unmarked_settle: Duration::from_secs(3),
             sync_wait: Duration::from_secs(10),
             address_probe: Duration::from_secs(10),
+            journal: None,
+            recover: true,
         }
     }
 }

@@ -103,7 +103,7 @@ pub(crate) fn timestamp_suffix(now: SystemTime) -> String {
 
 /// (year, month, day) of a day count since 1970-01-01 (the proleptic
 /// Gregorian calendar; Howard Hinnant's days-to-civil method).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -114,6 +114,18 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+/// The day count since 1970-01-01 of a (year, month, day) (the inverse of
+/// [`civil_from_days`]).
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// What a VM made by vmw is.
@@ -173,8 +185,12 @@ pub struct Marker {
 }
 
 /// Reads vmw's marker from an annotation.
+///
+/// The marker is the annotation's first line; a line below it may say
+/// that an interrupted run left the VM (see [`crate::Cloud::recover`]).
 pub fn parse_marker(text: &str) -> Option<Marker> {
-    let rest = text.trim().strip_prefix(ANNOTATION_PREFIX)?;
+    let first = text.trim().lines().next().unwrap_or_default();
+    let rest = first.trim().strip_prefix(ANNOTATION_PREFIX)?;
     let (tag, rest) = rest.split_once(", kind: ")?;
     let rest = rest.strip_suffix(')')?;
     let (kind, launch) = match rest.split_once(", launch: ") {

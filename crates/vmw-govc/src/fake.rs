@@ -60,6 +60,9 @@ pub struct FakeVm {
     /// When it can be seen: a clone still under way is invisible to lookups
     /// until then (but its name is taken).
     pub ready_at: Instant,
+    /// Its `config.createDate` (RFC 3339), when set
+    /// ([`Inventory::set_created`]).
+    pub created: Option<String>,
 }
 
 impl FakeVm {
@@ -119,6 +122,7 @@ impl Inventory {
                 moref: moref.clone(),
                 power: "poweredOff",
                 ready_at,
+                created: None,
             },
         );
         moref
@@ -157,6 +161,18 @@ impl Inventory {
         match self.state().vms.get_mut(path) {
             Some(vm) => {
                 annotation.clone_into(&mut vm.annotation);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets when vCenter made the VM at `path` (`config.createDate`,
+    /// RFC 3339); returns whether there was one.
+    pub fn set_created(&self, path: &str, created: &str) -> bool {
+        match self.state().vms.get_mut(path) {
+            Some(vm) => {
+                vm.created = Some(created.to_owned());
                 true
             }
             None => false,
@@ -224,6 +240,7 @@ impl Inventory {
                     "config": {
                         "template": vm.template,
                         "annotation": vm.annotation,
+                        "createDate": vm.created,
                         "uuid": format!("4200{}", vm.moref),
                         "guestId": "",
                         "hardware": {"numCPU": 1, "memoryMB": 1024},
@@ -261,6 +278,7 @@ impl Inventory {
                             change("name", json!(p.rsplit('/').next().unwrap_or(p))),
                             change("summary.vm", json!({"type": "VirtualMachine", "value": vm.moref})),
                             change("config.annotation", json!(vm.annotation)),
+                            change("config.createDate", json!(vm.created)),
                             change("config.template", json!(vm.template)),
                             change("runtime.powerState", json!(vm.power)),
                             // A powered-on guest has the address `vm.ip` gives.

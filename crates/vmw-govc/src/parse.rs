@@ -147,6 +147,9 @@ pub struct VmInfo {
     /// When it was last powered on (RFC 3339, as vSphere gives it); a
     /// reset or a power cycle changes it.
     pub boot_time: Option<String>,
+    /// When it was created (`config.createDate`, RFC 3339, vCenter's
+    /// clock), when vSphere tells.
+    pub create_date: Option<String>,
     /// Where its log files go: `[datastore] NAME`.
     pub log_directory: String,
     /// Its serial ports.
@@ -304,6 +307,7 @@ struct RawRef {
 #[serde(rename_all = "camelCase", default)]
 struct RawConfig {
     template: bool,
+    create_date: Option<String>,
     annotation: Option<String>,
     uuid: String,
     guest_id: String,
@@ -369,6 +373,7 @@ pub fn vm_info(stdout: &str) -> Result<Vec<VmInfo>, String> {
                     .boot_time
                     .or_else(|| vm.summary.and_then(|s| s.runtime).and_then(|r| r.boot_time)),
                 template: config.template,
+                create_date: config.create_date,
                 annotation: config.annotation.unwrap_or_default(),
                 cpus: config.hardware.num_cpu,
                 memory_mb: config.hardware.memory_mb,
@@ -458,6 +463,7 @@ impl VmInfo {
             extra_config: BTreeMap::new(),
             vm_path_name: String::new(),
             boot_time: None,
+            create_date: p.str("config.createDate").map(str::to_owned),
             log_directory: String::new(),
             serial_ports: Vec::new(),
             disks: Vec::new(),

@@ -26,7 +26,10 @@ use crate::{
 /// - the environment is exactly the one rendered from the [`GovcTarget`]
 ///   at each spawn: the caller's other variables do not reach govc, and the
 ///   password is only ever in the child's environment;
-/// - stdout and stderr are captured in full;
+/// - stdout and stderr are captured in full: a read's through pipes, a
+///   change's through unnamed temporary files, so that a change vCenter
+///   received is finished by govc even when vmw is killed outright (govc
+///   dies on a write to a pipe nobody reads);
 /// - each call has a deadline (the command's own, else the default); when it
 ///   passes the child is killed and reaped, and [`GovcError::Timeout`]
 ///   returned. A call whose future is dropped kills its child too;
@@ -489,6 +492,15 @@ fn proves_session(result: &Result<Output, GovcError>) -> bool {
     }
 }
 
+/// Everything written to `file` (an output file of a finished child).
+fn read_back(mut file: std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    file.rewind()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// How long to wait before running a read again.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -536,13 +548,32 @@ impl ProcessGovc {
         let started = Instant::now();
         tracing::debug!(command = %command, "govc: start");
 
+        // A change writes its output to files, not pipes: should vmw die
+        // outright (SIGKILL, OOM), govc goes on with nothing to die on (a
+        // write to a pipe whose reader is gone kills it), so a clone that
+        // reached vCenter ends with its marker written.
+        let files = if is_read(command.name()) {
+            None
+        } else {
+            Some((
+                tempfile::tempfile().map_err(io_error)?,
+                tempfile::tempfile().map_err(io_error)?,
+            ))
+        };
+        let (out, err) = match &files {
+            Some((out, err)) => (
+                Stdio::from(out.try_clone().map_err(io_error)?),
+                Stdio::from(err.try_clone().map_err(io_error)?),
+            ),
+            None => (Stdio::piped(), Stdio::piped()),
+        };
         let mut child = tokio::process::Command::new(&self.program)
             .args(command.argv())
             .env_clear()
             .envs(self.target.child_env())
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
             .kill_on_drop(true)
             .process_group(0)
             .spawn()
@@ -580,7 +611,7 @@ impl ProcessGovc {
         })
         .await;
 
-        let (status, stdout, stderr) = match finished {
+        let (status, mut stdout, mut stderr) = match finished {
             Ok(result) => result.map_err(io_error)?,
             Err(_elapsed) => {
                 // Kill and reap: no zombie is left behind.
@@ -594,6 +625,15 @@ impl ProcessGovc {
                 });
             }
         };
+        if let Some((out, err)) = files {
+            (stdout, stderr) = tokio::task::spawn_blocking(move || {
+                Ok::<_, std::io::Error>((read_back(out)?, read_back(err)?))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(io_error)?;
+        }
 
         let elapsed = started.elapsed();
         let stdout = String::from_utf8_lossy(&stdout).into_owned();

@@ -806,10 +806,11 @@ impl Request for ObjectCollect {
 
 /// The properties [`VmMarks`] collects: what telling vmw's VMs apart
 /// needs, and no more.
-pub const MARK_PROPERTIES: [&str; 6] = [
+pub const MARK_PROPERTIES: [&str; 7] = [
     "name",
     "summary.vm",
     "config.annotation",
+    "config.createDate",
     "config.template",
     "runtime.powerState",
     "guest.ipAddress",

@@ -81,7 +81,18 @@ pub(crate) async fn run(ctx: &Context, command: Command) -> anyhow::Result<Repor
         }
         Command::Image(ImageCommand::Check { names, all }) => image::check(ctx, &names, all).await,
         Command::Image(ImageCommand::Import(args)) => image::import(ctx, args).await,
-        Command::Clean { all_tags, yes } => clean::run(ctx, all_tags, yes).await,
+        Command::Clean {
+            all_tags,
+            yes,
+            unmarked: false,
+            ..
+        } => clean::run(ctx, all_tags, yes).await,
+        Command::Clean {
+            all_tags,
+            yes,
+            unmarked: true,
+            within,
+        } => clean::unmarked(ctx, all_tags, yes, within).await,
         Command::Config(ConfigCommand::Check) => config::check(ctx).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Man { out } => man::run(&out),
@@ -157,6 +168,8 @@ struct Vm {
     kind: &'static str,
     tag: String,
     power_state: String,
+    /// A run killed outright left it.
+    interrupted: bool,
 }
 
 impl From<&VmRecord> for Vm {
@@ -167,18 +180,25 @@ impl From<&VmRecord> for Vm {
             kind: kind_word(r.kind),
             tag: r.tag.clone(),
             power_state: power_word(&r.power_state),
+            interrupted: r.interrupted,
         }
     }
 }
 
 impl Vm {
-    /// The cells of a table row: NAME, KIND, TAG, STATE.
+    /// The cells of a table row: NAME, KIND, TAG, STATE (with
+    /// `interrupted` after the state of what a killed run left).
     fn row(&self) -> Vec<String> {
+        let state = if self.interrupted {
+            format!("{} (interrupted)", self.power_state)
+        } else {
+            self.power_state.clone()
+        };
         vec![
             self.name.clone(),
             self.kind.to_owned(),
             self.tag.clone(),
-            self.power_state.clone(),
+            state,
         ]
     }
 }

@@ -20,6 +20,7 @@ mod console;
 mod delete;
 mod images;
 mod ip;
+mod journal;
 mod launch;
 mod names;
 mod power;
