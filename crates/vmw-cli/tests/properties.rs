@@ -47,7 +47,7 @@ fn duration_like() -> impl Strategy<Value = String> {
 }
 
 /// An independent model of the duration syntax: a bare number of seconds,
-/// or numbers with units `ms`, `s`, `m`, `h` adding up to more than zero.
+/// or numbers with units `ms`, `s`, `m`, `h`, `d` adding up to more than zero.
 fn duration_ok(s: &str) -> bool {
     let t = s.trim();
     if t.is_empty() {
@@ -70,6 +70,7 @@ fn duration_ok(s: &str) -> bool {
             "s" => 1000,
             "m" => 60_000,
             "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return false,
         };
         total = total.saturating_add(u128::from(n) * scale);

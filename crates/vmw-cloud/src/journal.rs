@@ -21,7 +21,9 @@
 //! marker, plus a note that an interrupted run left it) so that `list`
 //! shows it and `clean` removes it. A VM with another marker, a template,
 //! or one created before the record is never touched. Nothing there: the
-//! record goes.
+//! record goes once older than the clone grace (vCenter finishes a clone
+//! it received, even when every client is gone; until then, the next
+//! command looks again).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -234,8 +236,14 @@ pub struct Recovery {
     /// VMs left by interrupted runs, now marked as such (and removable
     /// by `clean` of their tag).
     pub marked: Vec<VmRef>,
-    /// Records whose path held nothing: the clone never happened.
+    /// Records whose path held nothing, older than
+    /// [`Settings::clone_grace`](crate::Settings::clone_grace): the clone
+    /// never happened (the record goes).
     pub nothing_there: usize,
+    /// Records whose path holds nothing yet, younger than the clone grace:
+    /// vCenter may still be making what a killed run asked for (kept, and
+    /// looked at again by the next command).
+    pub pending: Vec<VmRef>,
     /// Records whose path holds a VM that is not the killed run's
     /// (another marker, a template, or made before the record): never
     /// touched.
@@ -251,6 +259,7 @@ pub struct Recovery {
 enum Resolution {
     Marked(VmRef),
     Nothing,
+    Pending(VmRef),
     Foreign(VmRef),
 }
 
@@ -411,7 +420,15 @@ impl<G: Govc> Inner<G> {
     async fn resolve(&self, record: &Record) -> Result<Resolution, CloudError> {
         let vm = VmRef::parse(&record.vm)?;
         let Some(info) = self.lookup(&vm).await? else {
-            return Ok(Resolution::Nothing);
+            let now = parse_rfc3339(&rfc3339(SystemTime::now())).unwrap_or_default();
+            let young = parse_rfc3339(&record.created).is_some_and(|at| {
+                now.saturating_sub(at) < self.settings.clone_grace.as_nanos() as i128
+            });
+            return Ok(if young {
+                Resolution::Pending(vm)
+            } else {
+                Resolution::Nothing
+            });
         };
         if is_protected(&vm, &info) {
             return Ok(Resolution::Foreign(vm));
@@ -512,11 +529,14 @@ impl<G: Govc + 'static> Cloud<G> {
         };
         for (stale, result) in results {
             match result {
+                Ok(Resolution::Pending(vm)) => recovery.pending.push(vm),
                 Ok(r) => {
                     match r {
                         Resolution::Marked(vm) => recovery.marked.push(vm),
-                        Resolution::Nothing => recovery.nothing_there += 1,
                         Resolution::Foreign(vm) => recovery.foreign.push(vm),
+                        Resolution::Nothing | Resolution::Pending(_) => {
+                            recovery.nothing_there += 1;
+                        }
                     }
                     stale.remove();
                 }
@@ -550,6 +570,9 @@ impl<G: Govc + 'static> Cloud<G> {
 fn log_recovery(r: &Recovery) {
     for vm in &r.marked {
         tracing::warn!(vm = %vm, "found a VM an interrupted vmw run left; it is marked so that `clean` of its tag removes it");
+    }
+    for vm in &r.pending {
+        tracing::info!(vm = %vm, "an interrupted run asked for this VM; vCenter may still be making it (looked at again next time)");
     }
     for vm in &r.foreign {
         tracing::info!(vm = %vm, "an interrupted run's record names a VM that is not its own: left alone");

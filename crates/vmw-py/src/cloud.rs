@@ -504,6 +504,31 @@ impl VMWare {
         exception_list(py, errors)
     }
 
+    /// Resolves what runs killed outright (SIGKILL, OOM, a reboot) left on
+    /// this vCenter and folder, from vmw's journal: their VMs are marked
+    /// as left by an interrupted run, so that vmw's `clean` of their tag
+    /// removes them; nothing else is touched. Launches run it once by
+    /// themselves. Returns a dict: `marked` and `foreign` (paths),
+    /// `pending` (paths vCenter may still be making), `live` (records of
+    /// runs still going), `nothing_there`, and `errors` (messages).
+    fn recover<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let cloud = self.cloud.clone();
+        let r =
+            block_on(py, None, async move { cloud.recover().await })?.map_err(|e| to_py(py, e))?;
+        let paths = |v: &[vmw_cloud::VmRef]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let out = PyDict::new(py);
+        out.set_item("marked", paths(&r.marked))?;
+        out.set_item("foreign", paths(&r.foreign))?;
+        out.set_item("pending", paths(&r.pending))?;
+        out.set_item("live", r.live)?;
+        out.set_item("nothing_there", r.nothing_there)?;
+        out.set_item(
+            "errors",
+            r.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        )?;
+        Ok(out)
+    }
+
     /// Uses another key pair from now on (instances already launched keep
     /// theirs).
     #[pyo3(signature = (public_key_path, private_key_path = None, name = None))]

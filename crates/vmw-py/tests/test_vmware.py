@@ -12,7 +12,9 @@ import _thread
 import logging
 import os
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -202,6 +204,40 @@ def test_ctrl_c_mid_launch_leaves_nothing() -> None:
             timer.cancel()
         assert _vms() == before
         assert cloud.clean() == []
+
+
+def test_a_run_killed_outright_is_found_by_the_next(cloud: VMWare) -> None:
+    tag = _tag()
+    # Its guest never answers SSH: the launch is still waiting when killed.
+    script = (
+        f"import vmw\nvmw.VMWare(tag={tag!r}, ssh_port=1).launch('TEMPLATE-cloud-init-jammy')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not [n for n in _vms() if n.startswith(tag + "-")]:
+            assert time.monotonic() < deadline, "the launch made no VM"
+            assert proc.poll() is None, "the launch ended by itself"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    (name,) = [n for n in _vms() if n.startswith(tag + "-")]
+    # Another cloud of the same user resolves the killed run's record (once
+    # the govc calls it had under way are over).
+    deadline = time.monotonic() + 60
+    while True:
+        found = cloud.recover()
+        if found["marked"]:
+            break
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    assert [p.rsplit("/", 1)[-1] for p in found["marked"]] == [name]
+    assert found["errors"] == []
+    assert cloud.recover()["marked"] == []
+    # Its marker is vmw's: it can be deleted; nothing of it is left.
+    assert cloud.get_instance(name).delete() == []
+    assert name not in _vms()
 
 
 def test_threads_launch_in_parallel_and_launch_many(cloud: VMWare) -> None:

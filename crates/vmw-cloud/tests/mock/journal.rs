@@ -15,6 +15,8 @@ const LAUNCH: &str = "00000000000000aa";
 fn journaled<G: Govc + 'static>(govc: G, dir: &tempfile::TempDir) -> (Cloud<G>, tempfile::TempDir) {
     let s = Settings {
         journal: Some(journal_dir(dir)),
+        // A record younger than this whose path holds nothing is kept.
+        clone_grace: Duration::from_secs(60),
         ..settings(4)
     };
     cloud_with(govc, config(), s)
@@ -57,10 +59,33 @@ fn server() -> String {
     config().server_display()
 }
 
-const RECORDED: &str = "2026-12-05T10:00:00.000Z";
+const RECORDED: &str = "2026-11-05T10:00:00.000Z";
 
 #[tokio::test(start_paused = true)]
-async fn nothing_at_the_path_drops_the_record_after_one_lookup() {
+async fn nothing_at_the_path_keeps_a_young_record_until_its_clone_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    // Made a moment ago: vCenter may still be cloning.
+    let young = write_record(&dir, "me-7", &journal_now(), &server());
+    let inv = Inventory::default();
+    let (mock, calls) = healthy(&inv);
+    let (cloud, _keys) = journaled(mock, &dir);
+    let r = cloud.recover().await.unwrap();
+    assert_eq!(
+        (r.nothing_there, r.pending.clone()),
+        (0, refs(&["me-7"])),
+        "{r:?}"
+    );
+    assert!(young.exists());
+    assert_eq!(calls.len(), 1);
+    // The clone shows up: the next look marks it.
+    inv.add(&at("me-7"), &marker("instance", LAUNCH));
+    let r = cloud.recover().await.unwrap();
+    assert_eq!(r.marked, refs(&["me-7"]), "{r:?}");
+    assert!(!young.exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_at_the_path_drops_an_old_record_after_one_lookup() {
     let dir = tempfile::tempdir().unwrap();
     let record = write_record(&dir, "me-7", RECORDED, &server());
     let inv = Inventory::default();
@@ -117,7 +142,7 @@ async fn an_unmarked_vm_made_after_the_record_is_the_killed_runs() {
     let inv = Inventory::default();
     inv.add(&at("me-4"), "");
     // vCenter's clock, a few seconds after the record (another offset).
-    inv.set_created(&at("me-4"), "2026-12-05T11:00:04.5+01:00");
+    inv.set_created(&at("me-4"), "2026-11-05T11:00:04.5+01:00");
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = journaled(mock, &dir);
     let r = cloud.recover().await.unwrap();
@@ -138,7 +163,7 @@ async fn an_unmarked_vm_made_after_the_record_is_the_killed_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_vm_made_before_the_record_or_of_unknown_age_is_never_touched() {
-    for created in [Some("2026-12-05T09:59:59.999Z"), None] {
+    for created in [Some("2026-11-05T09:59:59.999Z"), None] {
         let dir = tempfile::tempdir().unwrap();
         let record = write_record(&dir, "me-5", RECORDED, &server());
         let inv = Inventory::default();
@@ -176,7 +201,7 @@ async fn another_marker_or_a_template_is_never_touched() {
         } else {
             inv.add(&at("me-6"), &annotation);
         }
-        inv.set_created(&at("me-6"), "2026-12-05T10:00:01Z");
+        inv.set_created(&at("me-6"), "2026-11-05T10:00:01Z");
         let (mock, calls) = healthy(&inv);
         let (cloud, _keys) = journaled(mock, &dir);
         let r = cloud.recover().await.unwrap();
@@ -199,7 +224,7 @@ async fn live_records_and_other_vcenters_records_are_left_alone() {
     std::fs::rename(&other, &elsewhere).unwrap();
     let inv = Inventory::default();
     inv.add(&at("me-8"), "");
-    inv.set_created(&at("me-8"), "2026-12-05T10:00:01Z");
+    inv.set_created(&at("me-8"), "2026-11-05T10:00:01Z");
     let (mock, calls) = healthy(&inv);
     let (cloud, _keys) = journaled(mock, &dir);
     let r = cloud.recover().await.unwrap();
