@@ -471,6 +471,102 @@ impl<G: Govc + 'static> Cloud<G> {
     }
 }
 
+impl<G: Govc + 'static> Cloud<G> {
+    /// Finds what runs killed outright (SIGKILL, OOM, a reboot) were making
+    /// on this cloud's vCenter and folder, from the records they left in
+    /// the journal ([`Settings::journal`](crate::Settings::journal)), and
+    /// marks it so that [`Cloud::list`] shows it
+    /// ([`VmRecord::interrupted`](crate::VmRecord::interrupted)) and
+    /// [`Cloud::sweep`] and `clean` of its tag remove it. Records of runs
+    /// still going are left alone; a VM that carries another marker, is a
+    /// template, or was made before the record is never touched. Costs no
+    /// govc call when there is nothing to resolve.
+    ///
+    /// [`Cloud::launch`], [`Cloud::launch_many`], [`Cloud::list`],
+    /// [`Cloud::sweep`] and [`Cloud::delete_vm`] run it once per cloud
+    /// (unless [`Settings::recover`](crate::Settings::recover) is off),
+    /// logging what it did.
+    pub async fn recover(&self) -> Result<crate::journal::Recovery, CloudError> {
+        let inner = &self.inner;
+        let Some(journal) = inner.journal.clone() else {
+            return Ok(crate::journal::Recovery::default());
+        };
+        let (stale, live) = tokio::task::spawn_blocking(move || journal.stale())
+            .await
+            .map_err(|e| CloudError::Io {
+                what: "reading the journal".to_owned(),
+                source: std::io::Error::other(e),
+            })??;
+        let server = inner.config.server_display();
+        let (mine, others): (Vec<_>, Vec<_>) = stale
+            .into_iter()
+            .partition(|s| s.record.server == server && s.record.folder == inner.config.folder);
+        drop(others);
+        let results = bounded(mine, inner.settings.concurrency, |s| async move {
+            let r = inner.resolve(&s.record).await;
+            (s, r)
+        })
+        .await;
+        let mut recovery = crate::journal::Recovery {
+            live,
+            ..crate::journal::Recovery::default()
+        };
+        for (stale, result) in results {
+            match result {
+                Ok(crate::journal::Resolution::Pending(vm)) => recovery.pending.push(vm),
+                Ok(r) => {
+                    match r {
+                        crate::journal::Resolution::Marked(vm) => recovery.marked.push(vm),
+                        crate::journal::Resolution::Foreign(vm) => recovery.foreign.push(vm),
+                        crate::journal::Resolution::Nothing
+                        | crate::journal::Resolution::Pending(_) => {
+                            recovery.nothing_there += 1;
+                        }
+                    }
+                    stale.remove();
+                }
+                Err(e) => recovery.errors.push(e),
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// [`Cloud::recover`], once per cloud, its outcome logged.
+    pub(crate) async fn recover_once(&self) {
+        let inner = &self.inner;
+        if !inner.settings.recover || inner.journal.is_none() {
+            return;
+        }
+        inner
+            .recovered
+            .get_or_init(|| async {
+                match self.recover().await {
+                    Ok(r) => log_recovery(&r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not look for what interrupted runs left");
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+/// Logs what a recovery did.
+fn log_recovery(r: &crate::journal::Recovery) {
+    for vm in &r.marked {
+        tracing::warn!(vm = %vm, "found a VM an interrupted vmw run left; it is marked so that `clean` of its tag removes it");
+    }
+    for vm in &r.pending {
+        tracing::info!(vm = %vm, "an interrupted run asked for this VM; vCenter may still be making it (looked at again next time)");
+    }
+    for vm in &r.foreign {
+        tracing::info!(vm = %vm, "an interrupted run's record names a VM that is not its own: left alone");
+    }
+    for e in &r.errors {
+        tracing::warn!(error = %e, "could not resolve a record an interrupted run left (tried again next time)");
+    }
+}
+
 /// What a run of deletions did.
 #[derive(Default)]
 struct Outcome {

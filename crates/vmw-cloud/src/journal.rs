@@ -14,7 +14,7 @@
 //! *stale* once the lock can be taken, whatever happened to the writer
 //! (SIGKILL, OOM, a reboot).
 //!
-//! [`Cloud::recover`] resolves the stale records of its server and folder,
+//! [`crate::Cloud::recover`] (in `inventory`) resolves the stale records of its server and folder,
 //! never live ones: a VM at the record's exact path that carries the
 //! record's marker, or no marker and was created after the record (by
 //! vCenter's `config.createDate`), is the killed run's: it is marked (the
@@ -36,7 +36,6 @@ use vmw_govc::requests::VmChange;
 use vmw_govc::{Govc, GovcExt, VmRef};
 
 use crate::CloudError;
-use crate::cloud::{Cloud, bounded};
 use crate::inner::Inner;
 use crate::ownership::is_protected;
 use crate::tag::parse_marker;
@@ -142,7 +141,7 @@ impl Journal {
     }
 
     /// The stale records (their locks taken), and how many are live.
-    fn stale(&self) -> Result<(Vec<Stale>, usize), CloudError> {
+    pub(crate) fn stale(&self) -> Result<(Vec<Stale>, usize), CloudError> {
         let dir = &self.dir;
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -213,14 +212,14 @@ fn inherit(file: &File) {
 }
 
 /// A stale record, locked by this process while it is resolved.
-struct Stale {
-    record: Record,
+pub(crate) struct Stale {
+    pub(crate) record: Record,
     path: Utf8PathBuf,
     _file: File,
 }
 
 impl Stale {
-    fn remove(self) {
+    pub(crate) fn remove(self) {
         if let Err(e) = std::fs::remove_file(&self.path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -229,7 +228,7 @@ impl Stale {
     }
 }
 
-/// What [`Cloud::recover`] found and did.
+/// What [`crate::Cloud::recover`] found and did.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Recovery {
@@ -256,7 +255,7 @@ pub struct Recovery {
 
 /// How one stale record resolves.
 #[derive(Debug)]
-enum Resolution {
+pub(crate) enum Resolution {
     Marked(VmRef),
     Nothing,
     Pending(VmRef),
@@ -417,7 +416,7 @@ impl<G: Govc> Inner<G> {
     }
 
     /// Resolves one stale record (see the module).
-    async fn resolve(&self, record: &Record) -> Result<Resolution, CloudError> {
+    pub(crate) async fn resolve(&self, record: &Record) -> Result<Resolution, CloudError> {
         let vm = VmRef::parse(&record.vm)?;
         let Some(info) = self.lookup(&vm).await? else {
             let now = parse_rfc3339(&rfc3339(SystemTime::now())).unwrap_or_default();
@@ -484,101 +483,6 @@ impl<G: Govc> Inner<G> {
         let mut change = VmChange::new(vm.clone());
         change.annotation = Some(annotation.to_owned());
         Ok(self.govc.exec(&change).await?)
-    }
-}
-
-impl<G: Govc + 'static> Cloud<G> {
-    /// Finds what runs killed outright (SIGKILL, OOM, a reboot) were making
-    /// on this cloud's vCenter and folder, from the records they left in
-    /// the journal ([`Settings::journal`](crate::Settings::journal)), and
-    /// marks it so that [`Cloud::list`] shows it
-    /// ([`VmRecord::interrupted`](crate::VmRecord::interrupted)) and
-    /// [`Cloud::sweep`] and `clean` of its tag remove it. Records of runs
-    /// still going are left alone; a VM that carries another marker, is a
-    /// template, or was made before the record is never touched. Costs no
-    /// govc call when there is nothing to resolve.
-    ///
-    /// [`Cloud::launch`], [`Cloud::launch_many`], [`Cloud::list`],
-    /// [`Cloud::sweep`] and [`Cloud::delete_vm`] run it once per cloud
-    /// (unless [`Settings::recover`](crate::Settings::recover) is off),
-    /// logging what it did.
-    pub async fn recover(&self) -> Result<Recovery, CloudError> {
-        let inner = &self.inner;
-        let Some(journal) = inner.journal.clone() else {
-            return Ok(Recovery::default());
-        };
-        let (stale, live) = tokio::task::spawn_blocking(move || journal.stale())
-            .await
-            .map_err(|e| CloudError::Io {
-                what: "reading the journal".to_owned(),
-                source: std::io::Error::other(e),
-            })??;
-        let server = inner.config.server_display();
-        let (mine, others): (Vec<_>, Vec<_>) = stale
-            .into_iter()
-            .partition(|s| s.record.server == server && s.record.folder == inner.config.folder);
-        drop(others);
-        let results = bounded(mine, inner.settings.concurrency, |s| async move {
-            let r = inner.resolve(&s.record).await;
-            (s, r)
-        })
-        .await;
-        let mut recovery = Recovery {
-            live,
-            ..Recovery::default()
-        };
-        for (stale, result) in results {
-            match result {
-                Ok(Resolution::Pending(vm)) => recovery.pending.push(vm),
-                Ok(r) => {
-                    match r {
-                        Resolution::Marked(vm) => recovery.marked.push(vm),
-                        Resolution::Foreign(vm) => recovery.foreign.push(vm),
-                        Resolution::Nothing | Resolution::Pending(_) => {
-                            recovery.nothing_there += 1;
-                        }
-                    }
-                    stale.remove();
-                }
-                Err(e) => recovery.errors.push(e),
-            }
-        }
-        Ok(recovery)
-    }
-
-    /// [`Cloud::recover`], once per cloud, its outcome logged.
-    pub(crate) async fn recover_once(&self) {
-        let inner = &self.inner;
-        if !inner.settings.recover || inner.journal.is_none() {
-            return;
-        }
-        inner
-            .recovered
-            .get_or_init(|| async {
-                match self.recover().await {
-                    Ok(r) => log_recovery(&r),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not look for what interrupted runs left");
-                    }
-                }
-            })
-            .await;
-    }
-}
-
-/// Logs what a recovery did.
-fn log_recovery(r: &Recovery) {
-    for vm in &r.marked {
-        tracing::warn!(vm = %vm, "found a VM an interrupted vmw run left; it is marked so that `clean` of its tag removes it");
-    }
-    for vm in &r.pending {
-        tracing::info!(vm = %vm, "an interrupted run asked for this VM; vCenter may still be making it (looked at again next time)");
-    }
-    for vm in &r.foreign {
-        tracing::info!(vm = %vm, "an interrupted run's record names a VM that is not its own: left alone");
-    }
-    for e in &r.errors {
-        tracing::warn!(error = %e, "could not resolve a record an interrupted run left (tried again next time)");
     }
 }
 
