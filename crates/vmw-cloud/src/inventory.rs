@@ -486,7 +486,7 @@ impl<G: Govc + 'static> Cloud<G> {
     /// [`Cloud::sweep`] and [`Cloud::delete_vm`] run it once per cloud
     /// (unless [`Settings::recover`](crate::Settings::recover) is off),
     /// logging what it did.
-    pub async fn recover(&self) -> Result<crate::journal::Recovery, CloudError> {
+    pub async fn recover(&self) -> Result<crate::Recovery, CloudError> {
         let inner = &self.inner;
         let Some(journal) = inner.journal.clone() else {
             return Ok(crate::journal::Recovery::default());
