@@ -399,6 +399,10 @@ async fn user_data_formats(bed: &Bed) {
         handle.power_state().await.unwrap(),
         vmw_cloud::PowerState::Off
     );
+    // vSphere's power-off ends the guest before its task ends; the bed's
+    // agent notices it at its next look. Powered on before that, the old
+    // guest would still answer, then go.
+    bed.guests_gone(a.name()).await;
     handle.power_on().await.unwrap();
     handle.wait().await.unwrap();
     eprintln!(
