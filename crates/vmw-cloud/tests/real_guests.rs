@@ -167,6 +167,28 @@ impl Bed {
 
     /// Waits until the agent has no guest for a VM whose name starts with
     /// `tag` (its QEMU stopped and its disk removed).
+    /// Waits (a minute at most) until the agent has stopped the guest of
+    /// the VM `name`.
+    async fn guest_stopped(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let running: Vec<_> = self
+                .guests
+                .guests()
+                .into_iter()
+                .filter(|g| g.running && g.vm.rsplit('/').next() == Some(name))
+                .collect();
+            if running.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "guest still running: {running:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     async fn guests_gone(&self, tag: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -402,7 +424,7 @@ async fn user_data_formats(bed: &Bed) {
     // vSphere's power-off ends the guest before its task ends; the bed's
     // agent notices it at its next look. Powered on before that, the old
     // guest would still answer, then go.
-    bed.guests_gone(a.name()).await;
+    bed.guest_stopped(a.name()).await;
     handle.power_on().await.unwrap();
     handle.wait().await.unwrap();
     eprintln!(
