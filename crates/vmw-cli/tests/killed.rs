@@ -262,17 +262,8 @@ async fn kill_and_recover(b: &Bed, tag: &str, case: &Case) -> Outcome {
 async fn sigkill_at_any_moment_leaves_nothing_after_one_command_and_clean() {
     let b = bed_with(slow()).await;
     // Not vmw's, and named like its VMs: never touched.
-    let govc = b.sim.govc();
     for name in ["foreign-1", "k0-1"] {
-        govc.run(
-            &Command::new("vm.clone")
-                .flag("vm", "/DC0/vm/TEMPLATE-cloud-init-jammy")
-                .flag("on", "false")
-                .flag("folder", "/DC0/vm")
-                .arg(name),
-        )
-        .await
-        .unwrap();
+        hand_made(&b, name).await;
     }
     let moments = [150, 450, 750, 1050, 1350, 1650, 1950, 2300];
     let mut cases = Vec::new();
@@ -411,6 +402,7 @@ fn write_record(b: &Bed, home: &Utf8Path, name: &str, launch: &str, created: &st
     std::fs::write(dir.join(format!("{launch}.json")), record.to_string()).unwrap();
 }
 
+/// A VM made by hand (govc, no marker) at `/DC0/vm/<name>`.
 async fn hand_made(b: &Bed, name: &str) {
     b.sim
         .govc()

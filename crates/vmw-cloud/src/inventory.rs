@@ -148,9 +148,7 @@ impl<G: Govc + 'static> Cloud<G> {
                 folder: folder.clone(),
             })
             .await?;
-        let now =
-            crate::journal::parse_rfc3339(&crate::journal::rfc3339(std::time::SystemTime::now()))
-                .unwrap_or_default();
+        let now = crate::journal::now_nanos();
         let mut found: Vec<UnmarkedVm> = refs
             .into_iter()
             .filter_map(|path| {

@@ -32,8 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
-use vmw_govc::requests::VmChange;
-use vmw_govc::{Govc, GovcExt, VmRef};
+use vmw_govc::{Govc, VmRef};
 
 use crate::CloudError;
 use crate::inner::Inner;
@@ -80,11 +79,17 @@ impl OpenRecord {
     /// The launch is over, or what it made is gone: the record goes (its
     /// lock with it, once govc processes that inherited it end).
     pub(crate) fn close(self) {
-        if let Err(e) = std::fs::remove_file(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(record = %self.path, error = %e, "could not remove a journal record");
-        }
+        remove_record(&self.path);
+    }
+}
+
+/// Removes the record file at `path` (already gone is fine); its lock goes
+/// with the handle that holds it.
+fn remove_record(path: &Utf8Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(record = %path, error = %e, "could not remove a journal record");
     }
 }
 
@@ -220,11 +225,7 @@ pub(crate) struct Stale {
 
 impl Stale {
     pub(crate) fn remove(self) {
-        if let Err(e) = std::fs::remove_file(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(record = %self.path, error = %e, "could not remove a journal record");
-        }
+        remove_record(&self.path);
     }
 }
 
@@ -275,6 +276,14 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
+}
+
+/// Nanoseconds since 1970, now.
+pub(crate) fn now_nanos() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or_default()
 }
 
 /// Nanoseconds since 1970 of an RFC 3339 time (`Z` or `±hh:mm`, any
@@ -419,7 +428,7 @@ impl<G: Govc> Inner<G> {
     pub(crate) async fn resolve(&self, record: &Record) -> Result<Resolution, CloudError> {
         let vm = VmRef::parse(&record.vm)?;
         let Some(info) = self.lookup(&vm).await? else {
-            let now = parse_rfc3339(&rfc3339(SystemTime::now())).unwrap_or_default();
+            let now = now_nanos();
             let young = parse_rfc3339(&record.created).is_some_and(|at| {
                 now.saturating_sub(at) < self.settings.clone_grace.as_nanos() as i128
             });
@@ -476,13 +485,6 @@ impl<G: Govc> Inner<G> {
                 }
             }
         }
-    }
-
-    /// Writes `annotation` on `vm` (one `vm.change -annotation`).
-    async fn annotate(&self, vm: &VmRef, annotation: &str) -> Result<(), CloudError> {
-        let mut change = VmChange::new(vm.clone());
-        change.annotation = Some(annotation.to_owned());
-        Ok(self.govc.exec(&change).await?)
     }
 }
 

@@ -276,8 +276,13 @@ impl<G: Govc> Inner<G> {
     /// Writes `marker` on the VM at `vm` (one `vm.change -annotation`).
     async fn claim(&self, vm: &VmRef, marker: &str) -> Result<(), CloudError> {
         tracing::info!(vm = %vm, "the clone left its VM without vmw's marker; marking it to remove it");
+        self.annotate(vm, marker).await
+    }
+
+    /// Sets the annotation of the VM at `vm` (one `vm.change -annotation`).
+    pub(crate) async fn annotate(&self, vm: &VmRef, annotation: &str) -> Result<(), CloudError> {
         let mut change = VmChange::new(vm.clone());
-        change.annotation = Some(marker.to_owned());
+        change.annotation = Some(annotation.to_owned());
         Ok(self.govc.exec(&change).await?)
     }
 
