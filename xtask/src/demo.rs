@@ -153,7 +153,9 @@ pub(crate) fn run(real_guests: bool) -> Result<()> {
     let started = Instant::now();
     let tools = crate::govmomi_tools(false)?;
     let (image, ssh_peer) = if real_guests {
-        let image = GuestImage::from_dir(crate::guest::for_real_guests()?.dir())?;
+        let image = GuestImage::from_dir(
+            crate::guest::for_real_guests(crate::guest::Release::default())?.dir(),
+        )?;
         (Some(image), Ok(()))
     } else {
         (None, ensure_ssh_peer())

@@ -76,18 +76,68 @@ use boot_check::Accel;
 /// changes the image, so cached images are rebuilt.
 const FORMAT: u32 = 1;
 
-/// The Debian release of the guest.
-const SUITE: &str = "bookworm";
+/// The Debian release of a guest image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Debian 12, cloud-init 22.4.
+    Bookworm,
+    /// Debian 13, cloud-init 25.1.4: the default.
+    #[default]
+    Trixie,
+}
+
+impl Release {
+    /// Every release an image can be built for, oldest first.
+    pub(crate) const ALL: [Release; 2] = [Release::Bookworm, Release::Trixie];
+
+    /// The suite's code name.
+    pub(crate) fn suite(self) -> &'static str {
+        match self {
+            Release::Bookworm => "bookworm",
+            Release::Trixie => "trixie",
+        }
+    }
+
+    /// The release's version number, as `/etc/debian_version` starts.
+    pub(crate) fn version(self) -> &'static str {
+        match self {
+            Release::Bookworm => "12",
+            Release::Trixie => "13",
+        }
+    }
+
+    /// Where the packages come from: the release, its updates and security.
+    fn mirrors(self) -> Vec<String> {
+        let suite = self.suite();
+        vec![
+            format!("deb http://deb.debian.org/debian {suite} main"),
+            format!("deb http://deb.debian.org/debian {suite}-updates main"),
+            format!("deb http://deb.debian.org/debian-security {suite}-security main"),
+        ]
+    }
+}
+
+impl std::str::FromStr for Release {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Release::ALL
+            .into_iter()
+            .find(|r| r.suite() == s)
+            .with_context(|| {
+                format!("unknown Debian release {s:?}: the guest image is bookworm or trixie")
+            })
+    }
+}
+
+impl std::fmt::Display for Release {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.suite())
+    }
+}
 
 /// The guest's architecture: the one `qemu-system-x86_64` runs.
 const ARCHITECTURE: &str = "amd64";
-
-/// Where the packages come from: the release, its updates and security.
-const MIRRORS: &[&str] = &[
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-];
 
 /// The directory of the guest's files, relative to the workspace root.
 const GUEST_DIR: &str = "xtask/guest";
@@ -146,8 +196,9 @@ impl Image {
     }
 }
 
-/// `cargo xtask guest-image [--force] [--boot-check] [--accel tcg|kvm]`.
+/// `cargo xtask guest-image [--release R] [--force] [--boot-check] [--accel tcg|kvm]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut release = Release::default();
     let mut force = false;
     let mut check = false;
     let mut accel = None;
@@ -155,6 +206,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--force" => force = true,
+            "--release" => {
+                release = it
+                    .next()
+                    .context("--release needs bookworm or trixie")?
+                    .parse()?;
+            }
             "--boot-check" => check = true,
             "--accel" => {
                 accel = Some(it.next().context("--accel needs tcg or kvm")?.parse()?);
@@ -165,7 +222,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if accel.is_some() && !check {
         bail!("--accel applies to --boot-check");
     }
-    let image = ensure(force)?;
+    let image = ensure(release, force)?;
     println!("{}", image.dir);
     if check {
         boot_check::run(&image, accel.unwrap_or(Accel::Tcg))?;
@@ -173,24 +230,24 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The image of the current inputs, built when the cache lacks it (or when
-/// `force` is set).
-pub(crate) fn ensure(force: bool) -> Result<Image> {
-    let recipe = Recipe::load(&crate::root())?;
+/// The image of `release` and the current inputs, built when the cache
+/// lacks it (or when `force` is set).
+pub(crate) fn ensure(release: Release, force: bool) -> Result<Image> {
+    let recipe = Recipe::load(&crate::root(), release)?;
     let cache = cache_root()?;
     let dir = cache.join(&recipe.key);
     if !force && dir.join(MANIFEST).is_file() {
-        eprintln!("xtask: the guest image {} is cached", recipe.key);
+        eprintln!("xtask: the {release} guest image {} is cached", recipe.key);
         return Ok(Image { dir });
     }
     build(&recipe, &cache, &dir)?;
     Ok(Image { dir })
 }
 
-/// The image of the current inputs (built when missing) and QEMU to run
-/// it, for the real-guest suite and demo.
-pub(crate) fn for_real_guests() -> Result<Image> {
-    let image = ensure(false)?;
+/// The image of `release` (built when missing) and QEMU to run it, for the
+/// real-guest suites and demo.
+pub(crate) fn for_real_guests(release: Release) -> Result<Image> {
+    let image = ensure(release, false)?;
     crate::install_missing("the real guests", boot_check::BOOT_NEEDS)?;
     Ok(image)
 }
@@ -205,6 +262,7 @@ fn cache_root() -> Result<Utf8PathBuf> {
 
 /// Everything a build depends on, and the key derived from it.
 struct Recipe {
+    release: Release,
     packages: Vec<String>,
     inputs: serde_json::Value,
     inputs_sha256: String,
@@ -213,28 +271,32 @@ struct Recipe {
 
 impl Recipe {
     /// Reads the guest's files under `root` and derives the key.
-    fn load(root: &Utf8Path) -> Result<Self> {
+    fn load(root: &Utf8Path, release: Release) -> Result<Self> {
         let guest = root.join(GUEST_DIR);
         let list = guest.join("packages");
-        let packages: Vec<String> = std::fs::read_to_string(&list)
-            .with_context(|| format!("reading {list}"))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect();
+        let mut packages = package_list(&list)?;
         if packages.is_empty() {
             bail!("{list} names no package");
         }
+        // The release's own packages, when it has some.
+        let own = guest.join(format!("packages.{release}"));
+        if own.is_file() {
+            packages.extend(package_list(&own)?);
+        }
         let mut files = BTreeMap::new();
         hash_tree(&guest, &guest, &mut files)?;
+        // Another release's package list is not an input of this one.
+        files.retain(|name, _| {
+            name.strip_prefix("packages.")
+                .is_none_or(|suite| suite == release.suite())
+        });
         let inputs = json!({
             "format": FORMAT,
-            "suite": SUITE,
+            "suite": release.suite(),
             "architecture": ARCHITECTURE,
-            "mirrors": MIRRORS,
+            "mirrors": release.mirrors(),
             "packages": packages,
-            "mmdebstrap": mmdebstrap_args(&packages, "ROOTFS"),
+            "mmdebstrap": mmdebstrap_args(release, &packages, "ROOTFS"),
             "mkfs": mkfs_args("ROOTFS", "base.raw"),
             "qemu-img": convert_args("base.raw", QCOW2),
             "files": files,
@@ -244,12 +306,24 @@ impl Recipe {
         let inputs_sha256 = hex(&Sha256::digest(inputs.to_string().as_bytes()));
         let key = inputs_sha256[..16].to_owned();
         Ok(Self {
+            release,
             packages,
             inputs,
             inputs_sha256,
             key,
         })
     }
+}
+
+/// The package names of a list file: one a line, `#` starting a comment.
+fn package_list(list: &Utf8Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(list)
+        .with_context(|| format!("reading {list}"))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Adds `path/to/file` → `"<sha256> <mode>"` for every file under `dir`,
@@ -287,7 +361,7 @@ fn hex(bytes: &[u8]) -> String {
 /// mmdebstrap's arguments, run in the workspace root, building into
 /// `rootfs`. The guest's files are named relative to the root, so the key
 /// does not depend on where the checkout is.
-fn mmdebstrap_args(packages: &[String], rootfs: &str) -> Vec<String> {
+fn mmdebstrap_args(release: Release, packages: &[String], rootfs: &str) -> Vec<String> {
     let mut args: Vec<String> = [
         "--mode=root",
         "--variant=apt",
@@ -296,12 +370,12 @@ fn mmdebstrap_args(packages: &[String], rootfs: &str) -> Vec<String> {
         &format!("--include={}", packages.join(",")),
         &format!("--dpkgopt={GUEST_DIR}/dpkg.cfg"),
         &format!("--customize-hook={GUEST_DIR}/customize.sh"),
-        SUITE,
+        release.suite(),
         rootfs,
     ]
     .map(str::to_owned)
     .to_vec();
-    args.extend(MIRRORS.iter().map(|m| (*m).to_owned()));
+    args.extend(release.mirrors());
     args
 }
 
@@ -345,8 +419,9 @@ fn build(recipe: &Recipe, cache: &Utf8Path, dir: &Utf8Path) -> Result<()> {
     std::fs::create_dir_all(cache).with_context(|| format!("creating {cache}"))?;
     remove_stale_builds(cache);
     eprintln!(
-        "xtask: building the guest image {} (Debian {SUITE}, {} packages)",
+        "xtask: building the guest image {} (Debian {}, {} packages)",
         recipe.key,
+        recipe.release,
         recipe.packages.len()
     );
     let started = Instant::now();
@@ -358,7 +433,11 @@ fn build(recipe: &Recipe, cache: &Utf8Path, dir: &Utf8Path) -> Result<()> {
     run_logged(
         Command::new("mmdebstrap")
             .current_dir(crate::root())
-            .args(mmdebstrap_args(&recipe.packages, rootfs.as_str())),
+            .args(mmdebstrap_args(
+                recipe.release,
+                &recipe.packages,
+                rootfs.as_str(),
+            )),
     )?;
     let kernel = kernel_version(&rootfs)?;
     let boot = rootfs.join("boot");
@@ -555,8 +634,8 @@ mod tests {
     #[test]
     fn the_key_follows_every_guest_file_and_nothing_else() {
         let root = crate::root();
-        let a = Recipe::load(&root).unwrap();
-        let b = Recipe::load(&root).unwrap();
+        let a = Recipe::load(&root, Release::Trixie).unwrap();
+        let b = Recipe::load(&root, Release::Trixie).unwrap();
         assert_eq!(a.key, b.key);
         assert_eq!(a.key.len(), 16);
 
@@ -577,10 +656,10 @@ mod tests {
     #[test]
     fn the_build_arguments_name_no_path_of_this_checkout() {
         let root = crate::root();
-        let recipe = Recipe::load(&root).unwrap();
+        let recipe = Recipe::load(&root, Release::Trixie).unwrap();
         let text = recipe.inputs.to_string();
         assert!(!text.contains(root.as_str()), "{text}");
-        let args = mmdebstrap_args(&recipe.packages, "ROOTFS");
+        let args = mmdebstrap_args(recipe.release, &recipe.packages, "ROOTFS");
         assert!(args.contains(&"--variant=apt".to_owned()));
         assert!(
             args.iter()

@@ -32,10 +32,12 @@
 //!   generates them from the command line's own definitions.
 
 mod bench;
+mod cloud_init_tests;
 mod demo;
 mod guest;
 mod python;
 mod tidy;
+mod vcsim;
 
 use std::process::{Command, ExitCode};
 
@@ -73,7 +75,7 @@ fn main() -> ExitCode {
         Some("tools") => tools_task(args.iter().any(|a| a == "--force")).map(|_| ()),
         Some("cloud-init") => cloud_init_task().map(|_| ()),
         Some("test") => test_task(),
-        Some("vcsim") => vcsim_task(),
+        Some("vcsim") => vcsim::task(&args[1..]),
         Some("demo") => demo_task(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("bench-agent") => bench::agent_main(&args[1..]),
@@ -84,8 +86,12 @@ fn main() -> ExitCode {
             if args.iter().any(|a| a == "--no-peer") {
                 return python::task(&tools, None);
             }
-            let image = guest::for_real_guests()?;
+            let image = guest::for_real_guests(guest::Release::default())?;
             python::task(&tools, Some(image.dir()))
+        }),
+        Some("cloud-init-tests") => govmomi_tools(false).and_then(|tools| {
+            ssh_peer_task()?;
+            cloud_init_tests::task(&tools, &args[1..])
         }),
         Some("tidy") => tidy::run(),
         Some("man") => man_task(&args[1..]),
@@ -388,7 +394,7 @@ fn test_task() -> Result<()> {
     let tools = govmomi_tools(false)?;
     let cloud_init = cloud_init_task()?;
     ssh_peer_task()?;
-    let guest_image = guest::for_real_guests()?;
+    let guest_image = guest::for_real_guests(guest::Release::default())?;
     tidy::run()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
@@ -418,30 +424,6 @@ fn test_task() -> Result<()> {
     bench::run(&["--smoke".to_owned()])?;
     eprintln!("xtask: all checks passed");
     Ok(())
-}
-
-fn vcsim_task() -> Result<()> {
-    govmomi_tools(false)?;
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let sim = vmw_testbed::Vcsim::start().await?;
-        let config = sim.config();
-        println!("# vCenter simulator ready; paste into a shell, Ctrl-C here to stop:");
-        let target =
-            vmw_govc::GovcTarget::new(&config, Some(sim.session_dir()), &Default::default());
-        for (k, v) in target.vars() {
-            println!("export {k}='{v}'");
-        }
-        println!(
-            "export {}='{}'",
-            vmw_config::env::GOVC_PASSWORD,
-            config.login().password.expose()
-        );
-        println!("export VMW_GOVC='{}'", sim.govc_path());
-        tokio::signal::ctrl_c().await?;
-        drop(sim);
-        Ok(())
-    })
 }
 
 fn demo_task(args: &[String]) -> Result<()> {

@@ -65,7 +65,7 @@ fn venv_support() -> Result<()> {
 
 /// The interpreter of the environment at `dir`, made if needed, with
 /// `packages` installed.
-fn venv(dir: &Utf8Path, packages: &[&str]) -> Result<Utf8PathBuf> {
+pub(crate) fn venv(dir: &Utf8Path, packages: &[&str]) -> Result<Utf8PathBuf> {
     let python = dir.join("bin/python");
     if !python.is_file() {
         run(Command::new(DEBIAN_PYTHON).args(["-m", "venv", dir.as_str()]))?;
@@ -105,7 +105,7 @@ fn wheel(python: &Utf8Path) -> Result<Utf8PathBuf> {
 }
 
 /// The wheel [`wheel`] built last.
-fn wheel_path() -> Result<Utf8PathBuf> {
+pub(crate) fn wheel_path() -> Result<Utf8PathBuf> {
     let out = root().join("target/python/wheels");
     let mut found = std::fs::read_dir(&out)?
         .filter_map(|e| Utf8PathBuf::from_path_buf(e.ok()?.path()).ok())
@@ -114,7 +114,7 @@ fn wheel_path() -> Result<Utf8PathBuf> {
 }
 
 /// Installs `wheel` (again) into the environment of `python`.
-fn install_wheel(python: &Utf8Path, wheel: &Utf8Path) -> Result<()> {
+pub(crate) fn install_wheel(python: &Utf8Path, wheel: &Utf8Path) -> Result<()> {
     run(Command::new(python).args([
         "-m",
         "pip",
@@ -143,7 +143,7 @@ fn lint(python: &Utf8Path) -> Result<()> {
 
 /// A temporary directory with a `home` in it: (the directory's guard, its
 /// path, the home).
-fn workdir(prefix: &str) -> Result<(tempfile::TempDir, Utf8PathBuf, Utf8PathBuf)> {
+pub(crate) fn workdir(prefix: &str) -> Result<(tempfile::TempDir, Utf8PathBuf, Utf8PathBuf)> {
     let tmp = tempfile::Builder::new().prefix(prefix).tempdir()?;
     let dir = Utf8Path::from_path(tmp.path())
         .context("the temporary directory is not UTF-8")?
@@ -156,7 +156,12 @@ fn workdir(prefix: &str) -> Result<(tempfile::TempDir, Utf8PathBuf, Utf8PathBuf)
 /// pytest in the environment of `python`, as a user of vmw runs it: a
 /// home of its own, the configuration in `PYCLOUDLIB_CONFIG`, vmw's govc,
 /// and nothing else of this process's environment but `PATH`.
-fn pytest(python: &Utf8Path, home: &Utf8Path, config: &Utf8Path, tools: &Tools) -> Command {
+pub(crate) fn pytest(
+    python: &Utf8Path,
+    home: &Utf8Path,
+    config: &Utf8Path,
+    tools: &Tools,
+) -> Command {
     let mut c = Command::new(python);
     c.args(["-m", "pytest", "-p", "no:cacheprovider"])
         .env_clear()

@@ -103,8 +103,13 @@ pub enum Accel {
 /// How [`RealGuests`] runs.
 #[derive(Clone, Debug)]
 pub struct RealGuestOptions {
-    /// The image every guest boots.
+    /// The image guests boot, unless [`RealGuestOptions::images`] names
+    /// another.
     pub image: GuestImage,
+    /// Other images, by the name of the VM (a template) whose guests boot
+    /// them: a VM of that name, its clones, their clones and so on boot
+    /// that image instead of [`RealGuestOptions::image`].
+    pub images: BTreeMap<String, GuestImage>,
     /// The accelerator.
     pub accel: Accel,
     /// Guest memory.
@@ -126,6 +131,7 @@ impl RealGuestOptions {
     pub fn new(image: GuestImage) -> Self {
         Self {
             image,
+            images: BTreeMap::new(),
             accel: Accel::default(),
             memory_mb: 512,
             ssh_port: Self::DEFAULT_SSH_PORT,
@@ -215,6 +221,8 @@ impl Drop for RealGuests {
 /// A VM the agent knows, by managed object id.
 struct Known {
     path: String,
+    /// The image its guest boots.
+    image: GuestImage,
     address: Ipv4Addr,
     disk: Utf8PathBuf,
     dir: Utf8PathBuf,
@@ -414,11 +422,21 @@ impl Agent {
         let dir = self.root.join(&info.moref);
         std::fs::create_dir_all(&dir)?;
         let disk = dir.join("disk.qcow2");
-        let source = self.clone_source(path).await;
-        match source
-            .and_then(|m| self.vms.get(&m))
-            .map(|k| (k.disk.clone(), k.qemu.is_some().then(|| qmp_socket(&k.dir))))
-        {
+        let (source_name, source) = match self.clone_source(path).await {
+            Some((name, moref)) => (Some(name), moref.and_then(|m| self.vms.get(&m))),
+            None => (None, None),
+        };
+        let own_name = path.rsplit('/').next().unwrap_or(path);
+        let image = match source {
+            Some(k) => k.image.clone(),
+            None => source_name
+                .as_deref()
+                .and_then(|n| self.options.images.get(n))
+                .or_else(|| self.options.images.get(own_name))
+                .unwrap_or(&self.options.image)
+                .clone(),
+        };
+        match source.map(|k| (k.disk.clone(), k.qemu.is_some().then(|| qmp_socket(&k.dir)))) {
             Some((src, running)) if src.is_file() => {
                 // A running source is paused for the copy, so that the
                 // copy is a consistent disk (as a vSphere clone of a
@@ -442,6 +460,7 @@ impl Agent {
         };
         Ok(Known {
             path: path.to_owned(),
+            image,
             address,
             disk,
             dir,
@@ -453,9 +472,10 @@ impl Agent {
         })
     }
 
-    /// The managed object id of the VM `path` was cloned from, if it was
-    /// (from the simulator's "Clone of NAME completed" event).
-    async fn clone_source(&self, path: &str) -> Option<String> {
+    /// The name of the VM `path` was cloned from, if it was (from the
+    /// simulator's "Clone of NAME completed" event), and its managed object
+    /// id when the agent knows it.
+    async fn clone_source(&self, path: &str) -> Option<(String, Option<String>)> {
         let out = self
             .govc
             .run(
@@ -483,11 +503,12 @@ impl Agent {
             .iter()
             .filter(|(_, k)| k.path.rsplit('/').next() == Some(source.as_str()))
             .collect();
-        candidates
+        let moref = candidates
             .iter()
             .find(|(_, k)| k.path.rsplit_once('/').map(|(f, _)| f) == Some(folder))
             .or_else(|| candidates.first())
-            .map(|(m, _)| (*m).clone())
+            .map(|(m, _)| (*m).clone());
+        Some((source, moref))
     }
 
     /// The VM's folder in vcsim's datastore directory.
@@ -564,7 +585,7 @@ async fn boot(
         run_quiet(
             Command::new("qemu-img")
                 .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-                .arg(options.image.disk.as_str())
+                .arg(k.image.disk.as_str())
                 .arg(k.disk.as_str()),
         )
         .await?;
@@ -589,8 +610,8 @@ async fn boot(
             "-smbios",
             "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform",
         ])
-        .args(["-kernel", options.image.kernel.as_str()])
-        .args(["-initrd", options.image.initrd.as_str()])
+        .args(["-kernel", k.image.kernel.as_str()])
+        .args(["-initrd", k.image.initrd.as_str()])
         .args(["-append", "root=/dev/vda console=ttyS0"])
         .args([
             "-drive",
