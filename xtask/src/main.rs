@@ -8,13 +8,20 @@
 //!   and installs Debian's OpenSSH server and sudo for the SSH tests.
 //! - `test`: `tools`, then `tidy`, `cargo fmt --check`, `cargo clippy
 //!   --all-targets -D warnings`, every test of the workspace (unit, vcsim,
-//!   SSH, cloud-init, real guests), the Python package (`python`), and the
+//!   SSH, cloud-init, real guests), the Python package (`python`),
+//!   cloud-init's own integration tests (`cloud-init-tests`), and the
 //!   demo.
 //! - `python`: builds vmw's Python package into `target/python/venv`, runs
 //!   ruff and mypy on it and its pytest suite on a simulator ([`python`]).
 //! - `tidy`: the rules the compiler does not check ([`tidy`]).
-//! - `vcsim`: starts a seeded simulator and prints the `GOVC_*` variables to
-//!   use it by hand, until Ctrl-C.
+//! - `vcsim [--real-guests [--release R]...]`: starts a seeded simulator,
+//!   prints the `GOVC_*` variables to use it by hand and writes a
+//!   `pycloudlib.toml` for it, until Ctrl-C; with `--real-guests`, its VMs
+//!   boot real Debian guests ([`vcsim`]).
+//! - `cloud-init-tests [--release R] [--workers N] [--all | TEST...]`:
+//!   cloud-init's own integration tests, from Debian's source package of
+//!   the guest's cloud-init, on a `vmware` platform backed by vmw and real
+//!   guests ([`cloud_init_tests`]).
 //! - `demo [--real-guests]`: makes sure of govc, vcsim and sshd as `tools`
 //!   does, then runs the main job of vmw on the local simulator; with
 //!   `--real-guests`, on real Debian guests under QEMU instead of sshd.
@@ -23,10 +30,11 @@
 //!   with and without vCenter-like delays; writes the tables into
 //!   `docs/perf.md` ([`bench`]). `--smoke` runs every part tiny and judges
 //!   nothing; `test` runs it so the bench keeps working.
-//! - `guest-image [--force] [--boot-check [--accel tcg|kvm]]`: builds the
-//!   Debian guest image that can stand behind a vcsim VM (cached by its
-//!   inputs) and prints its directory; `--boot-check` boots it once with
-//!   QEMU and checks that cloud-init sees a VMware VM.
+//! - `guest-image [--release R] [--force] [--boot-check [--accel tcg|kvm]]`:
+//!   builds the Debian guest image (trixie, or bookworm) that can stand
+//!   behind a vcsim VM (cached by its inputs) and prints its directory;
+//!   `--boot-check` boots it once with QEMU and checks that cloud-init sees
+//!   a VMware VM.
 //! - `man [--out DIR]`: writes vmw's man pages (`vmw.1`, `vmw-launch.1`,
 //!   ...) into DIR (default `target/man`) by running `vmw man`, which
 //!   generates them from the command line's own definitions.
@@ -50,18 +58,29 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   tools [--force]   install govc and vcsim (govmomi v0.56.0) into .tools/bin,
                     and cloud-init (the user-data judge) into .tools/cloud-init
-  test              tools, then tidy, fmt check, clippy, every test and the demo
+  test              tools, then tidy, fmt check, clippy, every test (cloud-init's
+                    integration tests too) and the demo
   tidy              the rules the compiler does not check (layers, env, processes, docs)
-  vcsim             run a seeded vCenter simulator until Ctrl-C
+  vcsim [--real-guests [--release R]...]
+                    run a seeded vCenter simulator until Ctrl-C, printing its
+                    GOVC_* variables and writing target/vcsim/pycloudlib.toml;
+                    --real-guests: its VMs boot real Debian guests (trixie,
+                    or each --release given)
+  cloud-init-tests [--release R] [--workers N] [--all | TEST...]
+                    cloud-init's own integration tests (Debian's source of the
+                    guest's version) on a vmware platform backed by vmw and
+                    real guests: the chosen set, --all, or the TESTs named
+                    (e.g. modules/test_cli.py)
   demo [--real-guests]
                     the main job of vmw on the local simulator; --real-guests
                     with Debian guests under QEMU behind the VMs
   bench [--count N] [--repeat R] [--no-write] [--smoke]
                     vmw against hand-written govc lanes on one simulator; writes
                     docs/perf.md (--smoke: tiny, nothing written or judged)
-  guest-image [--force] [--boot-check [--accel tcg|kvm]]
-                    build (or find cached) the Debian guest image for QEMU-backed
-                    VMs and print its directory; --boot-check boots it once
+  guest-image [--release bookworm|trixie] [--force] [--boot-check [--accel tcg|kvm]]
+                    build (or find cached) the Debian guest image (default
+                    trixie) for QEMU-backed VMs and print its directory;
+                    --boot-check boots it once
   python [--no-peer] build vmw's Python package into target/python/venv, run
                     ruff, mypy, its pytest suite on the simulator, and
                     pycloudlib's public-API test on real guests through it
@@ -91,7 +110,7 @@ fn main() -> ExitCode {
         }),
         Some("cloud-init-tests") => govmomi_tools(false).and_then(|tools| {
             ssh_peer_task()?;
-            cloud_init_tests::task(&tools, &args[1..])
+            cloud_init_tests::task(&tools, &args[1..], false)
         }),
         Some("tidy") => tidy::run(),
         Some("man") => man_task(&args[1..]),
@@ -394,7 +413,8 @@ fn test_task() -> Result<()> {
     let tools = govmomi_tools(false)?;
     let cloud_init = cloud_init_task()?;
     ssh_peer_task()?;
-    let guest_image = guest::for_real_guests(guest::Release::default())?;
+    let guest_image = guest::for_real_guests(guest::Release::Trixie)?;
+    let bookworm_image = guest::for_real_guests(guest::Release::Bookworm)?;
     tidy::run()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
@@ -415,9 +435,12 @@ fn test_task() -> Result<()> {
         .env(tools::VMW_VCSIM, &tools.vcsim)
         .env("VMW_CLOUD_INIT_ROOT", &cloud_init)
         .env("VMW_JUDGE_PYTHON", DEBIAN_PYTHON)
-        .env(vmw_testbed::GUEST_IMAGE_VAR, guest_image.dir()))?;
+        .env(vmw_testbed::GUEST_IMAGE_VAR, guest_image.dir())
+        .env(vmw_testbed::BOOKWORM_IMAGE_VAR, bookworm_image.dir()))?;
     eprintln!("xtask: the Python package: built, linted, and its suite on the simulator");
     python::task(&tools, Some(guest_image.dir()))?;
+    eprintln!("xtask: cloud-init's own integration tests, the chosen set, on trixie guests");
+    cloud_init_tests::task(&tools, &[], true)?;
     eprintln!("xtask: the demo, as the README's first command runs it");
     demo::run(false)?;
     eprintln!("xtask: the bench, tiny (it must keep working; nothing is timed)");

@@ -193,6 +193,7 @@ fn suite(python: &Utf8Path, tools: &Tools) -> Result<()> {
             .args(["-q", "tests"])
             .env("VMW_SSH_USER", sshd.user())
             .env("VMW_SSH_PORT", sshd.port().to_string())
+            .env("VMW_TEST_CLOUD_INIT_CONTROL", sshd.cloud_init_control())
             .status()
             .context("could not start pytest")?;
         drop(sshd);

@@ -79,6 +79,9 @@ pub struct Instance<G: Govc = ProcessGovc> {
     ip: Arc<Mutex<Option<IpAddr>>>,
     ssh: Arc<Mutex<Option<SshConfig>>>,
     guest: Arc<tokio::sync::Mutex<Option<Arc<SshGuest>>>>,
+    /// Set when vmw boots the guest anew: the next SSH connection made may
+    /// meet new host keys, and records them ([`SshGuest::renew_host_key`]).
+    booted: Arc<AtomicBool>,
     /// How long [`Instance::ip`] waits (the cloud's unless a launch said
     /// otherwise).
     ip_wait: Duration,
@@ -99,6 +102,7 @@ impl<G: Govc> Clone for Instance<G> {
             ip: self.ip.clone(),
             ssh: self.ssh.clone(),
             guest: self.guest.clone(),
+            booted: self.booted.clone(),
             ip_wait: self.ip_wait,
             ready: self.ready,
             progress: self.progress.clone(),
@@ -156,6 +160,7 @@ impl<G: Govc> Instance<G> {
             ip: Arc::new(Mutex::new(None)),
             ssh: Arc::new(Mutex::new(None)),
             guest: Arc::new(tokio::sync::Mutex::new(None)),
+            booted: Arc::new(AtomicBool::new(false)),
             ip_wait,
             ready,
             progress: None,
@@ -463,6 +468,9 @@ impl<G: Govc> Instance<G> {
             config,
             self.cloud.credentials(),
         ));
+        if self.booted.swap(false, Ordering::SeqCst) {
+            g.renew_host_key();
+        }
         *slot = Some(g.clone());
         Ok(g)
     }
@@ -561,7 +569,22 @@ impl<G: Govc> Instance<G> {
     /// Powers on without announcing it.
     pub(crate) async fn switch_on(&self) -> Result<(), CloudError> {
         self.forget_ip();
-        self.power(PowerOp::On, PowerState::On, "powered on").await
+        self.power(PowerOp::On, PowerState::On, "powered on")
+            .await?;
+        self.booted_anew(None);
+        Ok(())
+    }
+
+    /// vmw booted the guest anew: it may present new SSH host keys (its
+    /// cloud-init makes them on an instance's first boot, after a
+    /// `cloud-init clean` say), so the next connection to this VM, the one
+    /// vSphere names, records the key it meets instead of refusing it; the
+    /// connection `old` still open to the guest as well.
+    fn booted_anew(&self, old: Option<&SshGuest>) {
+        self.booted.store(true, Ordering::SeqCst);
+        if let Some(g) = old {
+            g.renew_host_key();
+        }
     }
 
     /// Powers the VM off hard (vSphere's "Power Off", what pycloudlib's
@@ -669,6 +692,7 @@ impl<G: Govc> Instance<G> {
             tracing::info!(vm = %self.vm, error = %e, "the guest cannot be asked to reboot; power-cycling");
             return self.power_cycle(stage).await;
         }
+        self.booted_anew(guest.as_deref());
         self.forget_ip();
         if let (Some(guest), Some(before)) = (guest, before) {
             guest.disconnect().await;
@@ -704,6 +728,7 @@ impl<G: Govc> Instance<G> {
             .restart_with(
                 || async {
                     cycle().await?;
+                    self.booted_anew(Some(&guest));
                     self.announce(Step::WaitIp);
                     self.ip().await?;
                     // The guest answers again with a new boot id, then

@@ -108,8 +108,8 @@ pub use vmw_govc::{
 };
 /// Guest access over SSH (vmw-ssh).
 pub use vmw_ssh::{
-    Cmd, ExecOptions, ExecResult, Guest, GuestExt, HostKeyPolicy, KnownHosts, KnownHostsError,
-    ReadyTimeouts, SshConfig, SshError, SshGuest,
+    CloudInitErrors, Cmd, ExecOptions, ExecResult, Guest, GuestExt, HostKeyPolicy, KnownHosts,
+    KnownHostsError, ReadyTimeouts, SshConfig, SshError, SshGuest,
 };
 /// The public key of a [`KeyPair`] and user-data errors (vmw-userdata).
 pub use vmw_userdata::{PublicKey, UserDataError};

@@ -15,8 +15,12 @@
 //!   whose error the wait must report, kept for inspection with its
 //!   evidence (console log, cloud-init status and logs, journal).
 //!
-//! Needs the guest image (`cargo xtask guest-image`, named by
-//! `VMW_GUEST_IMAGE`) and QEMU; `cargo xtask test` provides both. Built only
+//! The guests are Debian trixie (cloud-init 25.1.4), but for the shell
+//! script's, which is Debian bookworm (cloud-init 22.4), so that the older
+//! cloud-init keeps working. Needs both guest images (`cargo xtask
+//! guest-image` and `cargo xtask guest-image --release bookworm`, named by
+//! `VMW_GUEST_IMAGE` and `VMW_GUEST_IMAGE_BOOKWORM`) and QEMU; `cargo xtask
+//! test` provides them. Built only
 //! with the `real-guests` feature. The SSH user is the image's (`debian`),
 //! set through the settings as a user sets `ssh_user` in the config.
 
@@ -33,7 +37,13 @@ use vmw_govc::{GovcExt, ProcessGovc, VmRef};
 use vmw_ssh::{ReadyTimeouts, SshConfig};
 use vmw_testbed::{GuestImage, RealGuestOptions, RealGuests, Vcsim};
 
-const TEMPLATE: &str = "TEMPLATE-cloud-init-jammy";
+/// The template of trixie guests (cloud-init 25.1.4), the image named by
+/// `VMW_GUEST_IMAGE`.
+const TEMPLATE: &str = "TEMPLATE-cloud-init-trixie";
+
+/// The template of bookworm guests (cloud-init 22.4), the image named by
+/// `VMW_GUEST_IMAGE_BOOKWORM`: the older cloud-init keeps working.
+const BOOKWORM: &str = "TEMPLATE-cloud-init-bookworm";
 
 /// When each launch reached each step, for the timings the suite prints.
 #[derive(Clone, Default)]
@@ -85,8 +95,11 @@ struct Bed {
 impl Bed {
     async fn start() -> Self {
         let image = GuestImage::from_env().unwrap();
+        let bookworm = GuestImage::from_env_var(vmw_testbed::BOOKWORM_IMAGE_VAR).unwrap();
         let sim = Vcsim::start().await.unwrap();
-        let options = RealGuestOptions::new(image);
+        sim.add_templates(&[TEMPLATE, BOOKWORM]).await.unwrap();
+        let mut options = RealGuestOptions::new(image);
+        options.images.insert(BOOKWORM.to_owned(), bookworm);
         let port = options.ssh_port;
         let guests = RealGuests::start(sim.govc(), options).unwrap();
         let keys = tempfile::tempdir().unwrap();
@@ -252,7 +265,10 @@ async fn whole_life(bed: &Bed) {
         )
         .await
         .unwrap();
-    eprintln!("{}", bed.timeline.report(first.name(), Instant::now()));
+    eprintln!(
+        "{} (trixie)",
+        bed.timeline.report(first.name(), Instant::now())
+    );
     assert_eq!(bed.userdata_encoding(first.vm()).await, "gzip+base64");
 
     // The console log: the guest's serial port, written to a file in the
@@ -273,6 +289,16 @@ async fn whole_life(bed: &Bed) {
     assert_eq!(run(&first, "hostname").await.trim(), first.name());
     let status = run(&first, "cloud-init status --long").await;
     assert!(status.contains("status: done"), "{status}");
+    // The VMware datasource, reading guestinfo (ds-identify picked it: the
+    // image names no datasource).
+    assert!(
+        status.contains("DataSourceVMware [seed=guestinfo]"),
+        "{status}"
+    );
+    assert_eq!(
+        run(&first, "cat /run/cloud-init/cloud.cfg").await.trim(),
+        "datasource_list: [ VMware, None ]"
+    );
     let authorized = run(&first, "cat ~/.ssh/authorized_keys").await;
     assert!(authorized.contains(user_key), "{authorized}");
     let vmw_key = std::fs::read_to_string(&cloud.key_pair().public_path).unwrap();
@@ -405,10 +431,13 @@ async fn user_data_formats(bed: &Bed) {
     // One guest at a time on this line: with the other line's, two guests
     // share the machine's two cores.
     let a = cloud
-        .launch(&cloud.image(TEMPLATE).unwrap(), &bed.options(script))
+        .launch(&cloud.image(BOOKWORM).unwrap(), &bed.options(script))
         .await
         .unwrap();
-    eprintln!("{}", bed.timeline.report(a.name(), Instant::now()));
+    eprintln!(
+        "{} (bookworm)",
+        bed.timeline.report(a.name(), Instant::now())
+    );
     // Powered off hard right after it is ready, through a handle of its
     // own as `vmw stop` makes one (no address known yet), then on again:
     // the guest must come back. cloud-init's fresh SSH host keys were
@@ -456,7 +485,7 @@ async fn user_data_formats(bed: &Bed) {
         .launch(&cloud.image(TEMPLATE).unwrap(), &bed.options(mime))
         .await
         .unwrap();
-    eprintln!("{}", bed.timeline.report(b.name(), Instant::now()));
+    eprintln!("{} (trixie)", bed.timeline.report(b.name(), Instant::now()));
     assert_eq!(
         run(&b, "cat /var/tmp/vmw-part-1").await.trim(),
         "first part"

@@ -42,6 +42,7 @@ fn settings(sshd: &Sshd, ready: Duration) -> Settings {
         ready: ReadyTimeouts {
             ready,
             poll: Duration::from_millis(200),
+            ..ReadyTimeouts::default()
         },
         ..Settings::default()
     }
@@ -323,6 +324,56 @@ async fn wait_times_out_at_each_stage_with_the_right_error() {
         matches!(&err, CloudError::Ssh(SshError::Failed { what, .. }) if what == "cloud-init"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn new_host_keys_after_a_boot_by_vmw_are_recorded_and_refused_otherwise() {
+    let mut c = chain(true, Duration::from_secs(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = vmw_ssh::KnownHosts::new(utf8(&dir).join("known_hosts"));
+    let mut settings = settings(&c.sshd, Duration::from_secs(20));
+    settings.known_hosts = Some(store.clone());
+    let (cloud, _keys) = cloud_on(&c.sim, "rekey", settings);
+    c.sshd
+        .authorize(&cloud.key_pair().public_key.to_string())
+        .unwrap();
+    let inst = cloud
+        .launch(
+            &common::img("TEMPLATE-cloud-init-jammy"),
+            &LaunchOptions::default(),
+        )
+        .await
+        .unwrap();
+    let recorded = |store: &vmw_ssh::KnownHosts| {
+        store
+            .get(inst.host_key_identity())
+            .unwrap()
+            .unwrap()
+            .fingerprint()
+    };
+    let first = recorded(&store);
+
+    // The guest makes new host keys while it is off (as cloud-init does on
+    // the first boot after `cloud-init clean`); vmw powers it on: the new
+    // key is recorded, and the guest is ready.
+    inst.power_off().await.unwrap();
+    c.sshd.restart_with_new_host_key().unwrap();
+    inst.power_on().await.unwrap();
+    inst.wait().await.unwrap();
+    assert!(inst.execute("true").await.unwrap().ok());
+    let second = recorded(&store);
+    assert_ne!(first, second);
+
+    // A key that changes with no boot by vmw is refused, and the store
+    // keeps the key of the last boot.
+    c.sshd.restart_with_new_host_key().unwrap();
+    vmw_ssh::Guest::disconnect(inst.guest().await.unwrap().as_ref()).await;
+    let err = inst.execute("true").await.unwrap_err();
+    assert!(
+        matches!(&err, CloudError::Ssh(e) if e.stage() == Some(vmw_ssh::Stage::HostKey)),
+        "{err}"
+    );
+    assert_eq!(recorded(&store), second);
 }
 
 #[tokio::test]

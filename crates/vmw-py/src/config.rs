@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use vmw_cloud::{CloudError, Environment, Loader, Overrides, Secret, Settings, SshConfig};
+use vmw_cloud::{
+    CloudError, CloudInitErrors, Environment, Loader, Overrides, Secret, Settings, SshConfig,
+};
 
 /// What `VMWare(...)` was given beside its tag.
 #[derive(Default)]
@@ -67,6 +69,9 @@ pub(crate) fn settings(given: &Given, env: &Environment) -> Result<Settings, Clo
         ssh,
         ..Settings::default()
     };
+    // As pycloudlib's waits: cloud-init finished, with errors or not, is
+    // ready; the caller judges what it did (the warning logs its status).
+    settings.ready.cloud_init_errors = CloudInitErrors::Accept;
     if let Some(n) = given.concurrency {
         settings.concurrency = n;
     }

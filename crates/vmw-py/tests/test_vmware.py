@@ -192,6 +192,35 @@ def test_a_failing_wait_is_rolled_back(tmp_path: Path) -> None:
         assert _vms() == before
 
 
+def _cloud_init_mode(mode: str) -> None:
+    """Makes the SSH peer's cloud-init stand-in answer ``mode`` from now on."""
+    control = Path(os.environ["VMW_TEST_CLOUD_INIT_CONTROL"])
+    tmp = control.with_name(control.name + ".py")
+    tmp.write_text(f"delay=0.300\nmode={mode}\n", encoding="utf-8")
+    os.replace(tmp, control)
+
+
+def test_cloud_init_errors_end_waits_as_pycloudlib_s_do(
+    cloud: VMWare, caplog: pytest.LogCaptureFixture
+) -> None:
+    # pycloudlib's waits end once cloud-init has finished, errors or not:
+    # its callers (cloud-init's own tests among them) launch user data
+    # meant to fail and judge cloud-init's status themselves.
+    _cloud_init_mode("error")
+    try:
+        with caplog.at_level(logging.WARNING, logger="vmw"):
+            instance = cloud.launch("TEMPLATE-cloud-init-jammy", user_data="#cloud-config\n")
+            instance.wait()
+        status = instance.execute("cloud-init status --long")
+        assert status.return_code == 1
+        assert "status: error" in status.stdout
+        assert any("cloud-init finished with errors" in r.getMessage() for r in caplog.records)
+        assert instance.name in _vms()
+        instance.delete()
+    finally:
+        _cloud_init_mode("done")
+
+
 def test_ctrl_c_mid_launch_leaves_nothing() -> None:
     with VMWare(tag=_tag(), ssh_port=1) as cloud:
         before = _vms()

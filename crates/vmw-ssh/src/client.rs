@@ -1,6 +1,7 @@
 //! [`SshGuest`]: the [`Guest`] reached over SSH with russh.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,18 @@ pub enum HostKeyPolicy {
         /// The store.
         store: KnownHosts,
         /// The VM's identity (e.g. its inventory path and instance UUID).
+        identity: String,
+    },
+    /// As [`HostKeyPolicy::Known`], but the key presented first replaces
+    /// the one recorded (a warning says so when it differs): for the first
+    /// connection after the guest was booted anew by its owner, who knows
+    /// it is the same VM, when the guest may have made new host keys
+    /// (cloud-init does on an instance's first boot, so after `cloud-init
+    /// clean`). A different key later is refused.
+    Renew {
+        /// The store.
+        store: KnownHosts,
+        /// The VM's identity.
         identity: String,
     },
 }
@@ -148,6 +161,47 @@ impl client::Handler for Handler {
                     }
                 }
             }
+            HostKeyPolicy::Renew { store, identity } => {
+                if let Some(known) = self.pin.key() {
+                    if known.key_data() == presented.key_data() {
+                        return Ok(true);
+                    }
+                    self.pin.refuse(
+                        format!(
+                            "the server presented the host key {}, not {} it presented first after the boot; refusing to talk to it",
+                            fingerprint(&presented),
+                            fingerprint(&known)
+                        ),
+                        None,
+                    );
+                    return Ok(false);
+                }
+                let (store, identity, addr) = (store.clone(), identity.clone(), self.addr);
+                let key = presented.clone();
+                let renewed = tokio::task::spawn_blocking(move || {
+                    let result = store.renew(&identity, addr, &key);
+                    (identity, result)
+                })
+                .await;
+                match renewed {
+                    Ok((identity, Ok(old))) => {
+                        if let Some(old) = old {
+                            tracing::warn!(%identity, %addr, old = %old, new = %fingerprint(&presented), "ssh: the guest presents a new host key after the boot (cloud-init makes new keys on an instance's first boot); recorded it");
+                        }
+                        self.pin.set_key(presented);
+                        Ok(true)
+                    }
+                    Ok((_, Err(e))) => {
+                        self.pin.refuse(e.to_string(), e.hint_text());
+                        Ok(false)
+                    }
+                    Err(e) => {
+                        self.pin
+                            .refuse(format!("checking the known hosts failed: {e}"), None);
+                        Ok(false)
+                    }
+                }
+            }
             HostKeyPolicy::Known { store, identity } => {
                 let (store, identity, addr) = (store.clone(), identity.clone(), self.addr);
                 let key = presented.clone();
@@ -195,6 +249,9 @@ pub struct SshGuest {
     config: SshConfig,
     credentials: Credentials,
     pin: Arc<HostKeyPin>,
+    /// Whether the next handshake renews the host key
+    /// ([`SshGuest::renew_host_key`]).
+    renew: AtomicBool,
     conn: tokio::sync::Mutex<Option<Arc<Handle<Handler>>>>,
 }
 
@@ -224,8 +281,21 @@ impl SshGuest {
             config,
             credentials,
             pin: Arc::default(),
+            renew: AtomicBool::new(false),
             conn: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The guest was booted anew by its owner, who knows it is the same
+    /// VM: the next handshake accepts the host key the guest presents and
+    /// pins it (and records it in place of the known one, under
+    /// [`HostKeyPolicy::Known`]: see [`HostKeyPolicy::Renew`]), as a guest
+    /// may make new keys on a boot (cloud-init does on an instance's first
+    /// boot, so after `cloud-init clean`). Later handshakes must present
+    /// that key.
+    pub fn renew_host_key(&self) {
+        *self.pin.key.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.renew.store(true, Ordering::SeqCst);
     }
 
     /// The host key accepted on this guest's first contact, as an OpenSSH
@@ -268,9 +338,21 @@ impl SshGuest {
             keepalive_max: 4,
             ..client::Config::default()
         });
+        let renewing = self.renew.load(Ordering::SeqCst);
+        let policy = match &self.config.host_key {
+            HostKeyPolicy::Known { store, identity } | HostKeyPolicy::Renew { store, identity }
+                if renewing =>
+            {
+                HostKeyPolicy::Renew {
+                    store: store.clone(),
+                    identity: identity.clone(),
+                }
+            }
+            other => other.clone(),
+        };
         let handler = Handler {
             pin: self.pin.clone(),
-            policy: self.config.host_key.clone(),
+            policy,
             addr: self.addr,
         };
         let handshake = tokio::time::timeout(
@@ -293,6 +375,8 @@ impl SshGuest {
             }
             Ok(Ok(h)) => h,
         };
+        // The key was accepted (and pinned): the renewal is done.
+        self.renew.store(false, Ordering::SeqCst);
 
         let auth = tokio::time::timeout(
             self.config.banner_timeout,

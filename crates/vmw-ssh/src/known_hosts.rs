@@ -295,6 +295,45 @@ impl KnownHosts {
         )
     }
 
+    /// Records `presented` as the key of `identity` at `address`, replacing
+    /// the key recorded before: for a guest booted anew, which may have
+    /// made new host keys (cloud-init does on the first boot of an
+    /// instance, after `cloud-init clean` for one). Returns the fingerprint
+    /// of the key replaced when it was another one.
+    pub fn renew(
+        &self,
+        identity: &str,
+        address: SocketAddr,
+        presented: &PublicKey,
+    ) -> Result<Option<String>, KnownHostsError> {
+        if let Some(entry) = self.get(identity)?
+            && entry.key.key_data() == presented.key_data()
+            && entry.address == address
+        {
+            return Ok(None);
+        }
+        self.update(|entries| {
+            let key = PublicKey::from(presented.key_data().clone());
+            match entries.iter_mut().find(|e| e.identity == identity) {
+                Some(entry) => {
+                    let old =
+                        (entry.key.key_data() != presented.key_data()).then(|| entry.fingerprint());
+                    entry.key = key;
+                    entry.address = address;
+                    Ok((old, true))
+                }
+                None => {
+                    entries.push(HostKeyEntry {
+                        identity: identity.to_owned(),
+                        address,
+                        key,
+                    });
+                    Ok((None, true))
+                }
+            }
+        })
+    }
+
     /// Removes the entry of `identity` (a VM that was deleted); whether
     /// there was one.
     pub fn forget(&self, identity: &str) -> Result<bool, KnownHostsError> {

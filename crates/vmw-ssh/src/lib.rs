@@ -63,7 +63,7 @@ pub use client::{HostKeyPolicy, SshConfig, SshGuest};
 pub use command::{Cmd, ExecOptions, ExecResult, shell_quote};
 pub use credentials::{Credentials, load_private_key};
 pub use error::{SshError, Stage, WaitFor};
-pub use guest::{BOOT_ID_PATH, CLEAN_STEPS, Guest, GuestExt, ReadyTimeouts};
+pub use guest::{BOOT_ID_PATH, CLEAN_STEPS, CloudInitErrors, Guest, GuestExt, ReadyTimeouts};
 pub use known_hosts::{
     HostKeyChange, HostKeyCheck, HostKeyEntry, KnownHosts, KnownHostsError, fingerprint,
 };

@@ -192,6 +192,55 @@ async fn a_changed_key_is_refused_naming_identity_address_and_fingerprints() {
 }
 
 #[tokio::test]
+async fn a_guest_booted_anew_may_bring_a_new_key_once_and_it_is_recorded() {
+    let mut b = bed();
+    let guest = b.guest(VM_1);
+    reach(&guest).await.unwrap();
+    let old = b.host_key();
+    // The guest makes new host keys (as cloud-init does on an instance's
+    // first boot) and comes back.
+    b.sshd.restart_with_new_host_key().unwrap();
+    let new = b.host_key();
+    assert_ne!(old.key_data(), new.key_data());
+    guest.disconnect().await;
+
+    // Without a word from the guest's owner, the new key is refused.
+    let err = reach(&guest).await.unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
+    assert_eq!(
+        b.store.get(VM_1).unwrap().unwrap().key.key_data(),
+        old.key_data()
+    );
+
+    // Its owner booted it anew: the key met next is recorded, for this
+    // run and the next ones.
+    guest.renew_host_key();
+    reach(&guest).await.unwrap();
+    assert_eq!(
+        b.store.get(VM_1).unwrap().unwrap().key.key_data(),
+        new.key_data()
+    );
+    assert_eq!(
+        guest.host_key().unwrap().split_whitespace().nth(1),
+        b.sshd.host_public_key().split_whitespace().nth(1)
+    );
+    let later = b.guest(VM_1);
+    reach(&later).await.unwrap();
+
+    // Only once: another key after that is refused again.
+    b.sshd.restart_with_new_host_key().unwrap();
+    guest.disconnect().await;
+    let err = reach(&guest).await.unwrap_err();
+    assert_eq!(err.stage(), Some(Stage::HostKey), "{err}");
+    assert_eq!(
+        b.store.get(VM_1).unwrap().unwrap().key.key_data(),
+        new.key_data()
+    );
+    // The other entries of the store are left alone.
+    assert_eq!(b.store.entries().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn guests_connecting_at_once_record_one_entry() {
     let b = bed();
     let guests: Vec<SshGuest> = (0..6).map(|_| b.guest(VM_1)).collect();

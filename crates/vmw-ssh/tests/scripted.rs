@@ -10,7 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use camino::Utf8Path;
 use vmw_ssh::{
-    Cmd, ExecOptions, ExecResult, Guest, GuestExt, ReadyTimeouts, SshError, Stage, WaitFor,
+    CloudInitErrors, Cmd, ExecOptions, ExecResult, Guest, GuestExt, ReadyTimeouts, SshError, Stage,
+    WaitFor,
 };
 
 type Script = dyn Fn(&str, &ExecOptions) -> Answer + Send + Sync;
@@ -156,6 +157,7 @@ fn quick(ready_ms: u64) -> ReadyTimeouts {
     ReadyTimeouts {
         ready: Duration::from_millis(ready_ms),
         poll: Duration::from_millis(10),
+        ..ReadyTimeouts::default()
     }
 }
 
@@ -253,6 +255,35 @@ async fn cloud_init_errors_fail_and_degraded_passes() {
         _ => Answer::Exit(0, ""),
     });
     guest.wait_ready(quick(1000)).await.unwrap();
+}
+
+#[tokio::test]
+async fn cloud_init_errors_end_the_wait_when_accepted_and_nothing_else_does() {
+    let accept = ReadyTimeouts {
+        cloud_init_errors: CloudInitErrors::Accept,
+        ..quick(1000)
+    };
+    // status: error, exit 1: the wait ends, as pycloudlib's does.
+    let guest = Scripted::new("ubuntu", |line, _| match line {
+        SYSTEMD => Answer::Exit(1, ""),
+        STATUS => Answer::Out(1, "status: error\n".into()),
+        _ => Answer::Exit(0, ""),
+    });
+    guest.wait_ready(accept).await.unwrap();
+    assert_eq!(guest.count(STATUS), 1);
+
+    // Any other failure of `cloud-init status` (here: no cloud-init at
+    // all) still fails the wait.
+    let guest = Scripted::new("ubuntu", |line, _| match line {
+        SYSTEMD => Answer::Exit(1, ""),
+        STATUS => Answer::Exit(127, "sh: cloud-init: not found\n"),
+        _ => Answer::Exit(0, ""),
+    });
+    let err = guest.wait_ready(accept).await.unwrap_err();
+    assert!(
+        matches!(&err, SshError::Failed { what, .. } if what == "cloud-init"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -303,6 +303,7 @@ async fn ready_waits_for_cloud_init_and_reports_failures() {
         .wait_ready(ReadyTimeouts {
             ready: Duration::from_secs(5),
             poll: Duration::from_millis(100),
+            ..ReadyTimeouts::default()
         })
         .await
         .unwrap_err();
@@ -328,6 +329,7 @@ async fn ready_survives_connections_dropped_during_the_cloud_init_wait() {
     let timeouts = ReadyTimeouts {
         ready: Duration::from_secs(30),
         poll: Duration::from_millis(200),
+        ..ReadyTimeouts::default()
     };
     let dropper = async {
         while status_calls() == 0 {
@@ -375,6 +377,7 @@ async fn ready_times_out_at_the_ssh_stage_when_the_key_is_refused() {
         .wait_ready(ReadyTimeouts {
             ready: Duration::from_secs(2),
             poll: Duration::from_millis(200),
+            ..ReadyTimeouts::default()
         })
         .await
         .unwrap_err();
@@ -522,6 +525,7 @@ async fn a_passphrase_protected_key_is_a_key_error_naming_the_file() {
         .wait_ready(ReadyTimeouts {
             ready: Duration::from_secs(20),
             poll: Duration::from_millis(200),
+            ..ReadyTimeouts::default()
         })
         .await
         .unwrap_err();

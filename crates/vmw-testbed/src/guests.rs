@@ -75,20 +75,34 @@ impl GuestImage {
 
     /// The image named by `VMW_GUEST_IMAGE` (a directory).
     pub fn from_env() -> Result<Self, TestbedError> {
-        match std::env::var(GUEST_IMAGE_VAR) {
+        Self::from_env_var(GUEST_IMAGE_VAR)
+    }
+
+    /// The image named by the environment variable `var` (a directory).
+    pub fn from_env_var(var: &str) -> Result<Self, TestbedError> {
+        let release = if var == BOOKWORM_IMAGE_VAR {
+            " --release bookworm"
+        } else {
+            ""
+        };
+        match std::env::var(var) {
             Ok(dir) => Self::from_dir(Utf8Path::new(&dir)),
             Err(_) => Err(TestbedError::ToolMissing {
                 tool: "guest image",
                 detail: format!(
-                    "{GUEST_IMAGE_VAR} is not set; `cargo xtask guest-image` builds the image and prints its directory"
+                    "{var} is not set; `cargo xtask guest-image{release}` builds the image and prints its directory"
                 ),
             }),
         }
     }
 }
 
-/// Names the guest image directory for the tests.
+/// Names the guest image directory for the tests: Debian trixie.
 pub const GUEST_IMAGE_VAR: &str = "VMW_GUEST_IMAGE";
+
+/// Names the directory of the Debian bookworm guest image, for the tests
+/// that keep the older cloud-init (22.4) working.
+pub const BOOKWORM_IMAGE_VAR: &str = "VMW_GUEST_IMAGE_BOOKWORM";
 
 /// How QEMU runs the guests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

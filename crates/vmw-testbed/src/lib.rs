@@ -75,7 +75,10 @@ use vmw_govc::requests::VmCreate;
 use vmw_govc::{GovcError, GovcExt, GovcTarget, ProcessGovc, VmRef};
 
 pub use agent::{AgentOptions, GuestAgent};
-pub use guests::{Accel, GUEST_IMAGE_VAR, GuestImage, GuestState, RealGuestOptions, RealGuests};
+pub use guests::{
+    Accel, BOOKWORM_IMAGE_VAR, GUEST_IMAGE_VAR, GuestImage, GuestState, RealGuestOptions,
+    RealGuests,
+};
 pub use proxy::{ClientClose, FaultProxy, FaultRule};
 pub use ssh_agent::SshAgent;
 pub use sshd::{CloudInitMode, Sshd, SshdOptions};

@@ -231,6 +231,14 @@ impl Sshd {
         self.files().write_cloud_init_control(delay, mode)
     }
 
+    /// The file the `cloud-init` stand-in reads its delay and mode from
+    /// (`delay=S.MMM` and `mode=done|error|degraded` lines), for a client
+    /// in another process (a Python test) to change them: write it whole,
+    /// by renaming a file into place.
+    pub fn cloud_init_control(&self) -> Utf8PathBuf {
+        self.files().cloud_init_control.clone()
+    }
+
     /// The arguments of every `apt-get` call so far, one line per call.
     pub fn apt_get_calls(&self) -> Vec<String> {
         fs::read_to_string(self.files().apt_get_calls)

@@ -39,13 +39,25 @@ def _users() -> dict[str, str]:
     return users
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands the tests to pytest-xdist workers."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Registers the ``vmware`` platform in cloud-init's framework."""
     # cloud-init's test modules, importable from the root of its source.
     from tests.integration_tests import (  # type: ignore[import-not-found,unused-ignore]
         clouds,
         conftest,
+        integration_settings,
     )
+
+    if _xdist_controller(config):
+        # Each worker prepares the session's image for the tests it runs;
+        # the controller runs none, so it prepares nothing.
+        integration_settings.INCLUDE_PROFILE = False
+        integration_settings.INCLUDE_COVERAGE = False
 
     class VmwareCloud(clouds.IntegrationCloud):  # type: ignore[misc,unused-ignore]
         """cloud-init's integration cloud on vmw's ``VMWare``."""
