@@ -11,7 +11,12 @@ the tests are collected, so that their files run unchanged:
   ``CLOUD_INIT_OS_IMAGE`` (``::debian::trixie::13``: an empty image id, the
   OS, the series, the version), or the image id given first;
 - the default user of each OS the framework does not know is named by
-  ``VMW_CLOUD_INIT_USERS`` (``debian=debian``, the default).
+  ``VMW_CLOUD_INIT_USERS`` (``debian=debian``, the default);
+- every VM has a serial console log (``launch(console=True)``), which
+  ``console_log()`` reads;
+- under pytest-xdist, each worker prepares the session's image (the
+  framework's ``INCLUDE_PROFILE`` or ``INCLUDE_COVERAGE``) and the
+  controller, which runs no test, prepares nothing.
 
 vmw's own configuration (``PYCLOUDLIB_CONFIG``, ``VMW_GOVC``, ...) says
 which vCenter, folder and templates are used.
@@ -66,6 +71,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
         def _get_cloud_instance(self) -> Any:
             return vmw.VMWare(tag=TAG)
+
+        def _perform_launch(self, *, launch_kwargs: dict[str, Any], **kwargs: Any) -> Any:
+            # Every VM gets a serial console log, which the framework reads
+            # (console_log) as it does on the clouds that keep one.
+            launch_kwargs.setdefault("console", True)
+            return super()._perform_launch(launch_kwargs=launch_kwargs, **kwargs)
 
     conftest.platforms["vmware"] = VmwareCloud
     for os_name, user in _users().items():
