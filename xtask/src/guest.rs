@@ -21,8 +21,10 @@
 //! (one `KEY BASE64(VALUE)` line per guestinfo key); `qemu_fw_cfg` loaded at
 //! boot; `LANG=C.UTF-8`; `manage_etc_hosts: localhost`. cloud-init keeps
 //! Debian's datasource list (VMware is in it), its default user `debian`
-//! with sudo, and its fallback network: DHCP on the first NIC, through
-//! ifupdown.
+//! with sudo, and its fallback network: DHCP on the first NIC, rendered for
+//! the release's network stack (`packages.<release>`): netplan,
+//! systemd-networkd and systemd-resolved on trixie, as Debian's own cloud
+//! images have them; ifupdown and ISC's dhclient on bookworm.
 //!
 //! There is no boot loader: the root file system fills the whole disk
 //! (`mkfs.ext4 -d`, label `vmw-root`, 2 GiB virtual), and QEMU boots the

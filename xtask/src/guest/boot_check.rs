@@ -297,6 +297,11 @@ async fn check(
         ("hostname", Some(HOSTNAME)),
         ("sudo -n true", Some("")),
         ("cloud-init status --long", None),
+        // A unit that failed at boot (the network's, say) is a broken image
+        // even when SSH answers.
+        ("systemctl --failed --no-legend --plain", Some("")),
+        // Where the boot's time went, for whoever changes the image.
+        ("systemd-analyze blame | head -n 8", None),
     ] {
         let output = ssh.expect(command, expected).await?;
         lines.push((command.to_owned(), output));
