@@ -8,14 +8,16 @@
 //!
 //! # What the image is
 //!
-//! Debian bookworm (amd64) made by `mmdebstrap --variant=apt` with the
-//! packages listed in `xtask/guest/packages` (no Recommends), the dpkg path
+//! Debian trixie or bookworm (amd64, `--release`, trixie by default) made by
+//! `mmdebstrap --variant=apt` with the packages listed in `xtask/guest/packages`
+//! and `xtask/guest/packages.<release>` (no Recommends), the dpkg path
 //! filters of `xtask/guest/dpkg.cfg` (no documentation, no drivers for
 //! hardware QEMU never shows), and the customize hook
 //! `xtask/guest/customize.sh`, which copies in `xtask/guest/rootfs/` and
-//! prepares the guest as a template: empty machine id and resolv.conf, no
-//! SSH host keys, sshd enabled, apt's timers masked, a small initramfs
-//! (`MODULES=list`). The files under `rootfs/` hold the rest:
+//! prepares the guest as a template: empty machine id, no resolver of the
+//! build host's (systemd-resolved's stub where the image has netplan), no
+//! SSH host keys, networkd and resolved enabled where netplan is, sshd
+//! enabled, apt's timers masked, a small initramfs (`MODULES=list`). The files under `rootfs/` hold the rest:
 //! `/usr/bin/vmware-rpctool`, a shell script that answers cloud-init's
 //! guestinfo requests from the QEMU fw_cfg file `opt/vmw/guestinfo`
 //! (one `KEY BASE64(VALUE)` line per guestinfo key); `qemu_fw_cfg` loaded at

@@ -20,9 +20,10 @@
 //! `cloud-init status --wait` succeeds, `cloud-id` and
 //! `systemd-detect-virt` print `vmware`, ds-identify found the VMware
 //! datasource, the instance id and host name are
-//! the metadata's, `sudo` works without a word on stderr, and
-//! `vmware-rpctool info-set` keeps what it is given. It reports
-//! the time from power-on to SSH and to cloud-init done. When a check fails,
+//! the metadata's, `sudo` works without a word on stderr, no unit failed
+//! at boot, and `vmware-rpctool info-set` keeps what it is given. It
+//! reports the time from power-on to SSH and to cloud-init done, and the
+//! slowest units of the boot (`systemd-analyze blame`). When a check fails,
 //! it prints the tail of the console and keeps its directory.
 //!
 //! Under software emulation (`tcg`, the default) one boot takes about a
